@@ -1,0 +1,55 @@
+"""jobstatus: what your background jobs are doing, whichever queue runs them.
+
+Example::
+
+    import jobstatus
+
+    @jobstatus.track
+    def export(rows):
+        status = jobstatus.current()
+        status.progress.total = len(rows)
+        for row in rows:
+            status.progress.increment()
+
+    s = jobstatus.get(job_id)
+    s.status, s.progress.percent
+"""
+
+from ._batch import Batch
+from ._config import configure
+from ._errors import (
+    ConfigurationError,
+    JobStatusError,
+    NoCurrentJob,
+    NotSupportedError,
+    StoreError,
+)
+from ._job import Job, asubmit, current, submit, track
+from ._read import aget, arecent, get, recent
+from ._status import Progress, Status
+from .stores import Store, store_from_url
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "ConfigurationError",
+    "Job",
+    "JobStatusError",
+    "NoCurrentJob",
+    "NotSupportedError",
+    "Progress",
+    "Status",
+    "Store",
+    "StoreError",
+    "aget",
+    "arecent",
+    "asubmit",
+    "configure",
+    "current",
+    "get",
+    "recent",
+    "store_from_url",
+    "submit",
+    "track",
+]

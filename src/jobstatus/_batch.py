@@ -1,0 +1,135 @@
+"""``Batch``: many jobs read together, in a few round trips."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from ._read import acall_store, call_store, job_id_of, store_or_default
+from ._record import Record, unique_ids
+from ._status import Progress, Status
+from .stores.base import POLL_FIRST, POLL_GROWTH, POLL_MAX
+
+COUNT_KEYS = ("queued", "working", "completed", "failed", "missing")
+
+
+class Batch:
+    """A group of jobs read together: overall status, counts and progress.
+
+    The records are read on first use (one store call for all members, which
+    the store splits into a few round trips per many thousand ids);
+    ``refresh()`` reads them again. Repeated ids count once.
+
+    Example::
+
+        batch = jobstatus.Batch(job_ids)
+        print(batch.status, batch.counts, batch.progress.percent)
+        batch.wait(timeout=60)
+    """
+
+    def __init__(self, jobs: Iterable[object], *, store: object = None) -> None:
+        self.job_ids: list[str] = unique_ids(job_id_of(job) for job in jobs)
+        self._store = store_or_default(store)
+        self._statuses: list[Status] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Batch of {len(self.job_ids)} jobs>"
+
+    def __len__(self) -> int:
+        return len(self.job_ids)
+
+    def _load(self, records: list[Record | None]) -> Batch:
+        self._statuses = [
+            Status(job_id, record, self._store) for job_id, record in zip(self.job_ids, records)
+        ]
+        return self
+
+    def refresh(self) -> Batch:
+        """Read every member again (in place) and return the batch."""
+        return self._load(call_store(self._store.read_many, self.job_ids))
+
+    async def arefresh(self) -> Batch:
+        """Async twin of :meth:`refresh`."""
+        return self._load(await acall_store(self._store.aread_many, self.job_ids))
+
+    @property
+    def statuses(self) -> list[Status]:
+        """One snapshot per member, in order."""
+        if self._statuses is None:
+            self.refresh()
+        assert self._statuses is not None
+        return self._statuses
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Members per state, plus ``missing`` for unknown or expired ids."""
+        counts = dict.fromkeys(COUNT_KEYS, 0)
+        for status in self.statuses:
+            counts[status.status if status.status in counts else "missing"] += 1
+        return counts
+
+    @property
+    def status(self) -> str | None:
+        """failed if any failed; queued if all queued; completed if all completed;
+        working otherwise; None when no member exists."""
+        counts = self.counts
+        existing = len(self.job_ids) - counts["missing"]
+        if existing == 0:
+            return None
+        if counts["failed"]:
+            return "failed"
+        if counts["queued"] == existing:
+            return "queued"
+        if counts["completed"] == existing:
+            return "completed"
+        return "working"
+
+    @property
+    def progress(self) -> Progress:
+        """``current`` and ``total`` summed over the members that have a total."""
+        current: float = 0
+        total: float | None = None
+        for status in self.statuses:
+            member_total = status.progress.total
+            if member_total is not None:
+                total = (total or 0) + member_total
+                current += status.progress.current
+        return Progress(current=current, total=total)
+
+    @property
+    def is_finished(self) -> bool:
+        """No existing member is queued or working."""
+        counts = self.counts
+        return not (counts["queued"] or counts["working"])
+
+    def wait(self, timeout: float | None = None) -> Batch:
+        """Re-read with backoff until :attr:`is_finished`; return the batch.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_FIRST
+        while not self.refresh().is_finished:
+            delay = self._next_delay(deadline, delay)
+            time.sleep(delay)
+        return self
+
+    async def until_finished(self, timeout: float | None = None) -> Batch:
+        """Async twin of :meth:`wait`."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_FIRST
+        while not (await self.arefresh()).is_finished:
+            delay = self._next_delay(deadline, delay)
+            await asyncio.sleep(delay)
+        return self
+
+    def _next_delay(self, deadline: float | None, delay: float) -> float:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the batch of {len(self.job_ids)} jobs did not finish in time")
+            return min(delay * POLL_GROWTH, POLL_MAX, left)
+        return min(delay * POLL_GROWTH, POLL_MAX)

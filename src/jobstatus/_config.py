@@ -1,0 +1,194 @@
+"""Options, their defaults, and ``configure()``.
+
+The global settings are read when a job starts; per-job options (from
+``track(...)`` or an integration) override them for that job only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from ._errors import ConfigurationError
+from .stores.base import Store
+
+INCLUDES: Final = frozenset({"status", "serialized_job", "exception"})
+ON_STORE_ERROR: Final = ("warn", "raise")
+STORE_ENV: Final = "JOBSTATUS_STORE"
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """The options one job runs with."""
+
+    expires_in: float = 3600.0
+    finished_expires_in: float | None = None
+    throttle_interval: float = 0.0
+    includes: frozenset[str] = frozenset({"status"})
+    on_store_error: str = "warn"
+
+    @property
+    def finished_ttl(self) -> float:
+        """Seconds a completed or failed record lives after its last write."""
+        return self.expires_in if self.finished_expires_in is None else self.finished_expires_in
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> JobOptions:
+        """A copy with ``overrides`` validated and applied (None values ignored)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return replace(self, **validate_options(given))
+
+
+def _seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name} must be seconds (int, float or timedelta), not {type(value).__name__}: {value!r}"
+        )
+    if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise ConfigurationError(f"{name} must be {bound} finite seconds; got {value!r}")
+    return float(value)
+
+
+def _includes(value: object) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"includes must be a set of names such as {{'status', 'exception'}}, not {value!r}"
+        )
+    names = frozenset(value)
+    unknown = names - INCLUDES
+    if unknown:
+        raise ConfigurationError(
+            f"unknown includes entry {', '.join(sorted(map(repr, unknown)))}; "
+            f"choose from {', '.join(sorted(INCLUDES))}"
+        )
+    return names
+
+
+def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check job options by name; return them normalised.
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value, naming it.
+    """
+    checked: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "expires_in":
+            checked[name] = _seconds(name, value, allow_zero=False)
+        elif name == "finished_expires_in":
+            checked[name] = None if value is None else _seconds(name, value, allow_zero=False)
+        elif name == "throttle_interval":
+            checked[name] = _seconds(name, value, allow_zero=True)
+        elif name == "includes":
+            checked[name] = _includes(value)
+        elif name == "on_store_error":
+            if value not in ON_STORE_ERROR:
+                raise ConfigurationError(
+                    f"on_store_error must be 'warn' or 'raise', not {value!r}"
+                )
+            checked[name] = value
+        else:
+            raise ConfigurationError(f"unknown option {name!r}")
+    return checked
+
+
+def default_store_url() -> str:
+    """``JOBSTATUS_STORE`` when set, else the SQLite file under the user's cache directory."""
+    from_env = os.environ.get(STORE_ENV)
+    if from_env:
+        return from_env
+    import platformdirs
+
+    folder = Path(platformdirs.user_cache_dir("jobstatus", appauthor=False))
+    return f"sqlite:///{folder / 'jobstatus.db'}"
+
+
+class Settings:
+    """The process-wide settings behind ``configure()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.options = JobOptions()
+        self._store_setting: object = None
+        self._store: Store | None = None
+
+    def configure(self, **options: Any) -> None:
+        store_given = "store" in options
+        store_value = options.pop("store", None)
+        job_options = validate_options(options)
+        new_store = None
+        if store_given and store_value is not None:
+            from .stores import resolve_store
+
+            new_store = resolve_store(store_value)
+        with self._lock:
+            self.options = replace(self.options, **job_options)
+            if store_given:
+                self._store_setting = store_value
+                self._store = new_store
+
+    def store(self) -> Store:
+        """The configured store, built from the default on first use."""
+        store = self._store
+        if store is not None:
+            return store
+        from .stores import store_from_url
+
+        with self._lock:
+            if self._store is None:
+                self._store = store_from_url(default_store_url())
+            return self._store
+
+    def is_store_configured(self) -> bool:
+        """Whether ``configure(store=...)`` chose a store in this process."""
+        return self._store_setting is not None
+
+    def store_spec(self) -> str | None:
+        """What another process needs to reach the same store: a URL, or None if unknown."""
+        setting = self._store_setting
+        if setting is None:
+            return default_store_url()
+        return setting if isinstance(setting, str) else None
+
+    def reset(self) -> None:
+        """Back to the defaults (for tests)."""
+        with self._lock:
+            self.options = JobOptions()
+            self._store_setting = None
+            self._store = None
+
+
+settings = Settings()
+
+
+def configure(**options: Any) -> None:
+    """Change the global settings; only the options given change.
+
+    Args:
+        store: a store URL, a :class:`jobstatus.Store`, a ready client (redis,
+            pymemcache, psycopg) or any cache with get/set/delete. None goes
+            back to the default (``JOBSTATUS_STORE`` or the embedded SQLite file).
+        expires_in: seconds (or a timedelta) a record lives after its last write.
+        finished_expires_in: the same once the job completed or failed; None
+            means ``expires_in``.
+        throttle_interval: least seconds between throttled writes inside a job;
+            0 writes every change at once.
+        includes: what the lifecycle records: a subset of ``{"status",
+            "serialized_job", "exception"}``.
+        on_store_error: ``"warn"`` (log, rate-limited, the job goes on) or
+            ``"raise"`` (raise ``StoreError`` in the job).
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value, naming it.
+
+    Example::
+
+        jobstatus.configure(store="redis://localhost:6379/0", throttle_interval=0.5)
+    """
+    settings.configure(**options)

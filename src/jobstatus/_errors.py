@@ -1,0 +1,38 @@
+"""The exceptions jobstatus raises.
+
+::
+
+    JobStatusError
+     ├── ConfigurationError      bad option, unknown store URL, missing driver
+     ├── StoreError              the store failed; the driver's error is __cause__
+     ├── NotSupportedError       the store cannot do it (listing on memcached)
+     └── NoCurrentJob            also a LookupError: current() outside a job
+
+Bad values (non-JSON data, malformed ids) raise the built-in ``TypeError`` and
+``ValueError``, since that is what Python users test for.
+"""
+
+from __future__ import annotations
+
+
+class JobStatusError(Exception):
+    """Base class of every error jobstatus raises on purpose."""
+
+
+class ConfigurationError(JobStatusError):
+    """An option, store URL or driver is wrong or missing."""
+
+
+class StoreError(JobStatusError):
+    """The store could not be reached or answered with an error.
+
+    The driver's own exception is kept as ``__cause__``.
+    """
+
+
+class NotSupportedError(JobStatusError):
+    """The configured store cannot do what was asked (for example, listing)."""
+
+
+class NoCurrentJob(JobStatusError, LookupError):
+    """``jobstatus.current()`` was called outside a running job."""

@@ -1,0 +1,252 @@
+"""The status record: reserved keys, validation, the JSON codec and merging.
+
+Everything here is pure: no I/O. Stores and the sync and async front ends all
+call it, so a record means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Final
+
+STATES: Final = ("queued", "working", "completed", "failed")
+FINISHED_STATES: Final = frozenset({"completed", "failed"})
+RESERVED_KEYS: Final = frozenset(
+    {
+        "status",
+        "progress",
+        "total",
+        "exception",
+        "serialized_job",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+        "attempts",
+    }
+)
+MAX_JOB_ID_LENGTH: Final = 512
+MAX_NESTING: Final = 32
+
+JSONValue = Any  # str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]
+Record = dict[str, JSONValue]
+
+
+def validate_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it is a valid id, else raise.
+
+    Raises:
+        TypeError: the id is not a ``str``.
+        ValueError: the id is empty, longer than 512 characters or holds a
+            control character.
+    """
+    if not isinstance(job_id, str):
+        raise TypeError(f"job id must be a str, not {type(job_id).__name__}: {job_id!r}")
+    if not job_id:
+        raise ValueError("job id must not be empty")
+    if len(job_id) > MAX_JOB_ID_LENGTH:
+        raise ValueError(
+            f"job id is {len(job_id)} characters long; the limit is {MAX_JOB_ID_LENGTH}"
+        )
+    if not job_id.isprintable() and any(_is_control(c) for c in job_id):
+        raise ValueError(f"job id must not contain control or surrogate characters: {job_id!r}")
+    return job_id
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) or 0xD800 <= code <= 0xDFFF
+
+
+def check_json_value(key: str, value: object, depth: int = 0) -> None:
+    """Raise if ``value`` (stored under ``key``) is not a JSON value.
+
+    Raises:
+        TypeError: a value of a non-JSON type, or a dict key that is not a str.
+        ValueError: NaN or an infinity, or nesting deeper than 32 levels.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"value of {key!r} must be a finite number, not {value!r}")
+        return
+    if depth >= MAX_NESTING:
+        raise ValueError(f"value of {key!r} is nested deeper than {MAX_NESTING} levels")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_json_value(key, item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for inner_key, item in value.items():
+            if not isinstance(inner_key, str):
+                raise TypeError(
+                    f"value of {key!r} has a non-str dict key {inner_key!r}; JSON keys are str"
+                )
+            check_json_value(key, item, depth + 1)
+        return
+    raise TypeError(
+        f"value of {key!r} is a {type(value).__name__}, which is not a JSON value "
+        "(use str, int, float, bool, None, list or dict)"
+    )
+
+
+def check_fields(fields: Mapping[Any, object]) -> Record:
+    """Validate keys and values to be written; return them as a new dict.
+
+    Raises:
+        TypeError: a key is not a ``str`` or a value is not a JSON value.
+        ValueError: a value is NaN or infinite, or a reserved key has a bad value.
+    """
+    checked: Record = {}
+    for key, value in fields.items():
+        if not isinstance(key, str):
+            raise TypeError(f"status keys must be str, not {type(key).__name__}: {key!r}")
+        if not key:
+            raise ValueError("status keys must not be empty")
+        check_json_value(key, value)
+        if key in RESERVED_KEYS:
+            _check_reserved(key, value)
+        checked[key] = list(value) if isinstance(value, tuple) else value
+    return checked
+
+
+def _check_reserved(key: str, value: object) -> None:
+    if key == "status" and value not in STATES:
+        raise ValueError(f"status must be one of {', '.join(STATES)}; got {value!r}")
+    if key in ("progress", "total"):
+        check_amount(key, value, allow_none=True)
+        if value is not None and value < 0:  # type: ignore[operator]
+            raise ValueError(f"{key} must not be negative; got {value!r}")
+    if key == "attempts" and (
+        not isinstance(value, int) or isinstance(value, bool) or value < 0
+    ):
+        raise ValueError(f"attempts must be a non-negative int; got {value!r}")
+
+
+def check_amount(key: str, value: object, *, allow_none: bool = False) -> None:
+    """Raise unless ``value`` is a finite int or float (not a bool)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number, not {type(value).__name__}: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, not {value!r}")
+
+
+def check_increments(increments: Mapping[Any, object]) -> dict[str, float]:
+    """Validate a mapping of key -> amount to add."""
+    checked: dict[str, float] = {}
+    for key, amount in increments.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"status keys must be non-empty str, not {key!r}")
+        check_amount(key, amount)
+        checked[key] = amount  # type: ignore[assignment]
+    return checked
+
+
+@dataclass
+class Change:
+    """One atomic write: keys to set and keys to add to, applied together.
+
+    ``ttl`` is how long the record lives after this write; ``finished_ttl``
+    replaces it when the record's status (after the write) is completed or
+    failed. Stores apply the whole change atomically.
+    """
+
+    set: Record = field(default_factory=dict)
+    incr: dict[str, float] = field(default_factory=dict)
+    ttl: float = 3600.0
+    finished_ttl: float = 3600.0
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.incr)
+
+    def merge(self, later: Change) -> None:
+        """Fold a later change into this one, as if both were applied in order."""
+        for key, value in later.set.items():
+            self.set[key] = value
+            self.incr.pop(key, None)
+        for key, amount in later.incr.items():
+            if key in self.set and isinstance(self.set[key], (int, float)):
+                self.set[key] = self.set[key] + amount
+            else:
+                self.incr[key] = self.incr.get(key, 0) + amount
+        self.ttl = later.ttl
+        self.finished_ttl = later.finished_ttl
+
+    def ttl_for(self, record: Mapping[str, object]) -> float:
+        """The ttl that applies to ``record`` once this change is in it."""
+        return self.finished_ttl if record.get("status") in FINISHED_STATES else self.ttl
+
+
+def apply_change(record: Record | None, change: Change) -> Record:
+    """Return ``record`` with ``change`` applied (a new dict).
+
+    Stores that merge under their own lock or transaction (memory, SQLite,
+    memcached CAS) call this; Redis and PostgreSQL do the same server-side.
+    An increment on a missing or non-numeric key starts from 0.
+    """
+    merged: Record = dict(record) if record else {}
+    merged.update(change.set)
+    for key, amount in change.incr.items():
+        current = merged.get(key)
+        if isinstance(current, bool) or not isinstance(current, (int, float)):
+            current = 0
+        merged[key] = current + amount
+    return merged
+
+
+def utc_now_iso(epoch: float | None = None) -> str:
+    """An ISO 8601 UTC timestamp with microseconds, like ``2026-01-02T03:04:05.123456+00:00``."""
+    when = time.time() if epoch is None else epoch
+    return datetime.fromtimestamp(when, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def parse_iso(value: object) -> float | None:
+    """Epoch seconds of an ISO 8601 timestamp, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+dumps = _encoder.encode
+loads = json.loads
+
+
+def exception_info(exc: BaseException) -> Record:
+    """``{"class": ..., "message": ...}`` for an exception; builtins bare."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return {"class": name, "message": str(exc)}
+
+
+def json_safe(value: object, depth: int = 0) -> JSONValue:
+    """A JSON-safe copy of ``value``: containers walked, anything else as its repr."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth < MAX_NESTING:
+        if isinstance(value, (list, tuple)):
+            return [json_safe(item, depth + 1) for item in value]
+        if isinstance(value, dict):
+            return {str(key): json_safe(item, depth + 1) for key, item in value.items()}
+    return repr(value)
+
+
+def unique_ids(ids: Iterable[str]) -> list[str]:
+    """Ids in first-seen order without repeats."""
+    return list(dict.fromkeys(ids))

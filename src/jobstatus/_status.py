@@ -1,0 +1,430 @@
+"""``Status`` and ``Progress``: one job's record, to read and to write.
+
+A Status from ``jobstatus.get()`` is a snapshot: reading it does no I/O, and
+``refresh()`` returns a new one. Writing through it goes to the store at once.
+The Status of a running job (``jobstatus.current()``) is live: it shows every
+change the job made, and its writes are throttled as configured.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._config import JobOptions, settings
+from ._record import (
+    FINISHED_STATES,
+    Change,
+    Record,
+    check_amount,
+    check_fields,
+    dumps,
+    exception_info,
+    parse_iso,
+    utc_now_iso,
+)
+from ._writer import Writer
+from .stores.base import Store
+
+if TYPE_CHECKING:
+    from ._job import Job
+
+_MISSING: Any = object()
+WATCH_SLICE = 30.0  # seconds a watcher waits per turn when it has no deadline
+
+
+class Progress:
+    """How far a job has got: ``current`` out of ``total``.
+
+    On a Status, setting ``current`` or ``total`` writes at once;
+    ``increment()`` and ``decrement()`` are throttled. A Progress summed over
+    a Batch is read-only.
+    """
+
+    __slots__ = ("_status", "_current", "_total")
+
+    def __init__(
+        self, status: Status | None = None, *, current: float = 0, total: float | None = None
+    ) -> None:
+        self._status = status
+        self._current = current
+        self._total = total
+
+    def __repr__(self) -> str:
+        return f"Progress(current={self.current!r}, total={self.total!r})"
+
+    @property
+    def current(self) -> float:
+        """Units done so far (0 when nothing was recorded)."""
+        if self._status is None:
+            return self._current
+        value = self._status._record.get("progress")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    @current.setter
+    def current(self, value: float) -> None:
+        self._owner().update(progress=value, force=True)
+
+    @property
+    def total(self) -> float | None:
+        """Units in all, or None when unknown."""
+        if self._status is None:
+            return self._total
+        value = self._status._record.get("total")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @total.setter
+    def total(self, value: float | None) -> None:
+        self._owner().update(total=value, force=True)
+
+    @property
+    def ratio(self) -> float | None:
+        """``current / total`` clamped to [0, 1]; None when total is unknown or 0."""
+        total = self.total
+        if not total:
+            return None
+        return min(max(self.current / total, 0.0), 1.0)
+
+    @property
+    def percent(self) -> float | None:
+        """``ratio`` as a percentage, or None."""
+        ratio = self.ratio
+        return None if ratio is None else ratio * 100
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second since the job started, or None when it cannot be known."""
+        status = self._status
+        if status is None:
+            return None
+        started = parse_iso(status._record.get("started_at"))
+        if started is None:
+            return None
+        until = time.time() if status._live else parse_iso(status._record.get("updated_at"))
+        elapsed = (until or started) - started
+        return self.current / elapsed if elapsed > 0 else None
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, 0 once finished, None when unknown."""
+        status = self._status
+        if status is not None and status.is_finished:
+            return 0.0
+        total, rate = self.total, self.rate
+        if total is None or not rate:
+            return None
+        return max(total - self.current, 0) / rate
+
+    def increment(self, by: float = 1) -> None:
+        """Add ``by`` to ``current``; throttled inside a job.
+
+        Raises:
+            TypeError: ``by`` is not a number.
+        """
+        if by.__class__ is not int:
+            check_amount("by", by)
+        self._owner()._writer_for_write().add_progress(by)
+
+    def decrement(self, by: float = 1) -> None:
+        """Subtract ``by`` from ``current``; throttled inside a job."""
+        if by.__class__ is not int:
+            check_amount("by", by)
+        self._owner()._writer_for_write().add_progress(-by)
+
+    def finish(self) -> None:
+        """Set ``current`` to ``total`` (when known) and write at once."""
+        total = self.total
+        if total is None:
+            self._owner()._writer_for_write().flush()
+        else:
+            self.current = total
+
+    def _owner(self) -> Status:
+        if self._status is None:
+            raise TypeError("this Progress is a read-only sum over a Batch")
+        return self._status
+
+
+class Status:
+    """One job's status record.
+
+    Read it like a mapping (``s["step"]``, ``s.get("step")``, ``"step" in s``)
+    and through its properties. Write with ``s["key"] = value`` or
+    ``s.update(...)``.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        record: Record | None,
+        store: Store,
+        *,
+        job: Job | None = None,
+        writer: Writer | None = None,
+    ) -> None:
+        self._job_id = job_id
+        self._exists = record is not None
+        self._record: Record = record if record is not None else {}
+        self._store = store
+        self._job = job
+        self._writer = writer
+        self._live = job is not None
+        self._progress = Progress(self)
+
+    def __repr__(self) -> str:
+        return f"<Status {self._job_id!r} {self.status or 'unknown'} {self._progress!r}>"
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return self._job_id
+
+    @property
+    def status(self) -> str | None:
+        """``queued``, ``working``, ``completed``, ``failed``, or None when unknown."""
+        value = self._record.get("status")
+        return value if isinstance(value, str) else None
+
+    @property
+    def exists(self) -> bool:
+        """False for an unknown or expired id."""
+        return self._exists or bool(self._record)
+
+    @property
+    def is_queued(self) -> bool:
+        """The job waits to run."""
+        return self.status == "queued"
+
+    @property
+    def is_working(self) -> bool:
+        """The job is running."""
+        return self.status == "working"
+
+    @property
+    def is_completed(self) -> bool:
+        """The job returned."""
+        return self.status == "completed"
+
+    @property
+    def is_failed(self) -> bool:
+        """The job raised, was killed or cancelled."""
+        return self.status == "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        """Completed or failed."""
+        return self.status in FINISHED_STATES
+
+    @property
+    def progress(self) -> Progress:
+        """The job's progress (``current``, ``total``, ``ratio``, ``eta``, ...)."""
+        return self._progress
+
+    def __getitem__(self, key: str) -> Any:
+        return self._record[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self._record.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._record
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._record))
+
+    def __len__(self) -> int:
+        return len(self._record)
+
+    def to_dict(self) -> Record:
+        """A copy of the record (``{}`` for an unknown id)."""
+        return dict(self._record)
+
+    def to_json(self) -> str:
+        """The record as compact JSON (``"{}"`` for an unknown id); nothing else."""
+        return dumps(self._record)
+
+    # -- writing -----------------------------------------------------------------
+
+    def _writer_for_write(self) -> Writer:
+        if self._writer is None:
+            self._writer = Writer(
+                self._store, self._job_id, self._record, settings.options, in_job=False
+            )
+        return self._writer
+
+    def _change(self, fields: Mapping[str, Any]) -> Change:
+        writer = self._writer_for_write()
+        options: JobOptions = writer.options
+        return Change(
+            set=check_fields(fields), ttl=options.expires_in, finished_ttl=options.finished_ttl
+        )
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        """Set one key and write at once."""
+        self.update({key: value}, force=True)
+
+    def update(
+        self, fields: Mapping[str, Any] | None = None, /, *, force: bool = False, **more: Any
+    ) -> None:
+        """Set several keys in one atomic write; throttled inside a job unless ``force``.
+
+        ``progress`` and ``total`` move ``self.progress`` too.
+
+        Raises:
+            TypeError, ValueError: a key or value is not valid; nothing is written.
+            StoreError: the store failed (from outside a job, or with
+                ``on_store_error="raise"``).
+        """
+        change = self._change({**(fields or {}), **more})
+        self._writer_for_write().submit(change, force=force)
+
+    async def aupdate(
+        self, fields: Mapping[str, Any] | None = None, /, *, force: bool = False, **more: Any
+    ) -> None:
+        """Async twin of :meth:`update`."""
+        change = self._change({**(fields or {}), **more})
+        await self._writer_for_write().asubmit(change, force=force)
+
+    def catch_exception(self, exc: BaseException) -> None:
+        """Mark the job failed with ``exc`` (for code that handles its own errors).
+
+        Inside a job, the job stays failed even when it then returns.
+        """
+        if self._job is not None:
+            self._job.mark_failed(exc)
+            return
+        fields: Record = {"status": "failed", "finished_at": utc_now_iso()}
+        if "exception" in settings.options.includes:
+            fields["exception"] = exception_info(exc)
+        self.update(fields, force=True)
+
+    def flush(self) -> None:
+        """Write any held (throttled) changes now."""
+        self._writer_for_write().flush()
+
+    async def aflush(self) -> None:
+        """Async twin of :meth:`flush`."""
+        await self._writer_for_write().aflush()
+
+    def delete(self) -> None:
+        """Remove the record from the store."""
+        from ._read import call_store
+
+        call_store(self._store.delete, self._job_id)
+
+    async def adelete(self) -> None:
+        """Async twin of :meth:`delete`."""
+        from ._read import acall_store
+
+        await acall_store(self._store.adelete, self._job_id)
+
+    # -- reading again -----------------------------------------------------------
+
+    def refresh(self) -> Status:
+        """A new snapshot read from the store; this one is unchanged."""
+        from ._read import read_status
+
+        return read_status(self._store, self._job_id)
+
+    async def arefresh(self) -> Status:
+        """Async twin of :meth:`refresh`."""
+        from ._read import aread_status
+
+        return await aread_status(self._store, self._job_id)
+
+    def watch(self, timeout: float | None = None) -> Iterator[Status]:
+        """Yield the current snapshot, then every change, ending at the finished one.
+
+        Pushed by the store where it can (Redis, PostgreSQL); polls with
+        backoff elsewhere.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed before the job finished.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._store.subscribe(self._job_id) as subscription:
+            snapshot = self.refresh()
+            yield snapshot
+            seen = _Seen(snapshot)
+            while not snapshot.is_finished:
+                pushed = subscription.wait(_remaining(deadline, self._job_id))
+                for snapshot in self._after_wake(pushed, seen):
+                    subscription.changed()
+                    yield snapshot
+                    if snapshot.is_finished:
+                        return
+
+    async def awatch(self, timeout: float | None = None) -> AsyncIterator[Status]:
+        """Async twin of :meth:`watch`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with self._store.asubscribe(self._job_id) as subscription:
+            snapshot = await self.arefresh()
+            yield snapshot
+            seen = _Seen(snapshot)
+            while not snapshot.is_finished:
+                pushed = await subscription.wait(_remaining(deadline, self._job_id))
+                snapshots = (
+                    [await self.arefresh()]
+                    if pushed is None
+                    else [Status(self._job_id, record, self._store) for record in pushed]
+                )
+                for snapshot in seen.new(snapshots):
+                    subscription.changed()
+                    yield snapshot
+                    if snapshot.is_finished:
+                        return
+
+    def _after_wake(self, pushed: list[Record] | None, seen: _Seen) -> list[Status]:
+        if pushed is None:
+            return seen.new([self.refresh()])
+        return seen.new([Status(self._job_id, record, self._store) for record in pushed])
+
+    def wait(self, timeout: float | None = None) -> Status:
+        """Block until the job is finished and return that snapshot.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        snapshot = self
+        for snapshot in self.watch(timeout):
+            pass
+        return snapshot
+
+    async def until_finished(self, timeout: float | None = None) -> Status:
+        """Async twin of :meth:`wait` (``await`` is a keyword, hence the name)."""
+        snapshot = self
+        async for snapshot in self.awatch(timeout):
+            pass
+        return snapshot
+
+
+class _Seen:
+    """Remembers the last record shown so a watcher yields only real, newer changes."""
+
+    def __init__(self, first: Status) -> None:
+        self.record = first._record
+        self.updated = parse_iso(first._record.get("updated_at")) or 0.0
+
+    def new(self, snapshots: list[Status]) -> list[Status]:
+        fresh = []
+        for snapshot in snapshots:
+            updated = parse_iso(snapshot._record.get("updated_at")) or 0.0
+            if snapshot._record == self.record or (updated and updated < self.updated):
+                continue
+            self.record, self.updated = snapshot._record, updated
+            fresh.append(snapshot)
+        return fresh
+
+
+def _remaining(deadline: float | None, job_id: str) -> float:
+    if deadline is None:
+        return WATCH_SLICE
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"job {job_id!r} did not finish in time")
+    return left
+

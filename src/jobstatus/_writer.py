@@ -1,0 +1,213 @@
+"""How a Status's changes reach the store: at once, throttled, or from an event loop.
+
+A writer holds the changes not yet written (the "held" change). A throttled
+change is held when the last write was less than ``throttle_interval`` ago and
+goes out with the next write; a forced change or a lifecycle transition writes
+everything held at once. So nothing held is ever lost: the job's final
+transition carries it.
+
+``Writer`` writes in the caller's thread. ``AsyncWriter``, used by async jobs,
+hands writes to one task on the event loop that drains them in order, so job
+code never blocks the loop and may still call the plain (sync) methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from ._config import JobOptions
+from ._errors import StoreError
+from ._record import Change, Record, apply_change, utc_now_iso
+from .stores.base import Store
+
+logger = logging.getLogger("jobstatus")
+
+WARN_EVERY = 30.0  # seconds between two warnings about a failing store, per process
+
+
+class _StoreErrorLog:
+    """Logs store failures inside jobs at most once per WARN_EVERY seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = -WARN_EVERY
+        self._suppressed = 0
+
+    def warn(self, store: Store, job_id: str, exc: StoreError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < WARN_EVERY:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        more = f" ({suppressed} more failures since the last warning)" if suppressed else ""
+        logger.warning(
+            "jobstatus could not write the status of job %r to %s; the job goes on and "
+            "the change is kept for the next write: %s%s",
+            job_id,
+            store.describe(),
+            exc,
+            more,
+        )
+
+
+store_error_log = _StoreErrorLog()
+
+
+class Writer:
+    """Writes one job's changes to the store, throttled or at once.
+
+    Args:
+        store: where to write.
+        job_id: whose record.
+        record: the Status's local view, updated with every change.
+        options: expiry, throttling and the error policy.
+        in_job: True inside the running job: throttling and ``on_store_error``
+            apply. False for a snapshot: writes go at once and errors raise.
+    """
+
+    def __init__(
+        self, store: Store, job_id: str, record: Record, options: JobOptions, *, in_job: bool
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.record = record
+        self.options = options
+        self.in_job = in_job
+        self.interval = options.throttle_interval if in_job else 0.0
+        self.lock = threading.Lock()
+        self._held = self._empty()
+        self._held_progress: float = 0
+        self._last_write = -float("inf")
+
+    def _empty(self) -> Change:
+        return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
+
+    def add_progress(self, by: float) -> None:
+        """Add ``by`` to progress; throttled. The hot path of ``increment()``."""
+        with self.lock:
+            record = self.record
+            record["progress"] = record.get("progress", 0) + by
+            self._held_progress += by
+            if self.interval and time.monotonic() - self._last_write < self.interval:
+                return
+            self._flush_locked()
+
+    def submit(self, change: Change, *, force: bool) -> None:
+        """Apply ``change`` to the local view and write it (with all held) unless throttled."""
+        with self.lock:
+            self.record.update(apply_change(self.record, change))
+            self._held.merge(change)
+            if not force and self.interval and time.monotonic() - self._last_write < self.interval:
+                return
+            self._flush_locked()
+
+    def flush(self) -> None:
+        """Write everything held now."""
+        with self.lock:
+            self._flush_locked()
+
+    def _take_locked(self) -> Change:
+        """The held change, with the held progress folded in and ``updated_at`` stamped."""
+        change, self._held = self._held, self._empty()
+        if self._held_progress:
+            change.merge(Change(incr={"progress": self._held_progress}))
+            self._held_progress = 0
+        change.set["updated_at"] = stamp = utc_now_iso()
+        self.record["updated_at"] = stamp
+        change.ttl, change.finished_ttl = self.options.expires_in, self.options.finished_ttl
+        return change
+
+    def _flush_locked(self) -> None:
+        change = self._take_locked()
+        try:
+            self.store.write(self.job_id, change)
+        except StoreError as exc:
+            self._failed(change, exc)
+        else:
+            self._last_write = time.monotonic()
+
+    def _failed(self, change: Change, exc: StoreError) -> None:
+        """Keep the change for the next write, then warn or raise as configured."""
+        if not self.in_job:
+            raise exc
+        change.merge(self._held)
+        self._held = change
+        if self.options.on_store_error == "raise":
+            raise exc
+        store_error_log.warn(self.store, self.job_id, exc)
+
+    async def aflush(self) -> None:
+        """Async twin of :meth:`flush`."""
+        await asyncio.to_thread(self.flush)
+
+    async def asubmit(self, change: Change, *, force: bool) -> None:
+        """Async twin of :meth:`submit` (the write happens off the event loop)."""
+        await asyncio.to_thread(self.submit, change, force=force)
+
+
+class AsyncWriter(Writer):
+    """A writer for async jobs: writes run as one task on the loop, in order.
+
+    The sync methods (``increment()``, ``status["k"] = v``) only queue work, so
+    they never block the event loop; ``aflush()`` waits until it is written.
+    """
+
+    def __init__(self, *args: Any, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop = loop
+        self._due = False
+        self._task: asyncio.Task[None] | None = None
+
+    def _flush_locked(self) -> None:
+        self._due = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._ensure_task()
+        else:
+            self.loop.call_soon_threadsafe(self._ensure_task)
+
+    def _ensure_task(self) -> None:
+        if self._task is None:
+            self._task = self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            with self.lock:
+                if not self._due:
+                    self._task = None
+                    return
+                self._due = False
+                change = self._take_locked()
+            try:
+                await self.store.awrite(self.job_id, change)
+            except StoreError as exc:
+                with self.lock:
+                    self._task = None
+                    self._failed(change, exc)
+                return
+            self._last_write = time.monotonic()
+
+    async def aflush(self) -> None:
+        with self.lock:
+            self._due = True
+        self._ensure_task()
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush_locked()
+
+    async def asubmit(self, change: Change, *, force: bool) -> None:
+        self.submit(change, force=force)
+        if force or not self.interval:
+            await self.aflush()

@@ -1,0 +1,1 @@
+"""Queue integrations, one module per queue, each behind its own extra."""

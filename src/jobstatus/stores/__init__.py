@@ -1,0 +1,20 @@
+"""Where status records are kept. See :mod:`jobstatus.stores.base` for the interface."""
+
+from ._registry import resolve_store, store_from_client, store_from_url
+from .base import AsyncSubscription, Listing, Store, Subscription
+from .cache import CacheStore
+from .memory import MemoryStore
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "AsyncSubscription",
+    "CacheStore",
+    "Listing",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "Subscription",
+    "resolve_store",
+    "store_from_client",
+    "store_from_url",
+]

@@ -1,0 +1,108 @@
+"""Any cache object with ``get(key)``, ``set(key, value, timeout)`` and ``delete(key)``.
+
+A Django cache (``django.core.cache.caches["default"]``), a cachelib cache or
+Flask-Caching all fit. Such a cache has no atomic merge: a write reads the
+record, merges it in Python and sets it back, so two processes writing the same
+job at the same moment can lose one another's keys. The store warns once when
+it is built. Prefer Redis, memcached, PostgreSQL or SQLite when jobs write
+from several processes at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from .._errors import StoreError
+from .._record import Change, Record, apply_change, dumps, loads
+from ._keys import safe_cache_key
+from .base import DEFAULT_TIMEOUT, Store
+
+
+@runtime_checkable
+class CacheLike(Protocol):
+    """What the cache adapter needs of a cache object."""
+
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any, timeout: Any) -> Any: ...
+    def delete(self, key: str) -> Any: ...
+
+
+class NonAtomicStoreWarning(UserWarning):
+    """A store that cannot merge atomically was configured."""
+
+
+class CacheStore(Store):
+    """Keeps each record as a JSON string under one cache key.
+
+    Args:
+        cache: the cache object.
+        prefix: prepended to every key.
+
+    Writes are not atomic across processes (see the module docs); within this
+    process they are serialized by a lock.
+    """
+
+    atomic: ClassVar[bool] = False
+    _warned: ClassVar[bool] = False
+
+    def __init__(self, cache: CacheLike, *, prefix: str = "jobstatus:", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.cache = cache
+        self.prefix = prefix
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        if not CacheStore._warned:
+            CacheStore._warned = True
+            warnings.warn(
+                f"{type(cache).__name__} has no atomic merge: concurrent writers to one job "
+                "from several processes can lose keys. Use Redis, memcached, PostgreSQL or "
+                "SQLite for that.",
+                NonAtomicStoreWarning,
+                stacklevel=3,
+            )
+
+    def describe(self) -> str:
+        return f"cache {type(self.cache).__name__}"
+
+    def _key(self, job_id: str) -> str:
+        return safe_cache_key(self.prefix, job_id)
+
+    def _call(self, what: str, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except Exception as exc:
+            raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
+
+    def _decode(self, raw: Any) -> Record | None:
+        if raw is None:
+            return None
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        return loads(raw) if isinstance(raw, str) else None
+
+    def write(self, job_id: str, change: Change) -> None:
+        key = self._key(job_id)
+        with self._lock:
+            record = apply_change(self._decode(self._call("get", self.cache.get, key)), change)
+            ttl = max(1, round(change.ttl_for(record)))
+            self._call("set", self.cache.set, key, dumps(record), ttl)
+
+    def read(self, job_id: str) -> Record | None:
+        return self._decode(self._call("get", self.cache.get, self._key(job_id)))
+
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+        keys = [self._key(job_id) for job_id in job_ids]
+        get_many = getattr(self.cache, "get_many", None)
+        if get_many is None:
+            return [self._decode(self._call("get", self.cache.get, key)) for key in keys]
+        if type(self.cache).__module__.startswith("django"):
+            # Django takes a list and answers a dict of the keys it found.
+            found = self._call("get_many", get_many, keys)
+            return [self._decode(found.get(key)) for key in keys]
+        # cachelib and Flask-Caching take the keys as arguments and answer a list.
+        return [self._decode(raw) for raw in self._call("get_many", get_many, *keys)]
+
+    def delete(self, job_id: str) -> None:
+        self._call("delete", self.cache.delete, self._key(job_id))

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import jobstatus
+from jobstatus._config import settings
+from jobstatus.stores import MemoryStore, Store
+
+from .stores import CASES, FakeClock, StoreCase, namespace, require_service
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with default options and its own default store file."""
+    monkeypatch.setenv("JOBSTATUS_STORE", f"sqlite:///{tmp_path / 'default.db'}")
+    settings.reset()
+    MemoryStore.shared().clear()
+    yield
+    settings.reset()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=[case.param() for case in CASES])
+def case(request: pytest.FixtureRequest) -> StoreCase:
+    chosen: StoreCase = request.param
+    if chosen.service is not None:
+        require_service(*chosen.service)
+    return chosen
+
+
+@pytest.fixture
+def ns() -> str:
+    return namespace()
+
+
+@pytest.fixture
+def store(case: StoreCase, tmp_path: Path, clock: FakeClock, ns: str) -> Iterator[Store]:
+    """A fresh store of every kind in the table, configured as the default."""
+    built = case.make(tmp_path, clock, ns)
+    jobstatus.configure(store=built)
+    yield built
+    built.close()

@@ -1,0 +1,120 @@
+"""The table of stores the contract suite runs against.
+
+Each case builds a fresh, empty store. Network stores join by adding a case;
+the contract suite then runs on them unchanged. Cases whose service is not
+reachable are skipped, except under CI=true, where they fail the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from jobstatus.stores import CacheStore, MemoryStore, SQLiteStore, Store
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MEMCACHED_URL = os.environ.get("JOBSTATUS_TEST_MEMCACHED_URL", "memcached://127.0.0.1:11211")
+
+
+class FakeClock:
+    """An injectable clock (epoch seconds) that tests move forward by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def reachable(url: str, default_port: int) -> bool:
+    """Whether something listens at the URL's first host:port."""
+    parts = urlsplit(url.split(",")[0])
+    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip when the service is down, but fail under CI=true."""
+    if reachable(url, default_port):
+        return
+    message = f"{name} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: services must run)")
+    pytest.skip(message)
+
+
+@dataclass
+class StoreCase:
+    """One store of the contract suite.
+
+    Attributes:
+        make: builds a fresh store from a temp folder, a fake clock and a unique
+            namespace (key prefix or table suffix) so tests never share records.
+        url: the store's URL for other processes, or None (memory://).
+        uses_clock: expiry follows the injected clock; else tests wait for real.
+        atomic: merges are atomic across processes.
+        lists: supports ``recent()``.
+    """
+
+    name: str
+    make: Callable[[Path, FakeClock, str], Store]
+    url: Callable[[Path, str], str | None] = lambda tmp, ns: None
+    uses_clock: bool = True
+    atomic: bool = True
+    lists: bool = True
+    marks: list[pytest.MarkDecorator] = field(default_factory=list)
+    service: tuple[str, str, int] | None = None
+
+    def param(self) -> object:
+        return pytest.param(self, id=self.name, marks=self.marks)
+
+
+def _cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
+    from cachelib import SimpleCache
+
+    return CacheStore(SimpleCache(), prefix=f"t{ns}:")
+
+
+CASES: list[StoreCase] = [
+    StoreCase(
+        "memory",
+        lambda tmp, clock, ns: MemoryStore(clock=clock),
+        marks=[pytest.mark.memory],
+    ),
+    StoreCase(
+        "sqlite",
+        lambda tmp, clock, ns: SQLiteStore(tmp / "status.db", clock=clock),
+        url=lambda tmp, ns: f"sqlite:///{tmp / 'status.db'}",
+        marks=[pytest.mark.sqlite],
+    ),
+    StoreCase(
+        "cache",
+        _cache,
+        uses_clock=False,
+        atomic=False,
+        lists=False,
+        marks=[pytest.mark.cache],
+    ),
+]
+
+
+def namespace() -> str:
+    return uuid.uuid4().hex[:12]
