@@ -178,9 +178,15 @@ class Job:
 
     # -- running --------------------------------------------------------------------
 
-    def run(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> T:
+    def run(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        serialized_job: Mapping[str, Any] | None = None,
+    ) -> T:
         """Run ``fn(*args, **kwargs)`` as this job, recording its whole lifecycle."""
-        self.started()
+        self.started(serialized_job)
         with self.activate():
             try:
                 result = fn(*args, **kwargs)
@@ -191,10 +197,14 @@ class Job:
         return result
 
     async def arun(
-        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        self,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        serialized_job: Mapping[str, Any] | None = None,
     ) -> T:
         """Async twin of :meth:`run`, for a coroutine function."""
-        await self.astarted()
+        await self.astarted(serialized_job)
         token = self.enter()
         try:
             result = await fn(*args, **kwargs)
@@ -227,6 +237,17 @@ class Tracking:
 
     def job(self, job_id: str, *, loop: asyncio.AbstractEventLoop | None = None) -> Job:
         return Job(job_id, store=self.store, options=self.options, loop=loop)
+
+    def run(self, fn: Callable[..., Any], job_id: str, args: tuple[Any, ...],
+            kwargs: Mapping[str, Any]) -> Any:
+        """Run ``fn`` as the job ``job_id``."""
+        return self.job(job_id).run(fn, args, kwargs, self.serialized(job_id, args, kwargs))
+
+    async def arun(self, fn: Callable[..., Awaitable[Any]], job_id: str,
+                   args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """Run the coroutine function ``fn`` as the job ``job_id`` (writes on the loop)."""
+        job = self.job(job_id, loop=asyncio.get_running_loop())
+        return await job.arun(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
     def serialized(
         self, job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
@@ -302,15 +323,14 @@ def track(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
 
             @functools.wraps(function)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                job = tracking.job(new_job_id(), loop=asyncio.get_running_loop())
-                return await job.arun(function, args, kwargs)
+                return await tracking.arun(function, new_job_id(), args, kwargs)
 
             wrapper = async_wrapper
         else:
 
             @functools.wraps(function)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return tracking.job(new_job_id()).run(function, args, kwargs)
+                return tracking.run(function, new_job_id(), args, kwargs)
 
             wrapper = sync_wrapper
         setattr(wrapper, TRACKING_ATTRIBUTE, tracking)
@@ -357,7 +377,7 @@ def _run_submitted(
         # A spawned worker starts with default settings: use the submitter's store.
         settings.configure(store=store_spec)
     function, tracking = _tracking_of(fn)
-    return tracking.job(job_id).run(function, args, kwargs)
+    return tracking.run(function, job_id, args, kwargs)
 
 
 _background: set[asyncio.Task[Any]] = set()
@@ -379,7 +399,7 @@ async def asubmit(fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: An
     job_id = new_job_id()
     loop = asyncio.get_running_loop()
     await tracking.job(job_id, loop=loop).aenqueued(tracking.serialized(job_id, args, kwargs))
-    task = loop.create_task(tracking.job(job_id, loop=loop).arun(function, args, kwargs))
+    task = loop.create_task(tracking.arun(function, job_id, args, kwargs))
     _background.add(task)
     task.add_done_callback(_forget)
     return job_id
