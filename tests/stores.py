@@ -23,7 +23,9 @@ from jobstatus.stores import CacheStore, MemoryStore, SQLiteStore, Store
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 MEMCACHED_URL = os.environ.get("JOBSTATUS_TEST_MEMCACHED_URL", "memcached://127.0.0.1:11211")
 
 

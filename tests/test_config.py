@@ -147,11 +147,30 @@ def test_public_names_are_exactly_all() -> None:
     public = {name for name in dir(jobstatus) if not name.startswith("_")}
     modules = {"stores", "integrations", "web", "cli"}
     assert public - modules == set(jobstatus.__all__)
-    for name in ["configure", "get", "aget", "current", "track", "submit", "asubmit", "Batch",
-                 "recent", "store_from_url", "Store", "JobStatusError", "ConfigurationError",
-                 "StoreError", "NoCurrentJob", "NotSupportedError"]:
+    for name in [
+        "configure",
+        "get",
+        "aget",
+        "current",
+        "track",
+        "submit",
+        "asubmit",
+        "Batch",
+        "recent",
+        "store_from_url",
+        "Store",
+        "JobStatusError",
+        "ConfigurationError",
+        "StoreError",
+        "NoCurrentJob",
+        "NotSupportedError",
+    ]:
         assert name in jobstatus.__all__
     assert issubclass(jobstatus.NoCurrentJob, LookupError)
-    for error in (jobstatus.ConfigurationError, jobstatus.StoreError, jobstatus.NoCurrentJob,
-                  jobstatus.NotSupportedError):
+    for error in (
+        jobstatus.ConfigurationError,
+        jobstatus.StoreError,
+        jobstatus.NoCurrentJob,
+        jobstatus.NotSupportedError,
+    ):
         assert issubclass(error, jobstatus.JobStatusError)

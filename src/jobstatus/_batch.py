@@ -39,9 +39,8 @@ class Batch:
         return len(self.job_ids)
 
     def _load(self, records: list[Record | None]) -> Batch:
-        self._statuses = [
-            Status(job_id, record, self._store) for job_id, record in zip(self.job_ids, records)
-        ]
+        pairs = zip(self.job_ids, records, strict=True)
+        self._statuses = [Status(job_id, record, self._store) for job_id, record in pairs]
         return self
 
     def refresh(self) -> Batch:

@@ -48,7 +48,8 @@ def _seconds(name: str, value: object, *, allow_zero: bool) -> float:
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(
-            f"{name} must be seconds (int, float or timedelta), not {type(value).__name__}: {value!r}"
+            f"{name} must be seconds (int, float or timedelta), "
+            f"not {type(value).__name__}: {value!r}"
         )
     if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
         bound = "zero or more" if allow_zero else "more than zero"
@@ -89,9 +90,7 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = _includes(value)
         elif name == "on_store_error":
             if value not in ON_STORE_ERROR:
-                raise ConfigurationError(
-                    f"on_store_error must be 'warn' or 'raise', not {value!r}"
-                )
+                raise ConfigurationError(f"on_store_error must be 'warn' or 'raise', not {value!r}")
             checked[name] = value
         else:
             raise ConfigurationError(f"unknown option {name!r}")

@@ -238,13 +238,19 @@ class Tracking:
     def job(self, job_id: str, *, loop: asyncio.AbstractEventLoop | None = None) -> Job:
         return Job(job_id, store=self.store, options=self.options, loop=loop)
 
-    def run(self, fn: Callable[..., Any], job_id: str, args: tuple[Any, ...],
-            kwargs: Mapping[str, Any]) -> Any:
+    def run(
+        self, fn: Callable[..., Any], job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> Any:
         """Run ``fn`` as the job ``job_id``."""
         return self.job(job_id).run(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
-    async def arun(self, fn: Callable[..., Awaitable[Any]], job_id: str,
-                   args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    async def arun(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        job_id: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
         """Run the coroutine function ``fn`` as the job ``job_id`` (writes on the loop)."""
         job = self.job(job_id, loop=asyncio.get_running_loop())
         return await job.arun(fn, args, kwargs, self.serialized(job_id, args, kwargs))
@@ -252,8 +258,13 @@ class Tracking:
     def serialized(
         self, job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> dict[str, Any]:
-        return {"name": self.name, "args": list(args), "kwargs": dict(kwargs), "queue": None,
-                "job_id": job_id}
+        return {
+            "name": self.name,
+            "args": list(args),
+            "kwargs": dict(kwargs),
+            "queue": None,
+            "job_id": job_id,
+        }
 
 
 TRACKING_ATTRIBUTE = "__jobstatus_tracking__"
@@ -288,8 +299,14 @@ def track(
 ) -> Callable[[F], F]: ...
 
 
-def track(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-          store: object = None, **options: Any) -> Any:
+def track(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    store: object = None,
+    **options: Any,
+) -> Any:
     """Run a function (sync or async) as a tracked job each time it is called.
 
     Each call gets a new job id (``jobstatus.current().job_id`` inside) and
@@ -358,9 +375,7 @@ def submit(executor: Executor, fn: Callable[..., Any], /, *args: Any, **kwargs: 
     function, tracking = _tracking_of(fn)
     job_id = new_job_id()
     tracking.job(job_id).enqueued(tracking.serialized(job_id, args, kwargs))
-    executor.submit(
-        _run_submitted, job_id, fn, args, kwargs, settings.store_spec(), os.getpid()
-    )
+    executor.submit(_run_submitted, job_id, fn, args, kwargs, settings.store_spec(), os.getpid())
     return job_id
 
 

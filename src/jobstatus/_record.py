@@ -60,7 +60,9 @@ def validate_job_id(job_id: object) -> str:
 
 def _is_control(char: str) -> bool:
     code = ord(char)
-    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) or 0xD800 <= code <= 0xDFFF
+    return (
+        code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) or 0xD800 <= code <= 0xDFFF
+    )
 
 
 def check_json_value(key: str, value: object, depth: int = 0) -> None:
@@ -123,9 +125,7 @@ def _check_reserved(key: str, value: object) -> None:
         check_amount(key, value, allow_none=True)
         if value is not None and value < 0:  # type: ignore[operator]
             raise ValueError(f"{key} must not be negative; got {value!r}")
-    if key == "attempts" and (
-        not isinstance(value, int) or isinstance(value, bool) or value < 0
-    ):
+    if key == "attempts" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError(f"attempts must be a non-negative int; got {value!r}")
 
 
@@ -229,7 +229,9 @@ loads = json.loads
 def exception_info(exc: BaseException) -> Record:
     """``{"class": ..., "message": ...}`` for an exception; builtins bare."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
     return {"class": name, "message": str(exc)}
 
 

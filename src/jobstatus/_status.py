@@ -389,17 +389,17 @@ class Status:
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
-        snapshot = self
+        last = self
         for snapshot in self.watch(timeout):
-            pass
-        return snapshot
+            last = snapshot
+        return last
 
     async def until_finished(self, timeout: float | None = None) -> Status:
         """Async twin of :meth:`wait` (``await`` is a keyword, hence the name)."""
-        snapshot = self
+        last = self
         async for snapshot in self.awatch(timeout):
-            pass
-        return snapshot
+            last = snapshot
+        return last
 
 
 class _Seen:
@@ -427,4 +427,3 @@ def _remaining(deadline: float | None, job_id: str) -> float:
     if left <= 0:
         raise TimeoutError(f"job {job_id!r} did not finish in time")
     return left
-

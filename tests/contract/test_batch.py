@@ -37,7 +37,7 @@ def _make(job_id: str, state: str, progress: int | None = None, total: int | Non
 )
 def test_batch_status_rules(store: Store, states: list[str], expected: str) -> None:
     ids = [f"{expected}-{n}-{state}" for n, state in enumerate(states)]
-    for job_id, state in zip(ids, states):
+    for job_id, state in zip(ids, states, strict=False):
         _make(job_id, state)
     batch = Batch(ids + ["missing-one"])
     assert batch.status == expected

@@ -13,10 +13,23 @@ from jobstatus.stores import Store
 from ..stores import FakeClock, StoreCase
 
 
-def write(store: Store, job_id: str, ttl: float = 600, finished_ttl: float | None = None,
-          incr: dict | None = None, **fields: object) -> None:
-    store.write(job_id, Change(set=dict(fields), incr=incr or {}, ttl=ttl,
-                               finished_ttl=ttl if finished_ttl is None else finished_ttl))
+def write(
+    store: Store,
+    job_id: str,
+    ttl: float = 600,
+    finished_ttl: float | None = None,
+    incr: dict | None = None,
+    **fields: object,
+) -> None:
+    store.write(
+        job_id,
+        Change(
+            set=dict(fields),
+            incr=incr or {},
+            ttl=ttl,
+            finished_ttl=ttl if finished_ttl is None else finished_ttl,
+        ),
+    )
 
 
 def test_unknown_id_reads_as_unknown_not_queued(store: Store) -> None:
@@ -34,7 +47,7 @@ def test_unknown_id_reads_as_unknown_not_queued(store: Store) -> None:
 
 def test_every_json_type_round_trips_exactly(store: Store) -> None:
     value = {
-        "s": "héllo ✓ \"quoted\"",
+        "s": 'héllo ✓ "quoted"',
         "i": 12345678901234,
         "f": 0.1,
         "neg": -2.5,
@@ -115,7 +128,9 @@ def _expire(case: StoreCase, clock: FakeClock, seconds: float) -> None:
         time.sleep(seconds)
 
 
-def test_records_expire_after_their_last_write(store: Store, case: StoreCase, clock: FakeClock) -> None:
+def test_records_expire_after_their_last_write(
+    store: Store, case: StoreCase, clock: FakeClock
+) -> None:
     # Stores with a server-side clock may count whole seconds: leave them room.
     ttl = 30 if case.uses_clock else 3
     write(store, "short", ttl=ttl, a=1)
@@ -130,7 +145,9 @@ def test_records_expire_after_their_last_write(store: Store, case: StoreCase, cl
     assert jobstatus.get("short").to_dict() == {"c": 3}
 
 
-def test_finished_records_use_finished_expiry(store: Store, case: StoreCase, clock: FakeClock) -> None:
+def test_finished_records_use_finished_expiry(
+    store: Store, case: StoreCase, clock: FakeClock
+) -> None:
     short = 30 if case.uses_clock else 1
     write(store, "done", ttl=1000, finished_ttl=short, status="working")
     write(store, "running", ttl=1000, finished_ttl=short, status="working")

@@ -48,7 +48,9 @@ class CacheStore(Store):
     atomic: ClassVar[bool] = False
     _warned: ClassVar[bool] = False
 
-    def __init__(self, cache: CacheLike, *, prefix: str = "jobstatus:", timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, cache: CacheLike, *, prefix: str = "jobstatus:", timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.cache = cache
         self.prefix = prefix
         self.timeout = timeout

@@ -1,0 +1,89 @@
+"""The jobstatus command, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import jobstatus
+from jobstatus import Job
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    store_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    jobstatus.configure(store=store_url)
+    return store_url
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobstatus", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_runs_to_completion(url: str) -> None:
+    started = time.monotonic()
+    result = run("--store", url, "demo")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    assert "4 completed, 1 failed" in result.stdout
+    assert len(jobstatus.recent()) == 5
+    failed = jobstatus.recent(status="failed")
+    assert len(failed) == 1 and "SMTP" in failed[0]["exception"]["message"]
+    export = [s for s in jobstatus.recent(status="completed") if s.get("path") == "report.csv"]
+    assert export and export[0].progress.current == 6000  # throttled, nothing lost
+
+
+def test_get_prints_json_and_says_unknown(url: str) -> None:
+    job = Job("cli-job")
+    job.started()
+    job.status.update(step="A", total=4, progress=1, force=True)
+    result = run("get", "cli-job", "--json", "--store", url)
+    assert result.returncode == 0
+    record = json.loads(result.stdout)
+    assert record["status"] == "working" and record["step"] == "A"
+    human = run("get", "cli-job", "--store", url)
+    assert "working" in human.stdout and "1 / 4" in human.stdout
+    missing = run("get", "no-such-job", "--store", url)
+    assert missing.returncode == 2 and "unknown" in missing.stdout
+
+
+def test_get_rejects_a_malformed_id(url: str) -> None:
+    result = run("get", "x" * 600, "--store", url)
+    assert result.returncode == 3 and "512" in result.stderr
+
+
+def test_watch_exit_codes(url: str) -> None:
+    ok, bad = Job("ok"), Job("bad")
+    ok.started()
+    bad.started()
+
+    def finish() -> None:
+        time.sleep(0.8)
+        ok.status.progress.total = 2
+        ok.status.progress.increment(2)
+        ok.finished()
+        bad.finished(RuntimeError("nope"))
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    assert run("watch", "ok", "--store", url).returncode == 0
+    thread.join()
+    assert run("watch", "ok", "bad", "--store", url).returncode == 1
+    unknown = run("watch", "ok", "ghost", "--store", url)
+    assert unknown.returncode == 2 and "ghost" in unknown.stderr
+
+
+def test_bad_store_url_is_a_clear_error() -> None:
+    result = run("--store", "bogus://x", "get", "a")
+    assert result.returncode == 3 and "unknown store URL" in result.stderr
