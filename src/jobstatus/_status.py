@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any
 
 from ._config import JobOptions, settings
@@ -24,7 +25,7 @@ from ._record import (
     parse_iso,
     utc_now_iso,
 )
-from ._writer import Writer
+from ._writer import Writer, progress_of
 from .stores.base import Store
 
 if TYPE_CHECKING:
@@ -42,12 +43,13 @@ class Progress:
     a Batch is read-only.
     """
 
-    __slots__ = ("_status", "_current", "_total")
+    __slots__ = ("_status", "_writer", "_current", "_total")
 
     def __init__(
         self, status: Status | None = None, *, current: float = 0, total: float | None = None
     ) -> None:
         self._status = status
+        self._writer: Writer | None = None
         self._current = current
         self._total = total
 
@@ -59,8 +61,8 @@ class Progress:
         """Units done so far (0 when nothing was recorded)."""
         if self._status is None:
             return self._current
-        value = self._status._record.get("progress")
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+        held = self._writer.held_progress if self._writer is not None else 0
+        return progress_of(self._status._record) + held
 
     @current.setter
     def current(self, value: float) -> None:
@@ -124,7 +126,18 @@ class Progress:
         """
         if by.__class__ is not int:
             check_amount("by", by)
-        self._owner()._writer_for_write().add_progress(by)
+        writer = self._writer or self._owner()._writer_for_write()
+        # Writer.add_progress inlined, with acquire/release rather than `with`:
+        # this is the hot path and must cost no more than a tqdm tick.
+        lock = writer.lock
+        lock.acquire()
+        try:
+            writer.held_progress += by
+        finally:
+            lock.release()
+        if _monotonic() < writer.due_at:
+            return
+        writer.flush()
 
     def decrement(self, by: float = 1) -> None:
         """Subtract ``by`` from ``current``; throttled inside a job."""
@@ -171,6 +184,7 @@ class Status:
         self._writer = writer
         self._live = job is not None
         self._progress = Progress(self)
+        self._progress._writer = writer
 
     def __repr__(self) -> str:
         return f"<Status {self._job_id!r} {self.status or 'unknown'} {self._progress!r}>"
@@ -240,12 +254,15 @@ class Status:
         return len(self._record)
 
     def to_dict(self) -> Record:
-        """A copy of the record (``{}`` for an unknown id)."""
-        return dict(self._record)
+        """A copy of the record (``{}`` for an unknown id); a running job's shows held changes."""
+        record = dict(self._record)
+        if self._writer is not None and self._writer.held_progress:
+            record["progress"] = self._progress.current
+        return record
 
     def to_json(self) -> str:
         """The record as compact JSON (``"{}"`` for an unknown id); nothing else."""
-        return dumps(self._record)
+        return dumps(self.to_dict())
 
     # -- writing -----------------------------------------------------------------
 
@@ -254,6 +271,7 @@ class Status:
             self._writer = Writer(
                 self._store, self._job_id, self._record, settings.options, in_job=False
             )
+        self._progress._writer = self._writer
         return self._writer
 
     def _change(self, fields: Mapping[str, Any]) -> Change:

@@ -58,6 +58,12 @@ class _StoreErrorLog:
 store_error_log = _StoreErrorLog()
 
 
+def progress_of(record: Record) -> float:
+    """The record's progress as a number (0 when absent or not a number)."""
+    value = record.get("progress")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
 class Writer:
     """Writes one job's changes to the store, throttled or at once.
 
@@ -81,28 +87,29 @@ class Writer:
         self.interval = options.throttle_interval if in_job else 0.0
         self.lock = threading.Lock()
         self._held = self._empty()
-        self._held_progress: float = 0
-        self._last_write = -float("inf")
+        # Public to Progress.increment, the hot path, which reads them under ``lock``.
+        self.held_progress: float = 0
+        self.due_at = -float("inf")  # monotonic time from which a throttled change is written
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
 
     def add_progress(self, by: float) -> None:
-        """Add ``by`` to progress; throttled. The hot path of ``increment()``."""
+        """Add ``by`` to progress; throttled. ``Progress.increment`` inlines this."""
         with self.lock:
-            record = self.record
-            record["progress"] = record.get("progress", 0) + by
-            self._held_progress += by
-            if self.interval and time.monotonic() - self._last_write < self.interval:
+            self.held_progress += by
+            if time.monotonic() < self.due_at:
                 return
             self._flush_locked()
 
     def submit(self, change: Change, *, force: bool) -> None:
         """Apply ``change`` to the local view and write it (with all held) unless throttled."""
         with self.lock:
+            if "progress" in change.set:
+                self.held_progress = 0  # a later absolute value replaces held increments
             self.record.update(apply_change(self.record, change))
             self._held.merge(change)
-            if not force and self.interval and time.monotonic() - self._last_write < self.interval:
+            if not force and time.monotonic() < self.due_at:
                 return
             self._flush_locked()
 
@@ -114,9 +121,10 @@ class Writer:
     def _take_locked(self) -> Change:
         """The held change, with the held progress folded in and ``updated_at`` stamped."""
         change, self._held = self._held, self._empty()
-        if self._held_progress:
-            change.merge(Change(incr={"progress": self._held_progress}))
-            self._held_progress = 0
+        if self.held_progress:
+            change.merge(Change(incr={"progress": self.held_progress}))
+            self.record["progress"] = progress_of(self.record) + self.held_progress
+            self.held_progress = 0
         change.set["updated_at"] = stamp = utc_now_iso()
         self.record["updated_at"] = stamp
         change.ttl, change.finished_ttl = self.options.expires_in, self.options.finished_ttl
@@ -129,7 +137,7 @@ class Writer:
         except StoreError as exc:
             self._failed(change, exc)
         else:
-            self._last_write = time.monotonic()
+            self.due_at = time.monotonic() + self.interval
 
     def _failed(self, change: Change, exc: StoreError) -> None:
         """Keep the change for the next write, then warn or raise as configured."""
@@ -193,7 +201,7 @@ class AsyncWriter(Writer):
                     self._task = None
                     self._failed(change, exc)
                 return
-            self._last_write = time.monotonic()
+            self.due_at = time.monotonic() + self.interval
 
     async def aflush(self) -> None:
         with self.lock:

@@ -1,0 +1,1 @@
+"""Benchmarks against the peers. Run everything with ``python -m bench``."""
