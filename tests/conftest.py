@@ -7,6 +7,7 @@ import pytest
 
 import jobstatus
 from jobstatus._config import settings
+from jobstatus._writer import store_error_log
 from jobstatus.stores import MemoryStore, Store
 
 from .stores import CASES, FakeClock, StoreCase, namespace, require_service
@@ -17,6 +18,7 @@ def _fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """Each test starts with default options and its own default store file."""
     monkeypatch.setenv("JOBSTATUS_STORE", f"sqlite:///{tmp_path / 'default.db'}")
     settings.reset()
+    store_error_log.reset()
     MemoryStore.shared().clear()
     yield
     settings.reset()

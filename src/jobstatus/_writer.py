@@ -37,6 +37,11 @@ class _StoreErrorLog:
         self._last = -WARN_EVERY
         self._suppressed = 0
 
+    def reset(self) -> None:
+        """Forget past warnings, so the next failure warns at once (for tests)."""
+        with self._lock:
+            self._last, self._suppressed = -WARN_EVERY, 0
+
     def warn(self, store: Store, job_id: str, exc: StoreError) -> None:
         now = time.monotonic()
         with self._lock:

@@ -1,0 +1,150 @@
+"""What only the SQLite store must get right: files, locks, purging."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+import jobstatus
+from jobstatus import Job, StoreError
+from jobstatus._record import Change
+from jobstatus.stores import SQLiteStore
+from jobstatus.stores import sqlite as sqlite_module
+
+from .stores import FakeClock
+
+pytestmark = pytest.mark.sqlite
+
+
+def test_wal_mode_and_private_file(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "deep" / "er" / "s.db")
+    jobstatus.configure(store=store)
+    jobstatus.get("a")["x"] = 1
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    assert (store.path.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_corrupt_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(b"this is not a database" * 100)
+    jobstatus.configure(store=f"sqlite:///{path}")
+    with pytest.raises(StoreError, match=str(path)) as info:
+        jobstatus.get("a")
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    with pytest.raises(StoreError, match="corrupt.db"):
+        jobstatus.get("a")["x"] = 1
+
+
+def test_a_job_on_a_broken_store_completes_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"garbage" * 1000)
+    jobstatus.configure(store=f"sqlite:///{path}")
+
+    @jobstatus.track
+    def job() -> str:
+        for _ in range(50):
+            jobstatus.current()["step"] = "x"
+        return "done"
+
+    with caplog.at_level(logging.WARNING, logger="jobstatus"):
+        assert job() == "done"
+    warnings = [r for r in caplog.records if "could not write" in r.getMessage()]
+    assert len(warnings) == 1  # rate-limited: 52 failed writes, one warning
+    assert str(path) in warnings[0].getMessage()
+
+
+def test_on_store_error_raise(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"garbage" * 1000)
+    jobstatus.configure(store=f"sqlite:///{path}", on_store_error="raise")
+
+    @jobstatus.track
+    def job() -> None:
+        pass
+
+    with pytest.raises(StoreError):
+        job()
+
+
+def test_a_held_lock_times_out_as_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(path, timeout=0.3)
+    jobstatus.configure(store=store)
+    jobstatus.get("a")["x"] = 1
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="locked"):
+            jobstatus.get("a")["x"] = 2
+        assert time.monotonic() - started < 3
+        assert jobstatus.get("a")["x"] == 1  # readers are not blocked by a writer (WAL)
+    finally:
+        other.execute("ROLLBACK")
+    jobstatus.get("a")["x"] = 3
+    assert jobstatus.get("a")["x"] == 3
+
+
+def test_an_async_job_does_not_block_its_loop_while_the_store_waits(tmp_path: Path) -> None:
+    path = tmp_path / "slow.db"
+    jobstatus.configure(store=SQLiteStore(path, timeout=5))
+    jobstatus.get("warm")["x"] = 1
+    other = sqlite3.connect(path, isolation_level=None)
+
+    @jobstatus.track
+    async def job() -> str:
+        jobstatus.current()["step"] = "waits for the lock"
+        await jobstatus.current().aflush()
+        return jobstatus.current().job_id
+
+    async def main() -> tuple[str, int]:
+        ticks = 0
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(heartbeat())
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.5, other.execute, "ROLLBACK")
+        job_id = await job()
+        beat.cancel()
+        return job_id, ticks
+
+    job_id, ticks = asyncio.run(main())
+    assert ticks >= 10  # the loop kept running while writes waited for the lock
+    assert jobstatus.get(job_id)["step"] == "waits for the lock"
+
+
+def test_expired_rows_are_purged_by_writes(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = SQLiteStore(tmp_path / "purge.db", clock=clock)
+    for n in range(100):
+        store.write(f"old-{n}", Change(set={"n": n}, ttl=10, finished_ttl=10))
+    clock.advance(11)
+    for n in range(sqlite_module.PURGE_EVERY):
+        store.write("new", Change(set={"n": n}, ttl=10, finished_ttl=10))
+    rows = sqlite3.connect(store.path).execute("SELECT count(*) FROM jobstatus").fetchone()[0]
+    assert rows == 1
+    assert store.purge() == 0
+
+
+def test_other_records_survive_a_failed_write(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    jobstatus.configure(store=store)
+    jobstatus.get("keep")["x"] = 1
+    with pytest.raises(TypeError):
+        jobstatus.get("keep").update(y=object())
+    job = Job("keep")
+    job.status["z"] = 2
+    assert jobstatus.get("keep").to_dict()["x"] == 1
