@@ -1,6 +1,6 @@
 """Core benchmarks: a throttled tick against tqdm; SQLite writes and batches against sqlite3.
 
-    python -m bench.bench_core
+python -m bench.bench_core
 """
 
 from __future__ import annotations
@@ -47,8 +47,15 @@ def tick_rows() -> list[Row]:
     bar.close()
     ns = {name: value * 1e9 for name, value in medians.items()}
     return [
-        Row("throttled `progress.increment()`", ns["ours"], "`tqdm.update(1)`", ns["tqdm"],
-            "ns/op", "no slower than tqdm", {"empty_loop_ns": ns["empty"]}),
+        Row(
+            "throttled `progress.increment()`",
+            ns["ours"],
+            "`tqdm.update(1)`",
+            ns["tqdm"],
+            "ns/op",
+            "no slower than tqdm",
+            {"empty_loop_ns": ns["empty"]},
+        ),
     ]
 
 
@@ -125,12 +132,30 @@ def sqlite_rows(folder: Path) -> list[Row]:
     raw.close()
     us = 1e6
     return [
-        Row("unthrottled write, SQLite", write["ours"] * us, "raw sqlite3 upsert",
-            write["raw"] * us, "us/op", ">= 0.7x"),
-        Row("unthrottled write, SQLite", write["ours"] * us,
-            "raw upsert, same schema and indexes", write["schema"] * us, "us/op", ""),
-        Row("`Batch` of 10,000, SQLite", batch["ours"] * 1e3, "raw `SELECT ... IN` + json",
-            batch["raw"] * 1e3, "ms", "within 1.5x (>= 0.67x)"),
+        Row(
+            "unthrottled write, SQLite",
+            write["ours"] * us,
+            "raw sqlite3 upsert",
+            write["raw"] * us,
+            "us/op",
+            ">= 0.7x",
+        ),
+        Row(
+            "unthrottled write, SQLite",
+            write["ours"] * us,
+            "raw upsert, same schema and indexes",
+            write["schema"] * us,
+            "us/op",
+            "",
+        ),
+        Row(
+            "`Batch` of 10,000, SQLite",
+            batch["ours"] * 1e3,
+            "raw `SELECT ... IN` + json",
+            batch["raw"] * 1e3,
+            "ms",
+            "within 1.5x (>= 0.67x)",
+        ),
     ]
 
 
