@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from ._read import acall_store, call_store, job_id_of, store_or_default
-from ._record import Record, unique_ids
+from ._record import STATES, Record, unique_ids
 from ._status import Progress, Status
 from .stores.base import POLL_FIRST, POLL_GROWTH, POLL_MAX
 
@@ -64,7 +64,8 @@ class Batch:
         """Members per state, plus ``missing`` for unknown or expired ids."""
         counts = dict.fromkeys(COUNT_KEYS, 0)
         for status in self.statuses:
-            counts[status.status if status.status in counts else "missing"] += 1
+            state = status._record.get("status")
+            counts[state if state in STATES else "missing"] += 1
         return counts
 
     @property

@@ -167,6 +167,8 @@ class Status:
     ``s.update(...)``.
     """
 
+    __slots__ = ("_job_id", "_exists", "_record", "_store", "_job", "_writer", "_live", "_progress")
+
     def __init__(
         self,
         job_id: str,
@@ -183,11 +185,10 @@ class Status:
         self._job = job
         self._writer = writer
         self._live = job is not None
-        self._progress = Progress(self)
-        self._progress._writer = writer
+        self._progress: Progress | None = None
 
     def __repr__(self) -> str:
-        return f"<Status {self._job_id!r} {self.status or 'unknown'} {self._progress!r}>"
+        return f"<Status {self._job_id!r} {self.status or 'unknown'} {self.progress!r}>"
 
     # -- reading -----------------------------------------------------------------
 
@@ -235,6 +236,10 @@ class Status:
     @property
     def progress(self) -> Progress:
         """The job's progress (``current``, ``total``, ``ratio``, ``eta``, ...)."""
+        if self._progress is None:
+            # Made on first use: a Batch builds thousands of Statuses that never need one.
+            self._progress = Progress(self)
+            self._progress._writer = self._writer
         return self._progress
 
     def __getitem__(self, key: str) -> Any:
@@ -257,7 +262,7 @@ class Status:
         """A copy of the record (``{}`` for an unknown id); a running job's shows held changes."""
         record = dict(self._record)
         if self._writer is not None and self._writer.held_progress:
-            record["progress"] = self._progress.current
+            record["progress"] = self.progress.current
         return record
 
     def to_json(self) -> str:
@@ -271,7 +276,7 @@ class Status:
             self._writer = Writer(
                 self._store, self._job_id, self._record, settings.options, in_job=False
             )
-        self._progress._writer = self._writer
+        self.progress._writer = self._writer
         return self._writer
 
     def _change(self, fields: Mapping[str, Any]) -> Change:
