@@ -19,6 +19,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "memcached": ("jobstatus.stores.memcached", "MemcachedStore", "memcached"),
     "postgresql": ("jobstatus.stores.postgres", "PostgresStore", "postgres"),
     "postgres": ("jobstatus.stores.postgres", "PostgresStore", "postgres"),
+    "django-cache": ("jobstatus.integrations.django.stores", "DjangoCacheStore", "django"),
+    "django-db": ("jobstatus.integrations.django.stores", "DjangoDatabaseStore", "django"),
 }
 
 # Ready clients, recognised by the module of their class so no driver is imported.
