@@ -97,6 +97,11 @@ class Batch:
         return Progress(current=current, total=total)
 
     @property
+    def stale(self) -> int:
+        """How many members are working but silent past ``stale_after`` (see Status.is_stale)."""
+        return sum(status.is_stale for status in self.statuses)
+
+    @property
     def is_finished(self) -> bool:
         """No existing member is queued or working."""
         counts = self.counts

@@ -31,6 +31,8 @@ class JobOptions:
     throttle_interval: float = 0.0
     includes: frozenset[str] = frozenset({"status"})
     on_store_error: str = "warn"
+    heartbeat_interval: float = 15.0
+    stale_after: float = 60.0
 
     @property
     def finished_ttl(self) -> float:
@@ -84,8 +86,10 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = _seconds(name, value, allow_zero=False)
         elif name == "finished_expires_in":
             checked[name] = None if value is None else _seconds(name, value, allow_zero=False)
-        elif name == "throttle_interval":
+        elif name in ("throttle_interval", "heartbeat_interval"):
             checked[name] = _seconds(name, value, allow_zero=True)
+        elif name == "stale_after":
+            checked[name] = _seconds(name, value, allow_zero=False)
         elif name == "includes":
             checked[name] = _includes(value)
         elif name == "on_store_error":
@@ -182,6 +186,11 @@ def configure(**options: Any) -> None:
             "serialized_job", "exception"}``.
         on_store_error: ``"warn"`` (log, rate-limited, the job goes on) or
             ``"raise"`` (raise ``StoreError`` in the job).
+        heartbeat_interval: a running job that wrote nothing for this many
+            seconds writes anyway (``updated_at``, and any held change); 0 turns
+            heartbeats off.
+        stale_after: readers see a working job whose ``updated_at`` is older
+            than this as stale (``Status.is_stale``): its worker probably died.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming it.

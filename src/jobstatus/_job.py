@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 from . import _lifecycle as lifecycle
 from ._config import JobOptions, settings, validate_options
 from ._errors import NoCurrentJob, StoreError
+from ._heartbeat import heartbeat
 from ._record import Change, Record, validate_job_id
 from ._status import Status
 from ._writer import AsyncWriter, Writer
@@ -130,15 +131,18 @@ class Job:
         self._write(lifecycle.enqueued(self.options, serialized_job))
 
     def started(self, serialized_job: Mapping[str, Any] | None = None) -> None:
-        """Record ``working`` for this attempt."""
+        """Record ``working`` for this attempt; heartbeats run until it ends."""
         self._write(lifecycle.started(self.options, serialized_job))
+        heartbeat.add(self.writer)
 
     def finished(self, exc: BaseException | None = None) -> None:
         """Record ``completed`` (no ``exc``) or ``failed``, with all held changes."""
+        heartbeat.remove(self.writer)
         self._write(self._final_change(exc))
 
     def retrying(self, exc: BaseException | None = None) -> None:
         """Record ``queued`` again: a retry was scheduled."""
+        heartbeat.remove(self.writer)
         self.failed_by_hand = False
         self._write(lifecycle.retrying(self.options, exc))
 
@@ -166,13 +170,16 @@ class Job:
     async def astarted(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Async twin of :meth:`started`."""
         await self._awrite(lifecycle.started(self.options, serialized_job))
+        heartbeat.add(self.writer)
 
     async def afinished(self, exc: BaseException | None = None) -> None:
         """Async twin of :meth:`finished`."""
+        heartbeat.remove(self.writer)
         await self._awrite(self._final_change(exc))
 
     async def aretrying(self, exc: BaseException | None = None) -> None:
         """Async twin of :meth:`retrying`."""
+        heartbeat.remove(self.writer)
         self.failed_by_hand = False
         await self._awrite(lifecycle.retrying(self.options, exc))
 

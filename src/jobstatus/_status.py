@@ -234,6 +234,19 @@ class Status:
         return self.status in FINISHED_STATES
 
     @property
+    def is_stale(self) -> bool:
+        """Working, but silent for longer than ``stale_after`` (configure()): its worker
+        probably died. A running job writes at least every ``heartbeat_interval``."""
+        return self.is_stale_after(settings.options.stale_after)
+
+    def is_stale_after(self, seconds: float) -> bool:
+        """Working, and ``updated_at`` is more than ``seconds`` ago."""
+        if not self.is_working:
+            return False
+        updated = parse_iso(self._record.get("updated_at"))
+        return updated is not None and time.time() - updated > seconds
+
+    @property
     def progress(self) -> Progress:
         """The job's progress (``current``, ``total``, ``ratio``, ``eta``, ...)."""
         if self._progress is None:

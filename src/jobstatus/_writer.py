@@ -95,6 +95,7 @@ class Writer:
         # Public to Progress.increment, the hot path, which reads them under ``lock``.
         self.held_progress: float = 0
         self.due_at = -float("inf")  # monotonic time from which a throttled change is written
+        self.written_at = time.monotonic()  # of the last successful write, for heartbeats
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
@@ -142,7 +143,8 @@ class Writer:
         except StoreError as exc:
             self._failed(change, exc)
         else:
-            self.due_at = time.monotonic() + self.interval
+            self.written_at = time.monotonic()
+            self.due_at = self.written_at + self.interval
 
     def _failed(self, change: Change, exc: StoreError) -> None:
         """Keep the change for the next write, then warn or raise as configured."""
@@ -206,7 +208,8 @@ class AsyncWriter(Writer):
                     self._task = None
                     self._failed(change, exc)
                 return
-            self.due_at = time.monotonic() + self.interval
+            self.written_at = time.monotonic()
+            self.due_at = self.written_at + self.interval
 
     async def aflush(self) -> None:
         with self.lock:

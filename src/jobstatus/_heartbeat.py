@@ -1,0 +1,80 @@
+"""Heartbeats: a running job that has been quiet for a while writes anyway.
+
+A worker killed with SIGKILL or by the out-of-memory killer never reports its
+end, so its job would read as ``working`` forever. Every write of a running job
+stamps ``updated_at``; this module adds one daemon thread per process that,
+while a job is idle, flushes its writer every ``heartbeat_interval`` seconds
+(which also sends any held throttled change). Readers then call a working job
+whose ``updated_at`` is older than ``stale_after`` stale.
+
+Busy jobs cost nothing extra: their own writes are the heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._writer import Writer
+
+logger = logging.getLogger("jobstatus")
+
+TICK = 1.0  # seconds between two looks at the running jobs
+
+
+class Heartbeat:
+    """The running jobs of this process, and the thread that keeps them alive."""
+
+    def __init__(self) -> None:
+        self._writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def add(self, writer: Writer) -> None:
+        """Start beating for ``writer``'s job (no-op when its interval is 0)."""
+        if not writer.options.heartbeat_interval:
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child has no thread yet
+                self._pid, self._thread = os.getpid(), None
+                self._writers = weakref.WeakSet()
+            self._writers.add(writer)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobstatus-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, writer: Writer) -> None:
+        """Stop beating for ``writer``'s job."""
+        with self._lock:
+            self._writers.discard(writer)
+
+    def beat_due(self) -> int:
+        """Flush every idle job whose interval has passed; return how many."""
+        with self._lock:
+            writers = list(self._writers)
+        now = time.monotonic()
+        beats = 0
+        for writer in writers:
+            if now - writer.written_at >= writer.options.heartbeat_interval:
+                try:
+                    writer.flush()
+                    beats += 1
+                except Exception:  # on_store_error="raise" must not kill the thread
+                    logger.debug("heartbeat of job %r failed", writer.job_id, exc_info=True)
+        return beats
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(TICK)
+            self.beat_due()
+
+
+heartbeat = Heartbeat()
