@@ -57,12 +57,18 @@ def store_from_url(url: str, **options: Any) -> Store:
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"a store URL must be a str, not {type(url).__name__}")
-    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    try:
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed store URL: {exc}") from exc
     if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in SCHEMES)
         raise ConfigurationError(f"unknown store URL {_redact(url)!r}; known schemes: {known}")
     store_class = _store_class(*SCHEMES[scheme])
-    store: Store = store_class.from_url(url, **options)
+    try:
+        store: Store = store_class.from_url(url, **options)
+    except ValueError as exc:  # urllib's verdicts on ports, IPv6 brackets, ...
+        raise ConfigurationError(f"malformed {scheme} store URL: {exc}") from exc
     return store
 
 
@@ -95,7 +101,10 @@ def resolve_store(value: object) -> Store:
 
 def _redact(url: str) -> str:
     """The URL without its password, for messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed>"
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
