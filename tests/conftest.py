@@ -24,6 +24,15 @@ def _fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     settings.reset()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_redis_cluster() -> Iterator[None]:
+    """Stop the Redis Cluster the redis_cluster cases start on first use, if any."""
+    yield
+    from . import _redis_servers
+
+    _redis_servers.stop_shared_cluster()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -115,7 +115,28 @@ CASES: list[StoreCase] = [
         lists=False,
         marks=[pytest.mark.cache],
     ),
+    StoreCase(
+        "redis",
+        lambda tmp, clock, ns: _redis_servers().redis_case_store(REDIS_URL, ns),
+        url=lambda tmp, ns: f"{REDIS_URL}?prefix=t{ns}:",
+        uses_clock=False,
+        marks=[pytest.mark.redis],
+        service=("Redis", REDIS_URL, 6379),
+    ),
+    StoreCase(
+        "redis_cluster",
+        lambda tmp, clock, ns: _redis_servers().cluster_case_store(ns),
+        url=lambda tmp, ns: f"{_redis_servers().shared_cluster().url}?prefix=t{ns}:",
+        uses_clock=False,
+        marks=[pytest.mark.redis_cluster],
+    ),
 ]
+
+
+def _redis_servers():  # type: ignore[no-untyped-def]
+    from . import _redis_servers  # starts servers only when a Redis case runs
+
+    return _redis_servers
 
 
 def namespace() -> str:

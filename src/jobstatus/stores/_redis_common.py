@@ -1,0 +1,302 @@
+"""What the Redis and Redis Cluster stores share and that does no I/O.
+
+The key layout, the Lua scripts, how a :class:`Change` becomes script
+arguments, how a hash becomes a record, how options are checked and how the
+listing merges index pages. The store modules only move bytes.
+
+Key layout (``P`` is the prefix, ``T`` empty on plain Redis and a hash tag
+``{bN}`` on Redis Cluster)::
+
+    P T r:<id>          hash: one field per record key, its value the JSON text
+    P T x:all           sorted set of ids, scored by updated_at (epoch seconds)
+    P T x:s:<status>    the same, one per status
+    P T x:exp           sorted set of ids, scored by expiry (epoch milliseconds)
+    P T c:<id>          pub/sub channel: every write publishes the record as JSON
+
+Record keys all carry ``r:`` right after the prefix (and tag), index keys
+``x:``, so no id can name an index key, and ids go in keys as they are (Redis
+keys are binary-safe), so no two ids share a key.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .._errors import ConfigurationError
+from .._record import STATES, Change, Record, dumps, loads, parse_iso
+
+DEFAULT_PREFIX: Final = "jobstatus:"
+MAX_PREFIX_LENGTH: Final = 200
+READ_CHUNK: Final = 5_000  # ids per pipeline: 10,000 members are two round trips
+PRUNE_BATCH: Final = 32  # expired index entries a write removes, so no write stalls
+MAX_INT_DIGITS: Final = 18  # HINCRBY works on 64-bit ints; longer ones go through floats
+
+# A write, atomically: merge the set fields, apply the increments, refresh the
+# expiry from the resulting status, keep the indexes in step, drop a few expired
+# index entries and publish the whole record to anyone subscribed.
+WRITE_SCRIPT: Final = """
+local record, all, exp = KEYS[1], KEYS[2], KEYS[3]
+local by_status = {['"queued"'] = KEYS[4], ['"working"'] = KEYS[5],
+                   ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7]}
+local member, channel = ARGV[1], ARGV[2]
+local old_status = redis.call('HGET', record, 'status')
+local i, last = 7, 6 + 2 * tonumber(ARGV[6])
+while i < last do
+  redis.call('HSET', record, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i < #ARGV do
+  local field, amount, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local current = redis.call('HGET', record, field)
+  if not current or not tonumber(current) then
+    redis.call('HSET', record, field, amount)
+  elseif kind == 'i' and string.match(current, '^-?%d+$') and #current <= 18 then
+    redis.call('HINCRBY', record, field, amount)
+  else
+    local sum = redis.call('HINCRBYFLOAT', record, field, amount)
+    if not string.find(sum, '[%.eEn]') then
+      redis.call('HSET', record, field, sum .. '.0')
+    end
+  end
+  i = i + 3
+end
+local status = redis.call('HGET', record, 'status')
+local ttl = ARGV[3]
+if status == '"completed"' or status == '"failed"' then ttl = ARGV[4] end
+redis.call('PEXPIRE', record, ttl)
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local score = ARGV[5]
+if score == '' then
+  score = redis.call('ZSCORE', all, member) or
+          string.format('%d.%06d', tonumber(now[1]), tonumber(now[2]))
+end
+if old_status and by_status[old_status] and old_status ~= status then
+  redis.call('ZREM', by_status[old_status], member)
+end
+if status and by_status[status] then
+  redis.call('ZADD', by_status[status], score, member)
+end
+redis.call('ZADD', all, score, member)
+redis.call('ZADD', exp, string.format('%.0f', now_ms + tonumber(ttl)), member)
+local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', now_ms, 'LIMIT', 0, %(prune)d)
+for _, id in ipairs(gone) do
+  for k = 2, 7 do redis.call('ZREM', KEYS[k], id) end
+end
+if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+  local flat = redis.call('HGETALL', record)
+  local parts = {}
+  for k = 1, #flat, 2 do
+    parts[#parts + 1] = cjson.encode(flat[k]) .. ':' .. flat[k + 1]
+  end
+  redis.call('PUBLISH', channel, '{' .. table.concat(parts, ',') .. '}')
+end
+""".replace("%(prune)d", str(PRUNE_BATCH))
+
+# A delete: the record and its index entries go together.
+DELETE_SCRIPT: Final = """
+redis.call('DEL', KEYS[1])
+for k = 2, 7 do redis.call('ZREM', KEYS[k], ARGV[1]) end
+"""
+
+
+class KeyLayout:
+    """Names the keys of one store: ``prefix`` + optional hash tag + kind + id."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def tag(self, job_id: str) -> str:
+        """The hash tag that keeps one job's keys in one slot ('' on plain Redis)."""
+        return ""
+
+    def record(self, job_id: str) -> str:
+        return f"{self.prefix}{self.tag(job_id)}r:{job_id}"
+
+    def channel(self, job_id: str) -> str:
+        return f"{self.prefix}{self.tag(job_id)}c:{job_id}"
+
+    def indexes(self, tag: str) -> list[str]:
+        """The index keys under one tag: all, expiry, then one per status in STATES order."""
+        base = f"{self.prefix}{tag}x:"
+        return [f"{base}all", f"{base}exp", *(f"{base}s:{state}" for state in STATES)]
+
+    def script_keys(self, job_id: str) -> list[str]:
+        """KEYS for the write and delete scripts: the record, then its indexes."""
+        return [self.record(job_id), *self.indexes(self.tag(job_id))]
+
+    def listing_keys(self, status: str | None) -> list[str]:
+        """Every index to scan when listing ``status`` (None: all statuses)."""
+        return [self.index_of(tag, status) for tag in self.all_tags()]
+
+    def all_tags(self) -> list[str]:
+        return [""]
+
+    def index_of(self, tag: str, status: str | None) -> str:
+        kind = "all" if status is None else f"s:{status}"
+        return f"{self.prefix}{tag}x:{kind}"
+
+
+def check_prefix(prefix: object, *, forbid: str = "") -> str:
+    """Return a valid key prefix or raise ConfigurationError saying why."""
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        raise ConfigurationError(
+            f"prefix is {len(prefix)} characters long; the limit is {MAX_PREFIX_LENGTH}"
+        )
+    if not prefix.isprintable():
+        raise ConfigurationError(f"prefix must not contain control characters: {prefix!r}")
+    bad = [char for char in forbid if char in prefix]
+    if bad:
+        raise ConfigurationError(
+            f"prefix {prefix!r} must not contain {' or '.join(map(repr, bad))}: on Redis "
+            "Cluster the store puts its own hash tag after the prefix"
+        )
+    return prefix
+
+
+def check_timeout(timeout: object) -> float:
+    """Return a valid timeout in seconds or raise ConfigurationError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds; got {timeout!r}")
+    if timeout == float("inf"):
+        raise ConfigurationError("timeout must be finite: every store call has a bounded time")
+    return float(timeout)
+
+
+OWN_URL_OPTIONS: Final = ("prefix", "timeout")
+
+
+def split_url(url: str, options: dict[str, Any]) -> str:
+    """Move ``prefix`` and ``timeout`` from the URL's query into ``options``.
+
+    Returns the URL without them; the driver reads the remaining query options
+    (``?ssl_cert_reqs=none`` and the like) itself. An option given in the call
+    wins over the one in the URL.
+    """
+    parts = urlsplit(url)
+    kept = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "prefix":
+            options.setdefault("prefix", value)
+        elif key == "timeout":
+            try:
+                options.setdefault("timeout", float(value))
+            except ValueError:
+                raise ConfigurationError(
+                    f"timeout in the store URL must be a number of seconds; got {value!r}"
+                ) from None
+        else:
+            kept.append((key, value))
+    return parts._replace(query=urlencode(kept)).geturl()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
+    return url
+
+
+def _amount_text(amount: float) -> tuple[str, str]:
+    if isinstance(amount, int):
+        return str(amount), "i" if len(str(abs(amount))) <= MAX_INT_DIGITS else "f"
+    return dumps(amount), "f"
+
+
+def write_args(job_id: str, channel: str, change: Change) -> list[str | int]:
+    """ARGV for the write script (see WRITE_SCRIPT)."""
+    updated = parse_iso(change.set.get("updated_at"))
+    args: list[str | int] = [
+        job_id,
+        channel,
+        _milliseconds(change.ttl),
+        _milliseconds(change.finished_ttl),
+        "" if updated is None else f"{updated:.6f}",
+        len(change.set),
+    ]
+    for key, value in change.set.items():
+        args += [key, dumps(value)]
+    for key, amount in change.incr.items():
+        text, kind = _amount_text(amount)
+        args += [key, text, kind]
+    return args
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def decode_hash(raw: Mapping[Any, Any] | None) -> Record | None:
+    """A record from HGETALL's answer (bytes or str), or None for a missing key."""
+    if not raw:
+        return None
+    return {_text(key): loads(value) for key, value in raw.items()}
+
+
+def decode_message(data: bytes | str) -> Record:
+    """A record from a published message."""
+    record: Record = loads(data)
+    return record
+
+
+def cut(pages: Sequence[Sequence[tuple[bytes | str, float]]], size: int) -> tuple[Any, ...] | None:
+    """The (score, id) below which a merge of index pages may miss entries.
+
+    Each page holds the first ``size`` entries of one index, newest first; an
+    index that gave a full page may hold more entries after its last one.
+    None when every index was read to its end.
+    """
+    ends = [(page[-1][1], page[-1][0]) for page in pages if len(page) >= size]
+    return max(ends) if ends else None
+
+
+def merge_pages(
+    pages: Sequence[Sequence[tuple[bytes | str, float]]], size: int
+) -> tuple[list[str], bool]:
+    """Ids from all pages, newest first, down to where every page is still complete.
+
+    Returns the ids and whether the result is complete (every index exhausted
+    down to the last id returned).
+    """
+    bound = cut(pages, size)
+    merged = heapq.merge(
+        *([(score, member) for member, score in page] for page in pages), reverse=True
+    )
+    ids = [_text(member) for score, member in merged if bound is None or (score, member) >= bound]
+    return unique(ids), bound is None
+
+
+def unique(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def keep_listed(
+    pairs: Iterable[tuple[str, Record | None]], status: str | None, before: float | None
+) -> list[tuple[str, Record]]:
+    """Drop ids whose record is gone or no longer matches (indexes lag by design)."""
+    kept = []
+    for job_id, record in pairs:
+        if record is None:
+            continue
+        if status is not None and record.get("status") != status:
+            continue
+        updated = parse_iso(record.get("updated_at"))
+        if before is not None and updated is not None and updated >= before:
+            continue
+        kept.append((job_id, record))
+    return kept
+
+
+def upper_bound(before: float | None) -> str:
+    """ZREVRANGEBYSCORE's max for ``before`` (exclusive)."""
+    return "+inf" if before is None else f"({before!r}"
