@@ -1,0 +1,32 @@
+"""A gate a task waits at until the test opens it (a Redis key)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_client = redis.Redis.from_url(REDIS_URL)
+
+
+def _key(name: str) -> str:
+    return f"jobstatus-test:gate:{name}"
+
+
+def wait(name: str, timeout: float = 60.0) -> None:
+    """Block until ``open_gate(name)``; give up after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not _client.exists(_key(name)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {name!r} was never opened")
+        time.sleep(0.02)
+
+
+def open_gate(name: str) -> None:
+    _client.set(_key(name), 1, ex=120)
+
+
+def close(name: str) -> None:
+    _client.delete(_key(name))

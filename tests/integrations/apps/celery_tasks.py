@@ -1,0 +1,110 @@
+"""The Celery app the integration tests run in a real worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import _gate
+from celery import Celery
+from celery.exceptions import Ignore, Reject
+
+import jobstatus
+from jobstatus.integrations.celery import StatusTask, track
+
+app = Celery(
+    "celery_tasks",
+    broker=os.environ.get("JOBSTATUS_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/3"),
+    backend=os.environ.get("JOBSTATUS_TEST_CELERY_BACKEND", "redis://127.0.0.1:6379/3"),
+)
+app.conf.update(
+    task_default_queue=os.environ.get("JOBSTATUS_TEST_CELERY_QUEUE", "jobstatus-test"),
+    result_expires=300,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+track(app, includes={"status", "exception", "serialized_job"})
+
+
+@app.task(name="celery_tasks.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="celery_tasks.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(
+    name="celery_tasks.gated",
+    base=StatusTask,
+    bind=True,
+    jobstatus={"throttle_interval": 3600},
+)
+def gated(self: StatusTask, gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    self.progress.total = steps
+    self.progress.current = 1
+    self.status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        self.progress.increment()
+    jobstatus.current().update(step="done")  # throttled: held until the end
+    return "released"
+
+
+@app.task(name="celery_tasks.retry_once", bind=True, max_retries=3)
+def retry_once(self: StatusTask) -> int:
+    """Retry the first attempt two seconds later (queued meanwhile); the second returns."""
+    try:
+        if self.request.retries == 0:
+            raise ConnectionError("first try")
+    except ConnectionError as exc:
+        raise self.retry(exc=exc, countdown=2) from exc
+    return self.request.retries
+
+
+@app.task(name="celery_tasks.always_retry", bind=True, max_retries=1, default_retry_delay=0)
+def always_retry(self: StatusTask) -> None:
+    raise self.retry(exc=ValueError(f"attempt {self.request.retries + 1}"))
+
+
+@app.task(name="celery_tasks.ignored")
+def ignored() -> None:
+    raise Ignore()
+
+
+@app.task(name="celery_tasks.rejected")
+def rejected() -> None:
+    raise Reject("bad input", requeue=False)
+
+
+@app.task(name="celery_tasks.too_slow", time_limit=1)
+def too_slow() -> None:
+    time.sleep(30)
+
+
+@app.task(name="celery_tasks.killed")
+def killed() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="celery_tasks.swallow")
+def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@app.task(name="celery_tasks.untracked", jobstatus=False)
+def untracked() -> int:
+    return 1
+
+
+@app.task(name="celery_tasks.expiring", jobstatus={"expires_in": 120, "includes": {"status"}})
+def expiring() -> int:
+    return 2
