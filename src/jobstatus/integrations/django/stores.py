@@ -1,0 +1,237 @@
+"""Stores on Django's own machinery: a cache alias or the database.
+
+- ``django-cache://default`` (:class:`DjangoCacheStore`): records in
+  ``caches["default"]``. A Django cache has no atomic merge, so concurrent
+  writers in several processes can lose one another's keys (it warns once).
+  A per-process cache (``LocMemCache``) warns too, and ``DummyCache`` is refused:
+  it would show every status as unknown.
+- ``django-db://default`` (:class:`DjangoDatabaseStore`): records in the
+  ``jobstatus_record`` table of a database alias (run ``migrate``). Writes are
+  atomic merges: the row is locked with ``SELECT ... FOR UPDATE`` inside a
+  transaction (on SQLite the insert that opens the transaction takes the
+  write lock first), so increments from concurrent writers add up. It lists
+  recent jobs.
+
+Both import Django only when built, so this module imports without it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..._errors import ConfigurationError, StoreError
+from ..._record import Change, Record, apply_change, parse_iso
+from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, require
+from ...stores.cache import CacheStore
+
+PURGE_EVERY = 500  # writes per process between purges of expired rows
+PURGE_BATCH = 1000  # rows removed per purge, so one write never stalls long
+READ_CHUNK = 1000  # ids per query when reading a batch
+
+
+class PerProcessCacheWarning(UserWarning):
+    """The Django cache lives in one process: workers' statuses will not show elsewhere."""
+
+
+def _alias_from_url(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    alias = (parts.netloc + parts.path).strip("/")
+    if not alias:
+        raise ConfigurationError(f"{url!r} names no alias; write {scheme}://default")
+    return alias
+
+
+class DjangoCacheStore(CacheStore):
+    """Records in a Django cache alias (``django-cache://<alias>``).
+
+    Args:
+        alias: the key of ``settings.CACHES`` (default ``"default"``).
+        prefix: prepended to every cache key.
+
+    Raises:
+        ConfigurationError: Django is not installed, the alias is unknown, or
+            the cache is a ``DummyCache`` (it stores nothing).
+
+    Example::
+
+        JOBSTATUS = {"STORE": "django-cache://default"}
+    """
+
+    def __init__(
+        self,
+        alias: str = "default",
+        *,
+        prefix: str = "jobstatus:",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        require("django", "django")
+        from django.core.cache import caches
+        from django.core.cache.backends.base import InvalidCacheBackendError
+        from django.core.cache.backends.dummy import DummyCache
+        from django.core.cache.backends.locmem import LocMemCache
+        from django.utils.connection import ConnectionProxy
+
+        try:
+            backend = caches[alias]
+        except InvalidCacheBackendError as exc:
+            raise ConfigurationError(f"no Django cache named {alias!r} in CACHES") from exc
+        if isinstance(backend, DummyCache):
+            raise ConfigurationError(
+                f"the Django cache {alias!r} is a DummyCache, which stores nothing: every "
+                "status would read as unknown. Point JOBSTATUS['STORE'] at a real cache."
+            )
+        if isinstance(backend, LocMemCache):
+            warnings.warn(
+                f"the Django cache {alias!r} is a LocMemCache: statuses written by worker "
+                "processes will not show in other processes",
+                PerProcessCacheWarning,
+                stacklevel=2,
+            )
+        self.alias = alias
+        # The proxy looks the cache up per call: Django's cache objects are per thread.
+        super().__init__(ConnectionProxy(caches, alias), prefix=prefix, timeout=timeout)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> DjangoCacheStore:
+        """``django-cache://<alias>``."""
+        return cls(_alias_from_url(url, "django-cache"), **options)
+
+    def describe(self) -> str:
+        return f"django-cache://{self.alias}"
+
+
+class DjangoDatabaseStore(Store, Listing):
+    """Records in the ``jobstatus_record`` table of a Django database alias.
+
+    Needs ``"jobstatus.integrations.django"`` in ``INSTALLED_APPS`` and its
+    migration applied (``manage.py migrate jobstatus``).
+
+    Args:
+        using: the database alias (default ``"default"``).
+        clock: returns epoch seconds; inject one in tests to expire records.
+
+    A write joins the caller's transaction when there is one (like any ORM
+    write): the record appears when that transaction commits.
+
+    Example::
+
+        JOBSTATUS = {"STORE": "django-db://default"}
+    """
+
+    def __init__(
+        self,
+        using: str = "default",
+        *,
+        clock: Clock = time.time,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        require("django", "django")
+        self.using = using
+        self.timeout = timeout
+        self._clock = clock
+        self._writes = 0
+        self._writes_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> DjangoDatabaseStore:
+        """``django-db://<alias>``."""
+        return cls(_alias_from_url(url, "django-db"), **options)
+
+    def describe(self) -> str:
+        return f"django-db://{self.using}"
+
+    def _rows(self) -> Any:
+        from .models import JobStatusRecord
+
+        return JobStatusRecord.objects.using(self.using)
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        from django.db import DatabaseError
+
+        try:
+            yield
+        except DatabaseError as exc:
+            raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
+
+    def write(self, job_id: str, change: Change) -> None:
+        from django.db import transaction
+
+        from .models import JobStatusRecord
+
+        now = self._clock()
+        with self._errors("write"), transaction.atomic(using=self.using):
+            # Insert a placeholder first, so a missing row can be locked too and two
+            # first writers never both see "no row" (on SQLite this takes the write lock).
+            self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
+            row = self._rows().select_for_update().get(job_id=job_id)
+            record = apply_change(row.record if row.expires_at > now else None, change)
+            row.record = record
+            row.status = record.get("status") or ""
+            row.updated_at = parse_iso(record.get("updated_at")) or now
+            row.expires_at = now + change.ttl_for(record)
+            row.save(update_fields=["record", "status", "updated_at", "expires_at"])
+            if self._due_for_purge():
+                self._purge_some(now)
+
+    def _due_for_purge(self) -> bool:
+        with self._writes_lock:
+            self._writes += 1
+            return self._writes % PURGE_EVERY == 1
+
+    def _purge_some(self, now: float) -> None:
+        expired = list(
+            self._rows().filter(expires_at__lte=now).values_list("job_id", flat=True)[:PURGE_BATCH]
+        )
+        if expired:
+            self._rows().filter(job_id__in=expired, expires_at__lte=now).delete()
+
+    def purge(self) -> int:
+        """Delete every expired row now; return how many were removed."""
+        with self._errors("purge"):
+            removed, _ = self._rows().filter(expires_at__lte=self._clock()).delete()
+        return int(removed)
+
+    def read(self, job_id: str) -> Record | None:
+        with self._errors("read"):
+            found = (
+                self._rows()
+                .filter(job_id=job_id, expires_at__gt=self._clock())
+                .values_list("record", flat=True)
+                .first()
+            )
+        return dict(found) if found is not None else None
+
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+        found: dict[str, Record] = {}
+        now = self._clock()
+        with self._errors("read"):
+            for start in range(0, len(job_ids), READ_CHUNK):
+                chunk = list(job_ids[start : start + READ_CHUNK])
+                rows = self._rows().filter(job_id__in=chunk, expires_at__gt=now)
+                found.update(rows.values_list("job_id", "record"))
+        return [found.get(job_id) for job_id in job_ids]
+
+    def delete(self, job_id: str) -> None:
+        with self._errors("delete"):
+            self._rows().filter(job_id=job_id).delete()
+
+    def list_recent(
+        self, status: str | None, limit: int, before: float | None
+    ) -> list[tuple[str, Record]]:
+        rows = self._rows().filter(expires_at__gt=self._clock())
+        if status is not None:
+            rows = rows.filter(status=status)
+        if before is not None:
+            rows = rows.filter(updated_at__lt=before)
+        with self._errors("list"):
+            found = list(
+                rows.order_by("-updated_at", "-job_id").values_list("job_id", "record")[:limit]
+            )
+        return [(job_id, record) for job_id, record in found]

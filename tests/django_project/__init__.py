@@ -1,0 +1,1 @@
+"""A real Django project for the Django integration's tests (settings, tasks, URLs)."""

@@ -1,0 +1,55 @@
+"""Settings of the test project.
+
+The database is a PostgreSQL database made for one test session; its name
+comes from ``JOBSTATUS_DJANGO_DATABASE`` so the ``db_worker`` subprocess uses
+the same one (see ``harness.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+POSTGRES = urlsplit(
+    os.environ.get("JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+)
+
+SECRET_KEY = "jobstatus-tests-only"
+DEBUG = False
+USE_TZ = True
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.django_project.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django_tasks",
+    "django_tasks_db",
+    "jobstatus.integrations.django",
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("JOBSTATUS_DJANGO_DATABASE", "jobstatus_django_unset"),
+        "USER": POSTGRES.username or "postgres",
+        "PASSWORD": POSTGRES.password or "",
+        "HOST": POSTGRES.hostname or "127.0.0.1",
+        "PORT": POSTGRES.port or 5432,
+    }
+}
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+}
+
+TASKS = {
+    "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+    "dummy": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"},
+}
+
+JOBSTATUS = {
+    "INCLUDES": ["status", "exception", "serialized_job"],
+    "TASKS": {"tests.django_project.tasks.configured": {"THROTTLE_INTERVAL": 60}},
+}

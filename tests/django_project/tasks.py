@@ -1,0 +1,117 @@
+"""Tasks of the test project. The db_worker imports them by path, so they live at module level."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from django_tasks import task
+
+import jobstatus
+from jobstatus.integrations.django import options
+
+HANDSHAKE_TIMEOUT = 30.0
+
+
+@task()
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task()
+def count(n: int) -> int:
+    status = jobstatus.current()
+    status.progress.total = n
+    for _ in range(n):
+        status.progress.increment()
+    status["step"] = "done"
+    return n
+
+
+@task()
+def fails(message: str) -> None:
+    raise ValueError(message)
+
+
+class TaskBroke(Exception):
+    """A project's own exception class."""
+
+
+@task()
+def fails_own(message: str) -> None:
+    raise TaskBroke(message)
+
+
+@task()
+def swallows() -> str:
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@task()
+@options(throttle_interval=60)
+def throttled(n: int) -> None:
+    status = jobstatus.current()
+    status.progress.total = n
+    for index in range(n):
+        status.progress.increment()
+        status.update(step=f"row {index}")
+
+
+@task()
+def configured(n: int) -> None:
+    """Throttled by JOBSTATUS["TASKS"] in settings, not by a decorator."""
+    status = jobstatus.current()
+    for _ in range(n):
+        status.progress.increment()
+
+
+@task()
+async def async_count(n: int) -> int:
+    status = jobstatus.current()
+    status.progress.total = n
+    for _ in range(n):
+        await asyncio.sleep(0)
+        status.progress.increment()
+    return n
+
+
+@task()
+def nested() -> str:
+    """Enqueues another task (run at once by the immediate backend); current() comes back."""
+    outer = jobstatus.current().job_id
+    add.enqueue(1, 1)
+    assert jobstatus.current().job_id == outer
+    return outer
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+@task()
+def halfway(folder: str) -> str:
+    """Publishes progress, says so with a file, and waits for the test's go-ahead."""
+    status = jobstatus.current()
+    status.progress.total = 10
+    status.progress.current = 5
+    status["step"] = "halfway"
+    Path(folder, "ready").touch()
+    _wait_for(Path(folder, "go"))
+    status.progress.finish()
+    return "done"
+
+
+@task()
+def hangs(folder: str) -> None:
+    """Runs until its worker is killed."""
+    Path(folder, "ready").touch()
+    time.sleep(HANDSHAKE_TIMEOUT)
