@@ -1,0 +1,397 @@
+"""What the web endpoint decides, without any web framework.
+
+The Starlette app and the Django and Flask adapters all call this module, so a
+request means the same thing whichever framework serves it: which ids and
+query strings are valid, which keys a reader may see, who may read a job, the
+JSON of a batch and of a listing, and the text of a server-sent event.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from .._batch import Batch
+from .._errors import NotSupportedError, StoreError
+from .._read import MAX_RECENT, store_or_default
+from .._record import FINISHED_STATES, STATES, Record, dumps, parse_iso, validate_job_id
+from .._status import Status
+from ..stores.base import Store
+
+PRIVATE_KEYS: Final = frozenset({"serialized_job", "exception"})
+DEFAULT_LIMIT: Final = 50
+KEEPALIVE: Final = 15.0  # seconds between keep-alive comments on an idle stream
+NOT_FOUND: Final = "no such job"
+STATIC_FILES: Final = {"jobstatus.js": "text/javascript", "jobstatus.css": "text/css"}
+
+Authorize = Callable[[Any, str, Record], Any]
+
+
+class ApiError(Exception):
+    """A request that gets a short JSON error: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+    def body(self) -> str:
+        """The JSON body of the error response."""
+        return dumps({"error": self.message})
+
+
+def not_found() -> ApiError:
+    """The one answer for unknown, expired and forbidden jobs alike."""
+    return ApiError(404, NOT_FOUND)
+
+
+@dataclass(frozen=True)
+class WebOptions:
+    """The choices an application makes when it mounts the endpoint.
+
+    Attributes:
+        store: a URL, Store or client; None means the configured default store.
+        authorize: ``authorize(request, job_id, record) -> bool`` decides who may
+            read a job; the Starlette app also accepts an async hook.
+        public: serve the listing and the dashboard without an ``authorize`` hook.
+        expose: private keys to serve anyway (``"exception"``, ``"serialized_job"``).
+        private: the application's own keys never to serve.
+        cors_origins: origins allowed to read the JSON routes from a browser.
+        max_streams: event streams open at once per process; more get a 503.
+        max_batch_ids: ids in one batch or event-stream request; more get a 400.
+        max_query_bytes: length of a query string; longer gets a 414.
+        max_listing: the largest ``limit`` of a listing.
+        keepalive: seconds between keep-alive comments on an idle event stream.
+        poll_interval: seconds between two reads of the watched jobs (event streams).
+    """
+
+    store: object = None
+    authorize: Authorize | None = None
+    public: bool = False
+    expose: frozenset[str] = frozenset()
+    private: frozenset[str] = frozenset()
+    cors_origins: tuple[str, ...] = ()
+    max_streams: int = 1000
+    max_batch_ids: int = 1000
+    max_query_bytes: int = 32_768
+    max_listing: int = 500
+    keepalive: float = KEEPALIVE
+    poll_interval: float = 0.2
+    hidden: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("max_streams", "max_batch_ids", "max_query_bytes", "max_listing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        for name in ("keepalive", "poll_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+        if self.max_listing > MAX_RECENT:
+            raise ValueError(f"max_listing must be at most {MAX_RECENT}; got {self.max_listing}")
+        hidden = (PRIVATE_KEYS | self.private) - self.expose
+        object.__setattr__(self, "hidden", frozenset(hidden))
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        expose: Iterable[str] = (),
+        private: Iterable[str] = (),
+        cors_origins: Iterable[str] = (),
+        **options: Any,
+    ) -> WebOptions:
+        """Options from keyword arguments; ``expose``, ``private`` and ``cors_origins``
+        take any iterable of names (a lone str is refused, it is almost always a typo)."""
+        return cls(
+            expose=_names("expose", expose),
+            private=_names("private", private),
+            cors_origins=tuple(_names("cors_origins", cors_origins)),
+            **options,
+        )
+
+    @property
+    def listing_allowed(self) -> bool:
+        """The listing and dashboard are served only when the application says so."""
+        return self.public or self.authorize is not None
+
+    def resolve_store(self) -> Store:
+        """The store to read (the configured default when none was given)."""
+        return store_or_default(self.store)
+
+
+def _names(option: str, names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):
+        raise TypeError(f"{option} must be a list of names such as ({names!r},), not a str")
+    result = frozenset(names)
+    for name in result:
+        if not isinstance(name, str):
+            raise TypeError(f"{option} entries must be str; got {name!r}")
+    return result
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+def parse_job_id(raw: str) -> str:
+    """A job id from a URL path, or a 400."""
+    try:
+        return validate_job_id(raw)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(400, f"malformed job id: {exc}") from exc
+
+
+def check_query(query_string: str, options: WebOptions) -> None:
+    """Bound the size of a request's query string (414 past ``max_query_bytes``)."""
+    if len(query_string) > options.max_query_bytes:
+        raise ApiError(414, f"the query string is longer than {options.max_query_bytes} bytes")
+
+
+def only_params(params: Mapping[str, Sequence[str]], allowed: Iterable[str]) -> None:
+    """A 400 naming any query parameter outside ``allowed``."""
+    allowed = set(allowed)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}; allowed: {names}")
+
+
+def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name) or []
+    if len(values) > 1:
+        raise ApiError(400, f"give {name!r} once")
+    return values[0] if values else None
+
+
+def parse_ids(params: Mapping[str, Sequence[str]], options: WebOptions) -> list[str]:
+    """The ids of ``?ids=a,b,c`` (also ``?ids=a&ids=b``), validated, repeats removed."""
+    ids: list[str] = []
+    for value in params.get("ids") or []:
+        ids.extend(value.split(","))
+    if not ids:
+        raise ApiError(400, "ids must name at least one job id")
+    if len(ids) > options.max_batch_ids:
+        raise ApiError(400, f"at most {options.max_batch_ids} ids per request; got {len(ids)}")
+    return list(dict.fromkeys(parse_job_id(job_id) for job_id in ids))
+
+
+@dataclass(frozen=True)
+class ListingQuery:
+    """``?status=S&limit=N&before=T`` of a listing, validated."""
+
+    status: str | None
+    limit: int
+    before: str | None
+
+
+def parse_listing(params: Mapping[str, Sequence[str]], options: WebOptions) -> ListingQuery:
+    """The listing's query, or a 400 saying what was wrong."""
+    only_params(params, ("status", "limit", "before"))
+    status = _single(params, "status")
+    if status is not None and status not in STATES:
+        raise ApiError(400, f"status must be one of {', '.join(STATES)}")
+    raw_limit = _single(params, "limit")
+    limit = DEFAULT_LIMIT if raw_limit is None else _int(raw_limit)
+    if limit is None or not 1 <= limit <= options.max_listing:
+        raise ApiError(400, f"limit must be an integer from 1 to {options.max_listing}")
+    before = _single(params, "before")
+    if before is not None and parse_iso(before) is None:
+        raise ApiError(400, "before must be an ISO 8601 updated_at")
+    return ListingQuery(status, limit, before)
+
+
+def _int(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
+
+
+def last_event_id(headers: Mapping[str, str]) -> str | None:
+    """The ``Last-Event-ID`` a reconnecting EventSource sends, if any."""
+    value = headers.get("last-event-id")
+    return value if value else None
+
+
+# -- what a reader may see ----------------------------------------------------------
+
+
+def visible(record: Record, options: WebOptions) -> Record:
+    """The record without the keys the application keeps private."""
+    return {key: value for key, value in record.items() if key not in options.hidden}
+
+
+def with_id(job_id: str, record: Record | None, options: WebOptions) -> Record:
+    """A visible record carrying its ``job_id`` (a missing job: only its id and a null status)."""
+    if record is None:
+        return {"job_id": job_id, "status": None}
+    return {**visible(record, options), "job_id": job_id}
+
+
+def is_finished(record: Record) -> bool:
+    """Completed or failed."""
+    return record.get("status") in FINISHED_STATES
+
+
+def store_unavailable(exc: StoreError) -> ApiError:
+    """A 503 that does not repeat the driver's message (it may name hosts or keys)."""
+    return ApiError(503, "the status store is unavailable; try again later")
+
+
+def listing_unsupported(exc: NotSupportedError) -> ApiError:
+    """A 501 for a store that cannot list (memcached, a generic cache)."""
+    return ApiError(501, "this store cannot list jobs; ask for them by id")
+
+
+# -- responses ----------------------------------------------------------------------
+
+
+def batch_json(batch: Batch, allowed: Sequence[bool], options: WebOptions) -> Record:
+    """The summary of ``GET /jobs?ids=...``: forbidden members count as missing."""
+    statuses = batch.statuses
+    if not all(allowed):
+        pairs = zip(statuses, allowed, strict=True)
+        batch._load([s._record if s.exists and ok else None for s, ok in pairs])
+        statuses = batch.statuses
+    progress = batch.progress
+    return {
+        "status": batch.status,
+        "counts": batch.counts,
+        "progress": {"current": progress.current, "total": progress.total, "ratio": progress.ratio},
+        "jobs": [with_id(s.job_id, s._record if s.exists else None, options) for s in statuses],
+    }
+
+
+def listing_json(rows: Sequence[Status], options: WebOptions) -> Record:
+    """The answer of a listing: jobs newest first and the ``before`` of the next page."""
+    jobs = [with_id(s.job_id, s.to_dict(), options) for s in rows]
+    last = rows[-1].get("updated_at") if rows else None
+    return {"jobs": jobs, "next_before": last if isinstance(last, str) else None}
+
+
+def sse_event(record: Record, *, event_id: str | None = None) -> str:
+    """One server-sent event whose ``data`` is ``record`` as JSON (one line)."""
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}data: {dumps(record)}\n\n"
+
+
+def event_id(record: Record) -> str | None:
+    """A record's event id: its ``updated_at`` (an EventSource sends it back on reconnect)."""
+    updated = record.get("updated_at")
+    return updated if isinstance(updated, str) and updated.isprintable() else None
+
+
+SSE_KEEPALIVE: Final = ": keep-alive\n\n"
+SSE_HEADERS: Final = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+JSON_HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'"
+    ),
+}
+
+
+def is_newer(record: Record, than: Record | None) -> bool:
+    """Whether ``record`` is a change to show after ``than`` (not a repeat, not older)."""
+    if than is None:
+        return True
+    if record == than:
+        return False
+    new, old = parse_iso(record.get("updated_at")), parse_iso(than.get("updated_at"))
+    return new is None or old is None or new >= old
+
+
+# -- pages --------------------------------------------------------------------------
+
+
+@cache
+def _template(name: str) -> string.Template:
+    text = resources.files("jobstatus.web").joinpath("templates").joinpath(name).read_text("utf-8")
+    return string.Template(text)
+
+
+@cache
+def static_file(name: str) -> tuple[bytes, str]:
+    """The bytes and media type of one of the app's own static files.
+
+    Raises:
+        ApiError: 404 for any other name.
+    """
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        raise not_found()
+    data = resources.files("jobstatus.web").joinpath("static").joinpath(name).read_bytes()
+    return data, media_type
+
+
+def render_page(name: str, *, base: str, **values: str) -> str:
+    """A page from ``templates/``; every value is HTML-escaped before it is placed."""
+    escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
+    return _template(name).substitute(base=html.escape(base.rstrip("/"), quote=True), **escaped)
+
+
+def dashboard_page(base: str, *, refresh_seconds: float = 10.0) -> str:
+    """The HTML of ``GET /``."""
+    return render_page("dashboard.html", base=base, refresh=f"{refresh_seconds:g}")
+
+
+def job_page(base: str, job_id: str) -> str:
+    """The HTML of ``GET /jobs/{id}/view``."""
+    return render_page("job.html", base=base, job_id=job_id)
+
+
+def missing_page(base: str) -> str:
+    """The HTML 404 for a job page (unknown and forbidden alike)."""
+    return render_page("missing.html", base=base)
+
+
+# -- sync event streams (Django and Flask) -----------------------------------------
+
+
+def sync_events(
+    store: Store,
+    job_id: str,
+    first: Record,
+    *,
+    allowed: Callable[[Record], bool],
+    options: WebOptions,
+    resume_from: str | None = None,
+) -> Iterator[str]:
+    """Server-sent events for one job over the store's blocking subscription.
+
+    Yields the current record (unless it is the one ``resume_from`` names),
+    then each change, ending after the finished state, and keep-alive comments
+    while nothing changes. The stream also ends when the record disappears or
+    the reader loses the right to see it.
+    """
+    shown: Record | None = first if resume_from and event_id(first) == resume_from else None
+    record: Record | None = first
+    last_sent = time.monotonic()
+    with store.subscribe(job_id) as subscription:
+        while True:
+            if record is None or not allowed(record):
+                return
+            if is_newer(record, shown):
+                shown = record
+                subscription.changed()
+                last_sent = time.monotonic()
+                yield sse_event(visible(record, options), event_id=event_id(record))
+            if is_finished(record):
+                return
+            if time.monotonic() - last_sent >= options.keepalive:
+                last_sent = time.monotonic()
+                yield SSE_KEEPALIVE
+            pushed = subscription.wait(options.keepalive)
+            try:
+                record = pushed[-1] if pushed else store.read(job_id)
+            except Exception:  # a broken store ends the stream; the client reconnects
+                return

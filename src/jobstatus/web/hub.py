@@ -1,0 +1,119 @@
+"""One reader of the store per process, fanned out to every event stream.
+
+A thousand browsers watching jobs must not mean a thousand store
+subscriptions. The hub keeps the set of watched job ids and one task that
+reads them all together (``aread_many``: a few round trips for thousands of
+ids) every ``poll_interval`` seconds, and hands each change to the streams
+that watch that job. Streams of the same job share everything; a slow stream
+only ever holds the latest record of each job it watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from .._record import Record
+from ..stores.base import Store
+
+log = logging.getLogger("jobstatus.web")
+
+_UNSEEN = object()
+
+
+class Listener:
+    """What one event stream receives: the latest record of each job it watches."""
+
+    __slots__ = ("job_ids", "_pending", "_wake")
+
+    def __init__(self, job_ids: Iterable[str]) -> None:
+        self.job_ids = tuple(job_ids)
+        self._pending: dict[str, Record | None] = {}
+        self._wake = asyncio.Event()
+
+    def push(self, job_id: str, record: Record | None) -> None:
+        """Hold ``record`` (None: the job is gone) until the stream takes it."""
+        self._pending[job_id] = record
+        self._wake.set()
+
+    async def changes(self, timeout: float) -> dict[str, Record | None]:
+        """The records that changed since the last call; empty after ``timeout`` seconds."""
+        if not self._pending:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                return {}
+        pending, self._pending = self._pending, {}
+        self._wake.clear()
+        return pending
+
+
+class Hub:
+    """Watches jobs for every stream of one process, with a single reader task.
+
+    Args:
+        store: the store to read.
+        poll_interval: seconds between two reads of all watched jobs.
+    """
+
+    def __init__(self, store: Store, *, poll_interval: float = 0.2) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self._listeners: dict[str, set[Listener]] = {}
+        self._last: dict[str, object] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.reads = 0
+
+    @property
+    def watched(self) -> int:
+        """How many distinct jobs are watched now."""
+        return len(self._listeners)
+
+    @property
+    def listening(self) -> int:
+        """How many streams are listening now."""
+        return len({id(listener) for group in self._listeners.values() for listener in group})
+
+    def listen(self, job_ids: Iterable[str]) -> Listener:
+        """Start delivering changes of ``job_ids``; call :meth:`forget` when done."""
+        listener = Listener(job_ids)
+        for job_id in listener.job_ids:
+            self._listeners.setdefault(job_id, set()).add(listener)
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        """Stop delivering to ``listener``; a job nobody watches is no longer read."""
+        for job_id in listener.job_ids:
+            group = self._listeners.get(job_id)
+            if group is None:
+                continue
+            group.discard(listener)
+            if not group:
+                del self._listeners[job_id]
+                self._last.pop(job_id, None)
+
+    async def _run(self) -> None:
+        while self._listeners:
+            job_ids = list(self._listeners)
+            try:
+                records = await self.store.aread_many(job_ids)
+            except Exception as exc:  # keep serving: the next round may succeed
+                log.warning("jobstatus.web: reading watched jobs failed: %s", exc)
+                records = None
+            self.reads += 1
+            if records is not None:
+                self._deliver(job_ids, records)
+            await asyncio.sleep(self.poll_interval)
+
+    def _deliver(self, job_ids: list[str], records: list[Record | None]) -> None:
+        for job_id, record in zip(job_ids, records, strict=True):
+            group = self._listeners.get(job_id)
+            if not group or self._last.get(job_id, _UNSEEN) == record:
+                continue
+            self._last[job_id] = record
+            for listener in group:
+                listener.push(job_id, record)
