@@ -117,18 +117,19 @@ class RedisCluster:
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="jobstatus-cluster-"))
+        self.ports = [free_port(with_bus=True) for _ in range(3)]
         self.nodes: list[RedisServer] = []
 
     @property
     def url(self) -> str:
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def start(self) -> RedisCluster:
         try:
-            for n in range(3):
+            for n, port in enumerate(self.ports):
                 node = RedisServer(
                     self.folder / f"node{n}",
-                    free_port(with_bus=True),
+                    port,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -172,12 +173,21 @@ class RedisCluster:
 _shared: RedisCluster | None = None
 
 
+def cluster_url() -> str:
+    """The session cluster's URL; its ports are chosen now, the servers start on first use."""
+    global _shared
+    if _shared is None:
+        _shared = RedisCluster()
+    return _shared.url
+
+
 def shared_cluster() -> RedisCluster:
     """The session's cluster, started on first use (stopped by ``stop_shared_cluster``)."""
-    global _shared
     need_redis_server()
-    if _shared is None:
-        _shared = RedisCluster().start()
+    cluster_url()
+    assert _shared is not None
+    if not _shared.nodes:
+        _shared.start()
     return _shared
 
 
@@ -190,8 +200,11 @@ def stop_shared_cluster() -> None:
 
 def _scrub(store: RedisStore) -> None:
     client = store._scripts().client
-    for key in list(client.scan_iter(match=f"{store.prefix}*", count=1000)):
-        client.delete(key)
+    keys = list(client.scan_iter(match=f"{store.prefix}*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.delete(key)
+    pipe.execute()
 
 
 class TidyRedisStore(RedisStore):

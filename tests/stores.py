@@ -126,7 +126,7 @@ CASES: list[StoreCase] = [
     StoreCase(
         "redis_cluster",
         lambda tmp, clock, ns: _redis_servers().cluster_case_store(ns),
-        url=lambda tmp, ns: f"{_redis_servers().shared_cluster().url}?prefix=t{ns}:",
+        url=lambda tmp, ns: f"{_redis_servers().cluster_url()}?prefix=t{ns}:",
         uses_clock=False,
         marks=[pytest.mark.redis_cluster],
     ),
