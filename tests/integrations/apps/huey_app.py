@@ -1,0 +1,100 @@
+"""The Huey app the integration tests run in a real consumer (RedisHuey or SqliteHuey)."""
+
+from __future__ import annotations
+
+import os
+
+import _gate
+from huey import RedisHuey, SqliteHuey
+from huey.api import Huey
+from huey.exceptions import CancelExecution
+
+import jobstatus
+from jobstatus.integrations.huey import track
+
+KIND = os.environ.get("JOBSTATUS_TEST_HUEY_KIND", "redis")
+NAME = os.environ.get("JOBSTATUS_TEST_HUEY_NAME", "jobstatus-test")
+
+
+def make_huey(kind: str, name: str) -> Huey:
+    if kind == "sqlite":
+        return SqliteHuey(name, filename=os.environ["JOBSTATUS_TEST_HUEY_FILE"])
+    return RedisHuey(
+        name, url=os.environ.get("JOBSTATUS_TEST_HUEY_REDIS", "redis://127.0.0.1:6379/6")
+    )
+
+
+huey = make_huey(KIND, NAME)
+track(huey, includes={"status", "exception", "serialized_job"})
+
+
+@huey.pre_execute()
+def cancel_marked(task: object) -> None:
+    if getattr(task, "name", "") == "cancelled_by_hook":
+        raise CancelExecution("not today")
+
+
+@huey.task()
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@huey.task(jobstatus={"throttle_interval": 3600})
+def gated(gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")  # throttled: held until the end
+    return "released"
+
+
+@huey.task()
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@huey.task(retries=1, retry_delay=2)
+def retry_once(marker: str) -> str:
+    """Fail the first attempt (a Redis key remembers it), succeed the second."""
+    if _gate._client.set(f"jobstatus-test:once:{marker}", 1, nx=True, ex=120):
+        raise ConnectionError("first try")
+    return "second try"
+
+
+@huey.task(retries=1)
+def always_fail() -> None:
+    raise ValueError("always")
+
+
+@huey.task()
+def cancelled_by_hook() -> int:
+    return 1
+
+
+@huey.task(retries=2)
+def cancel_itself() -> None:
+    raise CancelExecution("given up", retry=False)
+
+
+@huey.task()
+def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@huey.task(jobstatus=False)
+def untracked() -> int:
+    return 1
+
+
+@huey.task(jobstatus={"includes": {"status"}})
+def plain_record() -> int:
+    return 2
