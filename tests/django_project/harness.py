@@ -79,14 +79,15 @@ def worker_env(store_url: str) -> dict[str, str]:
     return env
 
 
-def start_worker(store_url: str, log: Path) -> subprocess.Popen[bytes]:
-    """A real ``manage.py db_worker`` for the ``db`` backend, polling every 50 ms."""
+def start_worker(store_url: str, log: Path, queue: str = "default") -> subprocess.Popen[bytes]:
+    """A real ``manage.py db_worker`` for the ``db`` backend's ``queue``, polling every 50 ms."""
     command = [
         sys.executable,
         "-m",
         "django",
         "db_worker",
         "--backend=db",
+        f"--queue-name={queue}",
         "--interval=0.05",
         "--no-startup-delay",
         "--no-reload",

@@ -45,7 +45,10 @@ CACHES = {
 
 TASKS = {
     "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+    "db": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "nobody", "forced"],
+    },
     "dummy": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"},
 }
 

@@ -7,6 +7,8 @@
         "THROTTLE_INTERVAL": 0.5,
         "INCLUDES": ["status", "exception"],
         "ON_STORE_ERROR": "warn",
+        "HEARTBEAT_INTERVAL": 15,               # a running task writes at least this often
+        "STALE_AFTER": 60,                      # Status.is_stale past this silence
         "TASKS": {"shop.tasks.export": {"THROTTLE_INTERVAL": 2}},
         "AUTHORIZE": "shop.auth.may_see_job",   # view: (request, job_id, record) -> bool
         "EXPOSE": [],                           # view: private keys to serve anyway
@@ -31,6 +33,8 @@ OPTION_KEYS = {
     "THROTTLE_INTERVAL": "throttle_interval",
     "INCLUDES": "includes",
     "ON_STORE_ERROR": "on_store_error",
+    "HEARTBEAT_INTERVAL": "heartbeat_interval",
+    "STALE_AFTER": "stale_after",
 }
 OTHER_KEYS = {"STORE", "TASKS", "AUTHORIZE", "EXPOSE"}
 PRIVATE_KEYS = frozenset({"serialized_job", "exception"})

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..._config import validate_options
+from ..._heartbeat import heartbeat
 from ..._job import Job
 from ..._lifecycle import raised
 from ..._record import Change
@@ -93,8 +94,25 @@ def serialized(task_result: Any) -> dict[str, Any]:
 
 
 def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
-    """Record ``queued``."""
-    _job(task_result).enqueued(serialized(task_result))
+    """Record ``queued``, unless a worker already took the task."""
+    job = _job(task_result)
+    if getattr(sender, "__name__", "") != "ImmediateBackend" and _already_started(job):
+        return
+    job.enqueued(serialized(task_result))
+
+
+def _already_started(job: Job) -> bool:
+    """Whether a worker wrote first (it can start a task before this signal is handled).
+
+    Backends send ``task_enqueued`` once the task is visible to workers, so a
+    fast worker can win the race; "queued" must not then hide "working" or the
+    end. The immediate backend runs the task after this signal: no race, no read.
+    """
+    try:
+        record = job.store.read(job.job_id)
+    except Exception:
+        return False  # the write that follows reports the failure as configured
+    return record is not None and record.get("status") in ("working", "completed", "failed")
 
 
 def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
@@ -121,6 +139,7 @@ def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
             if exc is not None:
                 job.finished(exc)
             else:
+                heartbeat.remove(job.writer)
                 job.writer.submit(_failure_without_exception(job, task_result), force=True)
     finally:
         if entry is not None:

@@ -1,0 +1,433 @@
+"""The Django integration with real components: the test project under
+``tests/django_project``, the immediate backend in this process, and the
+``django_tasks_db`` database backend run by a real ``db_worker`` process on
+PostgreSQL. Statuses go to an SQLite file that the worker shares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import jobstatus
+from jobstatus import ConfigurationError
+from jobstatus.stores.base import Store
+
+from .django_project.harness import ensure_database, ensure_django, start_worker, stop_worker
+
+pytestmark = pytest.mark.django
+
+WAIT = 30.0  # seconds a test waits for the worker before giving up
+
+
+@pytest.fixture(autouse=True)
+def _django() -> None:
+    """Django set up once; JOBSTATUS re-applied after conftest's reset of the settings."""
+    ensure_django()
+    from jobstatus.integrations.django import conf
+
+    conf.load()
+
+
+def _tasks():  # imported late: importing them needs Django set up
+    from .django_project import tasks
+
+    return tasks
+
+
+def _wait_for_file(path: Path) -> None:
+    deadline = time.monotonic() + WAIT
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+# -- the immediate backend, in this process -------------------------------------------
+
+
+def test_a_task_records_queued_working_completed_and_its_progress() -> None:
+    tasks = _tasks()
+    result = tasks.count.enqueue(5)
+    status = jobstatus.get(result)  # get() takes Django's TaskResult
+    assert result.return_value == 5
+    assert status.job_id == result.id
+    assert status.status == "completed"
+    assert (status.progress.current, status.progress.total) == (5, 5)
+    assert status["step"] == "done"
+    assert status["attempts"] == 1
+    for key in ("queued_at", "started_at", "finished_at"):
+        assert key in status
+    assert status["serialized_job"] == {
+        "name": "tests.django_project.tasks.count",
+        "args": [5],
+        "kwargs": {},
+        "queue": "default",
+        "job_id": result.id,
+        "backend": "default",
+        "priority": 0,
+    }
+
+
+def test_a_failing_task_is_failed_with_its_exception() -> None:
+    tasks = _tasks()
+    result = tasks.fails.enqueue("boom")
+    status = jobstatus.get(result)
+    assert status.status == "failed"
+    assert "finished_at" in status
+    assert status["exception"] == {"class": "ValueError", "message": "boom"}
+    # Django's own result is untouched: the backend still reports the failure.
+    assert result.status == "FAILED"
+    assert result.errors[0].exception_class_path == "builtins.ValueError"
+
+
+def test_a_projects_own_exception_is_named_by_its_path() -> None:
+    result = _tasks().fails_own.enqueue("bad row")
+    assert jobstatus.get(result)["exception"] == {
+        "class": "tests.django_project.tasks.TaskBroke",
+        "message": "bad row",
+    }
+
+
+def test_a_swallowed_exception_marked_with_catch_exception_stays_failed() -> None:
+    result = _tasks().swallows.enqueue()
+    assert result.return_value == "handled"
+    status = jobstatus.get(result)
+    assert status.status == "failed"
+    assert status["exception"] == {"class": "KeyError", "message": "'missing'"}
+
+
+def test_throttled_changes_are_flushed_by_the_end_of_the_task() -> None:
+    # throttle_interval=60 from the options() decorator: only the end writes them.
+    status = jobstatus.get(_tasks().throttled.enqueue(7))
+    assert status.status == "completed"
+    assert (status.progress.current, status.progress.total) == (7, 7)
+    assert status["step"] == "row 6"
+
+
+def test_per_task_options_from_settings() -> None:
+    from jobstatus.integrations.django import conf
+
+    assert conf.current().tasks["tests.django_project.tasks.configured"] == {
+        "throttle_interval": 60.0
+    }
+    status = jobstatus.get(_tasks().configured.enqueue(3))
+    assert status.status == "completed"
+    assert status.progress.current == 3
+
+
+def test_async_tasks_see_their_job() -> None:
+    status = jobstatus.get(_tasks().async_count.enqueue(3))
+    assert status.status == "completed"
+    assert (status.progress.current, status.progress.total) == (3, 3)
+
+
+def test_a_task_enqueued_inside_a_task_is_its_own_job() -> None:
+    result = _tasks().nested.enqueue()
+    assert result.status == "SUCCESSFUL"  # the task asserts current() came back to it
+    outer = jobstatus.get(result)
+    assert outer.status == "completed"
+    assert [s.status for s in jobstatus.recent(limit=2)] == ["completed", "completed"]
+
+
+def test_outside_a_task_there_is_no_current_job() -> None:
+    _tasks().add.enqueue(1, 2)
+    with pytest.raises(jobstatus.NoCurrentJob):
+        jobstatus.current()
+
+
+def test_a_task_nobody_runs_stays_queued() -> None:
+    result = _tasks().add.using(backend="dummy").enqueue(1, 2)
+    status = jobstatus.get(result)
+    assert status.status == "queued"
+    assert "started_at" not in status
+
+
+def test_empty_includes_record_no_lifecycle() -> None:
+    from django.test import override_settings
+
+    with override_settings(JOBSTATUS={"INCLUDES": []}):
+        result = _tasks().add.enqueue(1, 2)
+    record = jobstatus.get(result).to_dict()
+    record.pop("updated_at", None)  # every write stamps it
+    assert record == {}
+
+
+def test_a_failure_known_only_from_the_task_result_keeps_class_and_message() -> None:
+    """A backend that reports a failure outside its except block: the TaskResult's error."""
+    from django_tasks.base import TaskError
+
+    from jobstatus.integrations.django import signals
+
+    queued = _tasks().add.using(backend="dummy").enqueue(1, 2)
+    error = TaskError(
+        exception_class_path="tests.django_project.tasks.TaskBroke",
+        traceback="Traceback (most recent call last):\n  ...\n"
+        "tests.django_project.tasks.TaskBroke: lost the row\n",
+    )
+    failed = dataclasses.replace(queued, status="FAILED", errors=[error])
+    signals.task_finished(sender=None, task_result=failed)
+    status = jobstatus.get(queued)
+    assert status.status == "failed"
+    assert status["exception"] == {
+        "class": "tests.django_project.tasks.TaskBroke",
+        "message": "lost the row",
+    }
+
+
+def test_the_backports_signals_are_hooked() -> None:
+    from jobstatus.integrations.django import signals
+
+    assert "django_tasks.signals" in signals.connect()
+
+
+def test_bad_settings_are_refused_naming_the_key() -> None:
+    from jobstatus.integrations.django import conf, options
+
+    with pytest.raises(ConfigurationError, match="THROTTLE"):
+        conf.parse({"THROTTLE": 1})
+    with pytest.raises(ConfigurationError, match="throttle_interval"):
+        conf.parse({"THROTTLE_INTERVAL": -1})
+    with pytest.raises(ConfigurationError, match="SPEED"):
+        conf.parse({"TASKS": {"a.b": {"SPEED": 1}}})
+    with pytest.raises(ConfigurationError, match="EXPOSE"):
+        conf.parse({"EXPOSE": ["password"]})
+    with pytest.raises(ConfigurationError, match="speed"):
+        options(speed=1)
+
+
+# -- the Django cache store ----------------------------------------------------------
+
+
+def test_the_django_cache_store_runs_tasks_and_warns_it_is_per_process() -> None:
+    from jobstatus.integrations.django.stores import DjangoCacheStore, PerProcessCacheWarning
+
+    with pytest.warns(PerProcessCacheWarning, match="LocMemCache"):
+        store = jobstatus.store_from_url("django-cache://default")
+    assert isinstance(store, DjangoCacheStore)
+    jobstatus.configure(store=store)
+    status = jobstatus.get(_tasks().count.enqueue(4))
+    assert status.status == "completed"
+    assert status.progress.current == 4
+    assert store.read(status.job_id) == status.to_dict()
+
+
+def test_the_django_cache_store_refuses_a_dummy_cache_and_unknown_aliases() -> None:
+    with pytest.raises(ConfigurationError, match="DummyCache"):
+        jobstatus.store_from_url("django-cache://dummy")
+    with pytest.raises(ConfigurationError, match="nowhere"):
+        jobstatus.store_from_url("django-cache://nowhere")
+    with pytest.raises(ConfigurationError, match="alias"):
+        jobstatus.store_from_url("django-cache://")
+
+
+# -- the Django database store (PostgreSQL) -------------------------------------------
+
+
+@pytest.fixture
+def db_store() -> Iterator[Store]:
+    ensure_database()
+    from jobstatus.integrations.django.models import JobStatusRecord
+
+    JobStatusRecord.objects.all().delete()
+    store = jobstatus.store_from_url("django-db://default")
+    jobstatus.configure(store=store)
+    yield store
+    JobStatusRecord.objects.all().delete()
+
+
+@pytest.mark.postgres
+def test_the_database_store_runs_tasks_and_lists_them(db_store: Store) -> None:
+    done = _tasks().count.enqueue(3)
+    broken = _tasks().fails.enqueue("no")
+    assert jobstatus.get(done).status == "completed"
+    assert jobstatus.get(broken)["exception"]["message"] == "no"
+    assert [s.job_id for s in jobstatus.recent()] == [broken.id, done.id]
+    assert [s.job_id for s in jobstatus.recent(status="completed")] == [done.id]
+
+
+@pytest.mark.postgres
+def test_the_database_store_adds_up_concurrent_increments(db_store: Store) -> None:
+    from django.db import connections
+
+    def bump() -> None:
+        try:
+            status = jobstatus.get("shared")
+            for _ in range(20):
+                status.progress.increment()
+        finally:
+            connections.close_all()  # this thread's connection
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert jobstatus.get("shared").progress.current == 160
+
+
+@pytest.mark.postgres
+def test_the_database_store_expires_and_purges(db_store: Store) -> None:
+    from jobstatus.integrations.django.stores import DjangoDatabaseStore
+
+    now = [time.time()]
+    store = DjangoDatabaseStore(clock=lambda: now[0])
+    jobstatus.get("short", store=store).update(status="queued")
+    now[0] += 3601
+    assert not jobstatus.get("short", store=store).exists
+    assert store.purge() == 1
+
+
+@pytest.mark.postgres
+def test_the_migration_is_complete() -> None:
+    ensure_database()
+    from django.core.management import call_command
+
+    call_command("makemigrations", "jobstatus", "--check", "--dry-run", verbosity=0)
+
+
+# -- the view --------------------------------------------------------------------------
+
+
+def _client():
+    from django.test import Client
+
+    return Client()
+
+
+def test_the_view_answers_a_jobs_json_without_private_keys() -> None:
+    result = _tasks().fails.enqueue("secret detail")
+    answer = _client().get(f"/jobs/{result.id}")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "failed"
+    assert "exception" not in body
+    assert "serialized_job" not in body
+    assert body == {
+        k: v
+        for k, v in jobstatus.get(result).to_dict().items()
+        if k not in ("exception", "serialized_job")
+    }
+
+
+def test_the_view_404s_unknown_and_refused_jobs_alike_and_400s_bad_ids() -> None:
+    from django.test import override_settings
+
+    client = _client()
+    assert client.get("/jobs/no-such-job").status_code == 404
+    result = _tasks().add.enqueue(1, 2)
+    with override_settings(JOBSTATUS={"AUTHORIZE": lambda request, job_id, record: False}):
+        assert client.get(f"/jobs/{result.id}").status_code == 404
+    with override_settings(JOBSTATUS={"EXPOSE": ["serialized_job"]}):
+        assert client.get(f"/jobs/{result.id}").json()["serialized_job"]["args"] == [1, 2]
+    assert client.get("/jobs/" + "x" * 600).status_code == 400
+    assert client.post(f"/jobs/{result.id}").status_code == 405
+
+
+# -- the database backend, run by a real db_worker process ---------------------------
+
+
+@pytest.fixture(scope="module")
+def worker_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('worker') / 'status.db'}"
+
+
+@pytest.fixture(scope="module")
+def worker(
+    worker_store: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    ensure_database()
+    process = start_worker(worker_store, tmp_path_factory.mktemp("log") / "worker.log")
+    yield process
+    stop_worker(process)
+
+
+@pytest.fixture
+def on_worker(worker: subprocess.Popen[bytes], worker_store: str) -> str:
+    """This process writes and reads the store that the worker writes."""
+    assert worker.poll() is None, "the db_worker died"
+    jobstatus.configure(store=worker_store)
+    return worker_store
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_runs_a_task_queued_working_completed(on_worker: str) -> None:
+    result = _tasks().count.using(backend="db").enqueue(6)
+    final = jobstatus.get(result).wait(timeout=WAIT)
+    assert final.status == "completed"
+    assert (final.progress.current, final.progress.total) == (6, 6)
+    assert final["attempts"] == 1
+    assert final["serialized_job"]["backend"] == "db"
+    result.refresh()
+    assert result.status == "SUCCESSFUL"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_records_a_failure_with_its_exception(on_worker: str) -> None:
+    result = _tasks().fails.using(backend="db").enqueue("in the worker")
+    final = jobstatus.get(result).wait(timeout=WAIT)
+    assert final.status == "failed"
+    assert final["exception"] == {"class": "ValueError", "message": "in the worker"}
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_progress_is_visible_from_here_while_the_worker_runs(
+    on_worker: str, tmp_path: Path
+) -> None:
+    result = _tasks().halfway.using(backend="db").enqueue(str(tmp_path))
+    _wait_for_file(tmp_path / "ready")
+    midway = jobstatus.get(result)
+    assert midway.status == "working"
+    assert (midway.progress.current, midway.progress.total) == (5, 10)
+    assert midway["step"] == "halfway"
+    (tmp_path / "go").touch()
+    final = midway.wait(timeout=WAIT)
+    assert final.status == "completed"
+    assert final.progress.current == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_task_on_a_queue_no_worker_serves_stays_queued(on_worker: str) -> None:
+    result = _tasks().add.using(backend="db", queue_name="nobody").enqueue(1, 2)
+    status = jobstatus.get(result)
+    assert status.status == "queued"
+    assert status["serialized_job"]["queue"] == "nobody"
+    from django_tasks_db.models import DBTaskResult
+
+    DBTaskResult.objects.filter(id=result.id).delete()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_forced_to_stop_mid_task_records_failed(tmp_path: Path) -> None:
+    """db_worker's second SIGTERM raises SystemExit in the task: the job is failed."""
+    ensure_database()
+    store_url = f"sqlite:///{tmp_path / 'status.db'}"
+    jobstatus.configure(store=store_url)
+    process = start_worker(store_url, tmp_path / "worker.log", queue="forced")
+    try:
+        result = _tasks().hangs.using(backend="db", queue_name="forced").enqueue(str(tmp_path))
+        _wait_for_file(tmp_path / "ready")
+        assert jobstatus.get(result).status == "working"
+        deadline = time.monotonic() + WAIT
+        while process.poll() is None:
+            assert time.monotonic() < deadline, "the worker ignored SIGTERM"
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.5)
+        final = jobstatus.get(result)
+        assert final.status == "failed"
+        assert final["exception"]["class"] == "SystemExit"
+    finally:
+        stop_worker(process)
