@@ -1,0 +1,193 @@
+"""The Django and Flask adapters against their own test clients: the same routes and answers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import jobstatus
+from jobstatus.stores import MemoryStore
+
+from ._support import SCRIPT, events, owner_is, put, seed
+
+pytestmark = pytest.mark.web
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.text)
+
+
+Get = Callable[..., Answer]
+
+
+def _django(store: MemoryStore, **options: Any) -> Iterator[Get]:
+    from django.conf import settings
+
+    if not settings.configured:
+        from tests.django_project.harness import ensure_django
+
+        ensure_django()
+    import django
+
+    django.setup()
+    from django.test import Client, override_settings
+    from django.urls import include, path
+
+    import jobstatus.web.django
+
+    urlconf = ModuleType("jobstatus_web_test_urls")
+    urlconf.urlpatterns = [  # type: ignore[attr-defined]
+        path("status/", include(jobstatus.web.django.urls(store=store, **options)))
+    ]
+    client = Client()
+
+    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
+        response = getattr(client, method)("/status" + url, headers=headers or {})
+        if response.streaming:
+            text = b"".join(response.streaming_content).decode()
+            response.close()
+        else:
+            text = response.content.decode()
+        return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, text)
+
+    with override_settings(ROOT_URLCONF=urlconf, ALLOWED_HOSTS=["*"], MIDDLEWARE=[]):
+        yield get
+
+
+def _flask(store: MemoryStore, **options: Any) -> Iterator[Get]:
+    import flask
+
+    import jobstatus.web.flask
+
+    app = flask.Flask("jobstatus_test")
+    app.register_blueprint(
+        jobstatus.web.flask.blueprint(store=store, **options), url_prefix="/status"
+    )
+    client = app.test_client()
+
+    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
+        response = getattr(client, method)("/status" + url, headers=headers or {})
+        text = response.get_data(as_text=True)
+        response.close()
+        return Answer(
+            response.status_code, {k.lower(): v for k, v in response.headers.items()}, text
+        )
+
+    yield get
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(_django, marks=pytest.mark.django, id="django"),
+        pytest.param(_flask, id="flask"),
+    ]
+)
+def serve(request: pytest.FixtureRequest) -> Iterator[Callable[..., Get]]:
+    """``serve(**options)`` mounts the adapter under /status on a seeded memory store."""
+    store = MemoryStore()
+    seed(store)
+    opened: list[Iterator[Get]] = []
+
+    def start(**options: Any) -> Get:
+        factory = request.param(options.pop("store", store), **options)
+        opened.append(factory)
+        return next(factory)
+
+    start.store = store  # type: ignore[attr-defined]
+    yield start
+    for factory in opened:
+        for _ in factory:
+            pass
+
+
+def test_a_job_without_private_keys(serve: Any) -> None:
+    get = serve()
+    body = get("/jobs/bad").json()
+    assert body["status"] == "failed" and "exception" not in body and "serialized_job" not in body
+    assert (
+        serve(expose=["exception"], private=["token"])("/jobs/bad").json()["exception"]["message"]
+        == "boom"
+    )
+
+
+def test_unknown_forbidden_and_malformed(serve: Any) -> None:
+    get = serve(authorize=owner_is())
+    unknown = get("/jobs/nope", {"x-user": "ann"})
+    forbidden = get("/jobs/bad", {"x-user": "ann"})
+    assert unknown.status == forbidden.status == 404 and unknown.text == forbidden.text
+    assert get("/jobs/bad", {"x-user": "bob"}).json()["owner"] == "bob"
+    assert get("/jobs/a%00b").status == 400
+    assert get("/jobs/run?x=1").status == 400
+    assert get("/jobs/run", method="post").status == 405
+
+
+def test_batch_and_its_bounds(serve: Any) -> None:
+    get = serve(max_batch_ids=4)
+    body = get("/jobs?ids=run,bad,done,nope").json()
+    assert body["counts"] == {"queued": 0, "working": 1, "completed": 1, "failed": 1, "missing": 1}
+    assert body["progress"] == {"current": 8, "total": 15, "ratio": 8 / 15}
+    assert get("/jobs?ids=a,b,c,d,e").status == 400
+
+
+def test_listing_and_dashboard_need_public_or_a_hook(serve: Any) -> None:
+    closed = serve()
+    assert closed("/jobs").status == 404 and closed("/").status == 404
+    opened = serve(public=True)
+    assert [job["job_id"] for job in opened("/jobs?status=failed").json()["jobs"]] == ["bad"]
+    dashboard = opened("/")
+    assert dashboard.status == 200 and 'data-base="/status"' in dashboard.text
+    assert "script-src 'self'" in dashboard.headers["content-security-policy"]
+    assert opened("/jobs?limit=0").status == 400
+    assert opened("/static/jobstatus.js").status == 200
+
+
+def test_job_page_escapes_values(serve: Any) -> None:
+    put(serve.store, SCRIPT, status="working", step=SCRIPT)
+    get = serve()
+    page = get("/jobs/" + SCRIPT.replace("/", "%2F") + "/view")
+    assert page.status == 200 and "<script>window" not in page.text
+    assert 'data-base="/status"' in page.text
+    assert get("/jobs/nope/view").status == 404
+
+
+def test_events_follow_a_job_to_its_end(serve: Any) -> None:
+    get = serve(poll_interval=0.01)
+    status = jobstatus.get("run", store=serve.store)
+
+    def work() -> None:
+        for done in (6, 10):
+            time.sleep(0.05)
+            status.update(progress=done)
+        time.sleep(0.05)
+        status.update(status="completed")
+
+    writer = threading.Thread(target=work)
+    writer.start()
+    answer = get("/jobs/run/events")
+    writer.join()
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    seen = events(answer.text)
+    assert seen[0]["progress"] == 3 and seen[-1]["status"] == "completed"
+    assert [r["progress"] for r in seen] == sorted(r["progress"] for r in seen)
+
+
+def test_many_events_and_the_stream_bound(serve: Any) -> None:
+    get = serve(max_streams=1)
+    seen = events(get("/events?ids=done,bad").text)
+    assert sorted(r["job_id"] for r in seen) == ["bad", "done"]
+    assert get("/jobs/nope/events").status == 404
+    assert get("/jobs/done/events").status == 200  # the slot came back
