@@ -1,0 +1,193 @@
+"""A real browser (Debian's headless Chromium, driven by Playwright) against ``jobstatus serve``.
+
+The server is a subprocess on a free port with a SQLite store this test
+process writes to, so the page shows what another process's jobs are doing.
+Screenshots land in ``tests/output/web/`` (gitignored) to look at by eye.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobstatus
+from jobstatus._record import utc_now_iso
+from jobstatus.stores import SQLiteStore
+
+from ..stores import IN_CI
+from ._support import SCRIPT, put
+
+pytestmark = [pytest.mark.web, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OUTPUT = Path(__file__).resolve().parents[1] / "output" / "web"
+WAIT_MS = 15_000
+
+
+def _require_browser() -> Any:
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "playwright is not installed (pip install playwright)"
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem}; CI=true needs the browser tests")
+        pytest.skip(problem)
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, SQLiteStore]]:
+    """``jobstatus serve --public`` on a free port, and the store it serves."""
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    store = SQLiteStore.from_url(url)
+    port = _free_port()
+    command = [sys.executable, "-m", "jobstatus", "serve", "--store", url, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--public", "--expose", "exception"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read() if process.stdout else ""
+                    pytest.fail(f"jobstatus serve did not start: {output}")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+        store.close()
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    sync_playwright = _require_browser()
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1100, "height": 520})
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            yield page
+            context.close()
+        finally:
+            browser.close()
+
+
+def test_the_dashboard_shows_jobs_live(server: tuple[str, SQLiteStore], page: Any) -> None:
+    base, store = server
+    put(store, "export-2024", status="working", progress=0, total=20, step="rows")
+    put(store, "export-2024", started_at=utc_now_iso(time.time() - 4))
+    put(
+        store,
+        "send-mail-7",
+        status="failed",
+        exception={"class": "SMTPError", "message": "mail server refused"},
+    )
+    put(store, "thumbs-3", status="completed", progress=8, total=8)
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            streams.append(request.url) if request.resource_type == "eventsource" else None
+        ),
+    )
+    page.goto(base + "/")
+
+    running = page.locator('tr[data-job="export-2024"]')
+    running.wait_for()
+    assert page.locator("#jobs tbody tr").first.get_attribute("data-job") == "send-mail-7"
+    failed = page.locator('tr[data-job="send-mail-7"]')
+    assert "SMTPError: mail server refused" in failed.locator(".detail").inner_text()
+    assert failed.locator(".state").inner_text() == "failed"
+
+    status = jobstatus.get("export-2024", store=store)
+    for done in range(1, 11):
+        status.update(progress=done)
+        time.sleep(0.03)
+    running.locator('.bar[aria-valuenow="50"]').wait_for()
+    assert running.locator(".percent").inner_text() == "50%"
+    assert running.locator(".eta").inner_text()  # an estimate is shown while working
+    page.screenshot(path=str(OUTPUT / "dashboard-running.png"), full_page=True)
+
+    for done in range(11, 21):
+        status.update(progress=done)
+        time.sleep(0.03)
+    status.update(status="completed")
+    running.locator('.bar[aria-valuenow="100"][data-state="completed"]').wait_for()
+    assert running.locator(".state").inner_text() == "completed"
+    assert any("/events?ids=" in url and "export-2024" in url for url in streams)
+    page.screenshot(path=str(OUTPUT / "dashboard-finished.png"), full_page=True)
+
+
+def test_the_job_page_is_live_and_shows_values_as_text(
+    server: tuple[str, SQLiteStore], page: Any
+) -> None:
+    base, store = server
+    put(store, "import-9", status="working", progress=1, total=4, step=SCRIPT, rows=120)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/jobs/import-9/view")
+
+    detail = page.locator(".detail")
+    page.locator('.bar[aria-valuenow="25"]').wait_for()
+    assert detail.inner_text() == SCRIPT  # arrives as text...
+    assert page.evaluate("window.__pwned") is None  # ...and never runs
+    assert page.locator("dl.fields dd").first.inner_text() == "120"
+    page.screenshot(path=str(OUTPUT / "job-running.png"))
+
+    put(store, "import-9", progress=4, status="completed", step="done")
+    page.locator('.state[data-state="completed"]').wait_for()
+    assert page.locator(".percent").inner_text() == "100%"
+    page.screenshot(path=str(OUTPUT / "job-finished.png"))
+    assert errors == []
+
+
+def test_a_script_in_the_dashboard_stays_text(server: tuple[str, SQLiteStore], page: Any) -> None:
+    base, store = server
+    put(store, SCRIPT, status="failed", exception={"class": "X", "message": SCRIPT})
+    page.goto(base + "/")
+    row = page.locator("#jobs tbody tr").first
+    row.wait_for()
+    assert row.locator(".job-id").inner_text() == SCRIPT
+    assert SCRIPT in row.locator(".detail").inner_text()
+    assert page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(OUTPUT / "dashboard-escaped.png"))
