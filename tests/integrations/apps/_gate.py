@@ -30,3 +30,11 @@ def open_gate(name: str) -> None:
 
 def close(name: str) -> None:
     _client.delete(_key(name))
+
+
+def incr(name: str) -> int:
+    """Add one to a counter shared by every process; return the new count."""
+    key = f"jobstatus-test:count:{name}"
+    count = int(_client.incr(key))
+    _client.expire(key, 120)
+    return count

@@ -1,0 +1,86 @@
+"""The job functions the RQ integration tests run in a real ``rq worker``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import _gate
+from rq import Retry
+
+import jobstatus
+from jobstatus.integrations.rq import status_options
+
+FULL = {"status", "exception", "serialized_job"}
+
+
+@status_options(includes=FULL)
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@status_options(includes=FULL)
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@status_options(includes=FULL, throttle_interval=3600)
+def gated(gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")  # throttled: held until the end
+    return "released"
+
+
+@status_options(includes=FULL)
+def fail_once(counter: str) -> int:
+    """Fail the first attempt, succeed the second (the attempt count lives in Redis)."""
+    if _gate.incr(counter) == 1:
+        raise ConnectionError("first try")
+    return 2
+
+
+@status_options(includes=FULL)
+def always_fail() -> None:
+    raise ValueError("every time")
+
+
+@status_options(includes=FULL)
+def returns_retry() -> Retry:
+    return Retry(max=1)
+
+
+@status_options(includes=FULL)
+def too_slow() -> None:
+    time.sleep(30)
+
+
+@status_options(includes=FULL)
+def killed() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@status_options(includes=FULL)
+def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@status_options(enabled=False)
+def untracked() -> int:
+    return 1
+
+
+@status_options(includes={"status"})
+def minimal() -> int:
+    return 2
