@@ -1,0 +1,107 @@
+"""The arq worker settings the integration tests run in a real worker (``python -m arq``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import redis.asyncio
+from arq import Retry, func
+from arq.connections import RedisSettings
+
+import jobstatus
+from jobstatus.integrations.arq import options, track
+
+GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER = os.environ.get("JOBSTATUS_TEST_ARQ_REDIS", "redis://127.0.0.1:6379/7")
+QUEUE = os.environ.get("JOBSTATUS_TEST_ARQ_QUEUE", "jobstatus-test:arq")
+
+
+async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
+    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``)."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        for _ in range(int(timeout / 0.02)):
+            if await client.exists(f"jobstatus-test:gate:{name}"):
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"gate {name!r} was never opened")
+    finally:
+        await client.aclose()
+
+
+async def add(ctx: dict[str, Any], x: int, y: int) -> int:
+    return x + y
+
+
+@options(throttle_interval=3600)
+async def gated(ctx: dict[str, Any], gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    await wait_at_gate(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")  # throttled: held until the end
+    return "released"
+
+
+async def fail(ctx: dict[str, Any], message: str) -> None:
+    raise ValueError(message)
+
+
+async def retry_once(ctx: dict[str, Any]) -> int:
+    if ctx["job_try"] == 1:
+        raise Retry(defer=1.5)
+    return int(ctx["job_try"])
+
+
+async def always_retry(ctx: dict[str, Any]) -> None:
+    raise Retry(defer=0.1)
+
+
+async def too_slow(ctx: dict[str, Any]) -> None:
+    await asyncio.sleep(30)
+
+
+async def swallow(ctx: dict[str, Any]) -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@options(False)
+async def untracked(ctx: dict[str, Any]) -> int:
+    return 1
+
+
+@options(includes={"status"})
+async def plain_record(ctx: dict[str, Any]) -> int:
+    return 2
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    return None
+
+
+class WorkerSettings:
+    functions = [
+        add, gated, fail, retry_once, swallow, untracked, plain_record, noop,
+        func(always_retry, max_tries=2),
+        func(too_slow, timeout=0.5),
+    ]  # fmt: skip
+    redis_settings = RedisSettings.from_dsn(BROKER)
+    queue_name = QUEUE
+    allow_abort_jobs = True
+    poll_delay = 0.05
+    max_jobs = 4
+    keep_result = 300
+
+
+if os.environ.get("JOBSTATUS_TEST_ARQ_PLAIN") != "1":  # the benchmark's baseline runs without
+    track(WorkerSettings, includes={"status", "exception", "serialized_job"})
