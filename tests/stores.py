@@ -95,6 +95,30 @@ def _cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
     return CacheStore(SimpleCache(), prefix=f"t{ns}:")
 
 
+def _django_cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
+    import warnings
+
+    from jobstatus.integrations.django.stores import DjangoCacheStore
+
+    from .django_project.harness import ensure_django
+
+    ensure_django()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # LocMemCache is per process: known here
+        return DjangoCacheStore("default", prefix=f"t{ns}:")
+
+
+def _django_db(tmp: Path, clock: FakeClock, ns: str) -> Store:
+    from .django_project.harness import ensure_database
+
+    ensure_database()  # before importing the model: it needs Django set up
+    from jobstatus.integrations.django.models import JobStatusRecord
+    from jobstatus.integrations.django.stores import DjangoDatabaseStore
+
+    JobStatusRecord.objects.all().delete()  # one table for the session: start empty
+    return DjangoDatabaseStore("default", clock=clock)
+
+
 CASES: list[StoreCase] = [
     StoreCase(
         "memory",
@@ -129,6 +153,20 @@ CASES: list[StoreCase] = [
         url=lambda tmp, ns: f"{_redis_servers().cluster_url()}?prefix=t{ns}:",
         uses_clock=False,
         marks=[pytest.mark.redis_cluster],
+    ),
+    StoreCase(
+        "django_cache",
+        _django_cache,
+        uses_clock=False,
+        atomic=False,
+        lists=False,
+        marks=[pytest.mark.django],
+    ),
+    StoreCase(
+        "django_db",
+        _django_db,
+        marks=[pytest.mark.django, pytest.mark.postgres],
+        service=("PostgreSQL", POSTGRES_URL, 5432),
     ),
 ]
 

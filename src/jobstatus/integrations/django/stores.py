@@ -17,12 +17,14 @@ Both import Django only when built, so this module imports without it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
@@ -33,6 +35,8 @@ from ...stores.cache import CacheStore
 PURGE_EVERY = 500  # writes per process between purges of expired rows
 PURGE_BATCH = 1000  # rows removed per purge, so one write never stalls long
 READ_CHUNK = 1000  # ids per query when reading a batch
+
+T = TypeVar("T")
 
 
 class PerProcessCacheWarning(UserWarning):
@@ -152,21 +156,32 @@ class DjangoDatabaseStore(Store, Listing):
         return JobStatusRecord.objects.using(self.using)
 
     @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        from django.db import DatabaseError
+    def _database(self, what: str) -> Iterator[None]:
+        from django.db import DatabaseError, connections
 
+        connection = connections[self.using]
+        opened_here = connection.connection is None
         try:
             yield
         except DatabaseError as exc:
             raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
+        finally:
+            if (
+                opened_here
+                and threading.current_thread() is not threading.main_thread()
+                and not connection.in_atomic_block
+            ):
+                # A thread that only runs jobstatus (asyncio.to_thread, heartbeats)
+                # never gets Django's request-end cleanup: don't leave it a connection.
+                connection.close()
 
-    def write(self, job_id: str, change: Change) -> None:
+    def _write(self, job_id: str, change: Change) -> None:
         from django.db import transaction
 
         from .models import JobStatusRecord
 
         now = self._clock()
-        with self._errors("write"), transaction.atomic(using=self.using):
+        with self._database("write"), transaction.atomic(using=self.using):
             # Insert a placeholder first, so a missing row can be locked too and two
             # first writers never both see "no row" (on SQLite this takes the write lock).
             self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
@@ -192,14 +207,13 @@ class DjangoDatabaseStore(Store, Listing):
         if expired:
             self._rows().filter(job_id__in=expired, expires_at__lte=now).delete()
 
-    def purge(self) -> int:
-        """Delete every expired row now; return how many were removed."""
-        with self._errors("purge"):
+    def _purge(self) -> int:
+        with self._database("purge"):
             removed, _ = self._rows().filter(expires_at__lte=self._clock()).delete()
         return int(removed)
 
-    def read(self, job_id: str) -> Record | None:
-        with self._errors("read"):
+    def _read(self, job_id: str) -> Record | None:
+        with self._database("read"):
             found = (
                 self._rows()
                 .filter(job_id=job_id, expires_at__gt=self._clock())
@@ -208,21 +222,21 @@ class DjangoDatabaseStore(Store, Listing):
             )
         return dict(found) if found is not None else None
 
-    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+    def _read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
         now = self._clock()
-        with self._errors("read"):
+        with self._database("read"):
             for start in range(0, len(job_ids), READ_CHUNK):
                 chunk = list(job_ids[start : start + READ_CHUNK])
                 rows = self._rows().filter(job_id__in=chunk, expires_at__gt=now)
                 found.update(rows.values_list("job_id", "record"))
         return [found.get(job_id) for job_id in job_ids]
 
-    def delete(self, job_id: str) -> None:
-        with self._errors("delete"):
+    def _delete(self, job_id: str) -> None:
+        with self._database("delete"):
             self._rows().filter(job_id=job_id).delete()
 
-    def list_recent(
+    def _list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
         rows = self._rows().filter(expires_at__gt=self._clock())
@@ -230,8 +244,43 @@ class DjangoDatabaseStore(Store, Listing):
             rows = rows.filter(status=status)
         if before is not None:
             rows = rows.filter(updated_at__lt=before)
-        with self._errors("list"):
+        with self._database("list"):
             found = list(
                 rows.order_by("-updated_at", "-job_id").values_list("job_id", "record")[:limit]
             )
         return [(job_id, record) for job_id, record in found]
+
+    # Django refuses ORM calls from a thread running an event loop; a plain call
+    # from async code must still work, so such a call runs in a helper thread.
+
+    def write(self, job_id: str, change: Change) -> None:
+        _off_loop(self._write, job_id, change)
+
+    def read(self, job_id: str) -> Record | None:
+        return _off_loop(self._read, job_id)
+
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+        return _off_loop(self._read_many, job_ids)
+
+    def delete(self, job_id: str) -> None:
+        _off_loop(self._delete, job_id)
+
+    def list_recent(
+        self, status: str | None, limit: int, before: float | None
+    ) -> list[tuple[str, Record]]:
+        return _off_loop(self._list_recent, status, limit, before)
+
+    def purge(self) -> int:
+        """Delete every expired row now; return how many were removed."""
+        return _off_loop(self._purge)
+
+
+_helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobstatus-django")
+
+
+def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return function(*args)
+    return _helpers.submit(function, *args).result()
