@@ -45,6 +45,7 @@ def create_app(
     max_listing: int = 500,
     keepalive: float = core.KEEPALIVE,
     poll_interval: float = 0.2,
+    push_jobs: int = 32,
 ) -> Starlette:
     """The status endpoint as an ASGI app, safe by default.
 
@@ -64,6 +65,8 @@ def create_app(
         max_listing: the largest ``limit`` of a listing.
         keepalive: seconds between keep-alive comments on an idle event stream.
         poll_interval: seconds between two reads of the jobs that streams watch.
+        push_jobs: watched jobs that also follow the store's pushes (Redis,
+            PostgreSQL) so their changes arrive at once; 0 turns it off.
 
     Raises:
         ValueError, TypeError: an option is out of range or of the wrong type.
@@ -85,6 +88,7 @@ def create_app(
         max_listing=max_listing,
         keepalive=keepalive,
         poll_interval=poll_interval,
+        push_jobs=push_jobs,
     )
     endpoint = _Endpoint(options)
     routes = [
@@ -166,7 +170,10 @@ class _Endpoint:
     def hub(self) -> Hub:
         """The process's one reader of watched jobs."""
         if self._hub is None:
-            self._hub = Hub(self.store, poll_interval=self.options.poll_interval)
+            options = self.options
+            self._hub = Hub(
+                self.store, poll_interval=options.poll_interval, push_jobs=options.push_jobs
+            )
         return self._hub
 
     def guard(self, handler: Handler) -> Handler:

@@ -70,6 +70,8 @@ class WebOptions:
         max_listing: the largest ``limit`` of a listing.
         keepalive: seconds between keep-alive comments on an idle event stream.
         poll_interval: seconds between two reads of the watched jobs (event streams).
+        push_jobs: watched jobs per process that also follow the store's pushes
+            (Redis, PostgreSQL) for instant updates; the others wait for the next read.
     """
 
     store: object = None
@@ -84,6 +86,7 @@ class WebOptions:
     max_listing: int = 500
     keepalive: float = KEEPALIVE
     poll_interval: float = 0.2
+    push_jobs: int = 32
     hidden: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,10 @@ class WebOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
+        if isinstance(self.push_jobs, bool) or not isinstance(self.push_jobs, int):
+            raise ValueError(f"push_jobs must be an int; got {self.push_jobs!r}")
+        if self.push_jobs < 0:
+            raise ValueError(f"push_jobs must not be negative; got {self.push_jobs!r}")
         for name in ("keepalive", "poll_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -6,6 +6,11 @@ reads them all together (``aread_many``: a few round trips for thousands of
 ids) every ``poll_interval`` seconds, and hands each change to the streams
 that watch that job. Streams of the same job share everything; a slow stream
 only ever holds the latest record of each job it watches.
+
+On a store that pushes (Redis pub/sub, PostgreSQL LISTEN/NOTIFY), the first
+``push_jobs`` watched jobs also get one store subscription each, shared by
+all their streams, so their changes arrive at once instead of at the next
+read; the periodic read stays as the safety net.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..stores.base import Store
 log = logging.getLogger("jobstatus.web")
 
 _UNSEEN = object()
+PUSH_SLICE = 30.0  # seconds a push subscription waits before it reads the job anyway
 
 
 class Listener:
@@ -57,12 +63,14 @@ class Hub:
         poll_interval: seconds between two reads of all watched jobs.
     """
 
-    def __init__(self, store: Store, *, poll_interval: float = 0.2) -> None:
+    def __init__(self, store: Store, *, poll_interval: float = 0.2, push_jobs: int = 32) -> None:
         self.store = store
         self.poll_interval = poll_interval
+        self.push_jobs = push_jobs if store.pushes else 0
         self._listeners: dict[str, set[Listener]] = {}
         self._last: dict[str, object] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pushers: dict[str, asyncio.Task[None]] = {}
         self.reads = 0
 
     @property
@@ -78,11 +86,14 @@ class Hub:
     def listen(self, job_ids: Iterable[str]) -> Listener:
         """Start delivering changes of ``job_ids``; call :meth:`forget` when done."""
         listener = Listener(job_ids)
+        loop = asyncio.get_running_loop()
         for job_id in listener.job_ids:
             self._listeners.setdefault(job_id, set()).add(listener)
+            if job_id not in self._pushers and len(self._pushers) < self.push_jobs:
+                self._pushers[job_id] = loop.create_task(self._follow_pushes(job_id))
         task = self._task
-        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
         return listener
 
     def forget(self, listener: Listener) -> None:
@@ -95,6 +106,9 @@ class Hub:
             if not group:
                 del self._listeners[job_id]
                 self._last.pop(job_id, None)
+                pusher = self._pushers.pop(job_id, None)
+                if pusher is not None:
+                    pusher.cancel()
 
     async def _run(self) -> None:
         while self._listeners:
@@ -108,6 +122,22 @@ class Hub:
             if records is not None:
                 self._deliver(job_ids, records)
             await asyncio.sleep(self.poll_interval)
+
+    async def _follow_pushes(self, job_id: str) -> None:
+        try:
+            async with self.store.asubscribe(job_id) as subscription:
+                while job_id in self._listeners:
+                    pushed = await subscription.wait(PUSH_SLICE)
+                    record = pushed[-1] if pushed else await self.store.aread(job_id)
+                    subscription.changed()
+                    self._deliver([job_id], [record])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the periodic read still serves this job
+            log.warning("jobstatus.web: following pushes of a job failed: %s", exc)
+        finally:
+            if self._pushers.get(job_id) is asyncio.current_task():
+                del self._pushers[job_id]
 
     def _deliver(self, job_ids: list[str], records: list[Record | None]) -> None:
         for job_id, record in zip(job_ids, records, strict=True):
