@@ -431,3 +431,39 @@ def test_a_mounted_app_links_its_own_prefix(store: MemoryStore) -> None:
     assert 'data-base="/status"' in page.text
     assert get(outer, "/status/jobs/run").json()["status"] == "working"
     assert get(outer, "/status/static/jobstatus.js").status_code == 200
+
+
+@pytest.mark.redis
+def test_on_redis_streams_follow_pushes_between_reads(ns: str) -> None:
+    from .._redis_servers import redis_case_store
+    from ..stores import REDIS_URL, require_service
+
+    require_service("Redis", REDIS_URL, 6379)
+    store = redis_case_store(REDIS_URL, ns)
+    try:
+        seed(store)
+        # Reads of all watched jobs are a minute apart: every change seen came by push.
+        app = jobstatus.web.create_app(store=store, poll_interval=60)
+        status = jobstatus.get("run", store=store)
+
+        channel = store._layout.channel("run")
+
+        def subscribed() -> bool:
+            import redis
+
+            with redis.Redis.from_url(REDIS_URL) as client:
+                return bool(client.pubsub_numsub(channel)[0][1])
+
+        async def work() -> None:
+            while not await asyncio.to_thread(subscribed):
+                await asyncio.sleep(0.01)
+            for done in (5, 8):
+                await asyncio.to_thread(status.update, progress=done)
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(status.update, status="completed", progress=10)
+
+        seen = events(while_writing(app, "/jobs/run/events", work))
+        assert [record["progress"] for record in seen] == [3, 5, 8, 10]
+        assert seen[-1]["status"] == "completed"
+    finally:
+        store.close()
