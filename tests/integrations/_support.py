@@ -112,3 +112,8 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOU
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.05)
+
+
+def pika_url(amqp_url: str) -> str:
+    """The AMQP URL as pika reads it: Celery's ``//`` (vhost "/") is ``/%2F`` there."""
+    return amqp_url[:-2] + "/%2F" if amqp_url.endswith("//") else amqp_url

@@ -38,3 +38,7 @@ def incr(name: str) -> int:
     count = int(_client.incr(key))
     _client.expire(key, 120)
     return count
+
+
+def is_open(name: str) -> bool:
+    return bool(_client.exists(_key(name)))

@@ -1,0 +1,94 @@
+"""The actors the Dramatiq integration tests run in a real ``dramatiq`` worker."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import _gate
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+
+import jobstatus
+from jobstatus.integrations.dramatiq import StatusMiddleware
+
+QUEUE = os.environ.get("JOBSTATUS_TEST_DRAMATIQ_QUEUE", "jobstatus-test")
+FULL = {"status", "exception", "serialized_job"}
+
+
+def make_broker(url: str) -> dramatiq.Broker:
+    """A Redis or RabbitMQ broker with jobstatus's middleware."""
+    broker: dramatiq.Broker = (
+        RabbitmqBroker(url=url) if url.startswith("amqp") else RedisBroker(url=url)
+    )
+    broker.add_middleware(StatusMiddleware(includes=FULL))
+    return broker
+
+
+broker = make_broker(os.environ.get("JOBSTATUS_TEST_DRAMATIQ_BROKER", "redis://127.0.0.1:6379/5"))
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"throttle_interval": 3600})
+def gated(gate: str, steps: int) -> None:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")  # throttled: held until the end
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=2000, max_backoff=2000)
+def fail_once(counter: str) -> None:
+    """Fail the first attempt (retried one to two seconds later), succeed the second."""
+    if _gate.incr(counter) == 1:
+        raise ConnectionError("first try")
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=1, min_backoff=10, max_backoff=20)
+def always_fail() -> None:
+    raise ValueError("every time")
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=5, throws=(KeyError,))
+def throws() -> None:
+    raise KeyError("not retried")
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=1000)
+def too_slow() -> None:
+    for _ in range(300):  # short sleeps: the time limit interrupts between them
+        time.sleep(0.1)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def swallow() -> None:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus=False)
+def untracked(gate: str) -> None:
+    _gate.open_gate(gate)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"includes": {"status"}})
+def minimal() -> None:
+    pass
