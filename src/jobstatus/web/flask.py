@@ -44,7 +44,7 @@ def blueprint(
         ConfigurationError: Flask is not installed.
         ValueError, TypeError: an option is out of range or of the wrong type.
     """
-    flask: Any = require("flask", "web")
+    flask: Any = require("flask", "flask")
     web_options = WebOptions.build(
         store=store, authorize=authorize, public=public, expose=expose, **options
     )
