@@ -21,7 +21,9 @@ keys are binary-safe), so no two ids share a key.
 from __future__ import annotations
 
 import heapq
+import json
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring as _json_string
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -43,10 +45,20 @@ local by_status = {['"queued"'] = KEYS[4], ['"working"'] = KEYS[5],
                    ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7]}
 local member, channel = ARGV[1], ARGV[2]
 local old_status = redis.call('HGET', record, 'status')
+local status = old_status
 local i, last = 7, 6 + 2 * tonumber(ARGV[6])
-while i < last do
-  redis.call('HSET', record, ARGV[i], ARGV[i + 1])
-  i = i + 2
+if last > 6 then
+  local fields = {}
+  while i < last do
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+    if ARGV[i] == 'status' then status = ARGV[i + 1] end
+    i = i + 2
+    if #fields >= 1000 or i >= last then  -- unpack() is limited to a few thousand values
+      redis.call('HSET', record, unpack(fields))
+      fields = {}
+    end
+  end
 end
 while i < #ARGV do
   local field, amount, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -61,9 +73,9 @@ while i < #ARGV do
       redis.call('HSET', record, field, sum .. '.0')
     end
   end
+  if field == 'status' then status = redis.call('HGET', record, field) end
   i = i + 3
 end
-local status = redis.call('HGET', record, 'status')
 local ttl = ARGV[3]
 if status == '"completed"' or status == '"failed"' then ttl = ARGV[4] end
 redis.call('PEXPIRE', record, ttl)
@@ -168,6 +180,8 @@ def check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
+_decode = json.JSONDecoder().decode
+
 OWN_URL_OPTIONS: Final = ("prefix", "timeout")
 
 
@@ -240,7 +254,30 @@ def decode_hash(raw: Mapping[Any, Any] | None) -> Record | None:
     """A record from HGETALL's answer (bytes or str), or None for a missing key."""
     if not raw:
         return None
-    return {_text(key): loads(value) for key, value in raw.items()}
+    # One JSON document decodes about three times faster than a loads() per field.
+    if _bytes_answer(raw):
+        document = b"{" + b",".join([_key_json(key) + value for key, value in raw.items()]) + b"}"
+        record: Record = _decode(document.decode("utf-8"))
+    else:  # a client made with decode_responses=True
+        fields = [f"{_json_string(key)}:{value}" for key, value in raw.items()]
+        record = _decode("{" + ",".join(fields) + "}")
+    return record
+
+
+def _bytes_answer(raw: Mapping[Any, Any]) -> bool:
+    return isinstance(next(iter(raw)), bytes)
+
+
+_key_texts: dict[bytes, bytes] = {}  # field name -> its JSON text and a colon; names repeat
+
+
+def _key_json(key: bytes) -> bytes:
+    text = _key_texts.get(key)
+    if text is None:
+        if len(_key_texts) > 10_000:
+            _key_texts.clear()
+        text = _key_texts[key] = _json_string(key.decode("utf-8")).encode("utf-8") + b":"
+    return text
 
 
 def decode_message(data: bytes | str) -> Record:
@@ -300,3 +337,43 @@ def keep_listed(
 def upper_bound(before: float | None) -> str:
     """ZREVRANGEBYSCORE's max for ``before`` (exclusive)."""
     return "+inf" if before is None else f"({before!r}"
+
+
+class ListingPlan:
+    """The steps of one ``list_recent``, without I/O: both sync and async stores drive it.
+
+    Each turn the store reads the head (``size`` entries) of every index in
+    ``keys`` and gives the pages to :meth:`take_pages`, then reads the records
+    of the ids it returns and gives them to :meth:`take_records`, which
+    answers the listing or None to go again with pages twice as long (when
+    entries whose records are gone or changed left it short).
+    """
+
+    def __init__(
+        self, layout: KeyLayout, status: str | None, limit: int, before: float | None
+    ) -> None:
+        self.keys = layout.listing_keys(status)
+        self.status, self.limit, self.before = status, limit, before
+        self.max_score = upper_bound(before)
+        # Entries spread over the indexes, so each needs only a share of the limit at first.
+        self.size = min(limit, max(16, 2 * -(-limit // len(self.keys)))) + 8
+        self._found: dict[str, Record | None] = {}
+        self._ids: list[str] = []
+        self._complete = False
+
+    def take_pages(self, pages: Sequence[Sequence[tuple[bytes | str, float]]]) -> list[str]:
+        """Merge the pages; return the ids whose records must be read."""
+        self._ids, self._complete = merge_pages(pages, self.size)
+        return [job_id for job_id in self._ids if job_id not in self._found]
+
+    def take_records(
+        self, ids: Sequence[str], records: Sequence[Record | None]
+    ) -> list[tuple[str, Record]] | None:
+        """The listing, or None when another, longer turn is needed."""
+        self._found.update(zip(ids, records, strict=True))
+        pairs = ((job_id, self._found[job_id]) for job_id in self._ids)
+        listed = keep_listed(pairs, self.status, self.before)
+        if len(listed) >= self.limit or self._complete:
+            return listed[: self.limit]
+        self.size *= 2
+        return None

@@ -26,15 +26,13 @@ from ._redis_common import (
     READ_CHUNK,
     WRITE_SCRIPT,
     KeyLayout,
+    ListingPlan,
     check_prefix,
     check_timeout,
     decode_hash,
     decode_message,
-    keep_listed,
-    merge_pages,
     redact,
     split_url,
-    upper_bound,
     write_args,
 )
 from .base import (
@@ -256,14 +254,19 @@ class RedisStore(Store, Listing):
         with self._errors("read"):
             return decode_hash(await client.hgetall(self._layout.record(job_id)))
 
+    def _queue_reads(self, client: Any, job_ids: Sequence[str]) -> Any:
+        """A pipeline (sync or async) of HGETALLs; one round trip per node."""
+        pipe = client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self._layout.record(job_id))
+        return pipe
+
     def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         client = self._scripts().client
         records: list[Record | None] = []
         with self._errors("read_many"):
             for start in range(0, len(job_ids), READ_CHUNK):
-                pipe = client.pipeline(transaction=False)
-                for job_id in job_ids[start : start + READ_CHUNK]:
-                    pipe.hgetall(self._layout.record(job_id))
+                pipe = self._queue_reads(client, job_ids[start : start + READ_CHUNK])
                 records += [decode_hash(raw) for raw in pipe.execute()]
         return records
 
@@ -272,9 +275,7 @@ class RedisStore(Store, Listing):
         records: list[Record | None] = []
         with self._errors("read_many"):
             for start in range(0, len(job_ids), READ_CHUNK):
-                pipe = client.pipeline(transaction=False)
-                for job_id in job_ids[start : start + READ_CHUNK]:
-                    pipe.hgetall(self._layout.record(job_id))
+                pipe = self._queue_reads(client, job_ids[start : start + READ_CHUNK])
                 records += [decode_hash(raw) for raw in await pipe.execute()]
         return records
 
@@ -290,50 +291,37 @@ class RedisStore(Store, Listing):
 
     # -- listing ---------------------------------------------------------------
 
-    def _page_size(self, limit: int, indexes: int) -> int:
-        # Entries spread over the indexes, so each needs only a share of the
-        # limit at first; a short answer doubles the page and reads again.
-        return min(limit, max(16, 2 * -(-limit // indexes))) + 8
+    def _queue_pages(self, pipe: Any, plan: ListingPlan) -> Any:
+        for key in plan.keys:
+            pipe.zrevrangebyscore(key, plan.max_score, "-inf", 0, plan.size, True)
+        return pipe
 
     def list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
-        keys = self._layout.listing_keys(status)
-        size = self._page_size(limit, len(keys))
-        found: dict[str, Record | None] = {}
+        plan = ListingPlan(self._layout, status, limit, before)
         client = self._scripts().client
         while True:
             with self._errors("list_recent"):
-                pipe = client.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zrevrangebyscore(key, upper_bound(before), "-inf", 0, size, True)
-                ids, complete = merge_pages(pipe.execute(), size)
-            unread = [job_id for job_id in ids if job_id not in found]
-            found.update(zip(unread, self.read_many(unread), strict=True))
-            listed = keep_listed(((i, found[i]) for i in ids), status, before)
-            if len(listed) >= limit or complete:
-                return listed[:limit]
-            size *= 2
+                pages = self._queue_pages(client.pipeline(transaction=False), plan).execute()
+            unread = plan.take_pages(pages)
+            listed = plan.take_records(unread, self.read_many(unread))
+            if listed is not None:
+                return listed
 
     async def alist_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
-        keys = self._layout.listing_keys(status)
-        size = self._page_size(limit, len(keys))
-        found: dict[str, Record | None] = {}
+        plan = ListingPlan(self._layout, status, limit, before)
         client = (await self._ascripts()).client
         while True:
             with self._errors("list_recent"):
-                pipe = client.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zrevrangebyscore(key, upper_bound(before), "-inf", 0, size, True)
-                ids, complete = merge_pages(await pipe.execute(), size)
-            unread = [job_id for job_id in ids if job_id not in found]
-            found.update(zip(unread, await self.aread_many(unread), strict=True))
-            listed = keep_listed(((i, found[i]) for i in ids), status, before)
-            if len(listed) >= limit or complete:
-                return listed[:limit]
-            size *= 2
+                pipe = self._queue_pages(client.pipeline(transaction=False), plan)
+                pages = await pipe.execute()
+            unread = plan.take_pages(pages)
+            listed = plan.take_records(unread, await self.aread_many(unread))
+            if listed is not None:
+                return listed
 
     # -- push ------------------------------------------------------------------
 
