@@ -90,9 +90,8 @@ class Stream:
 
     async def run(self, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            f"GET /jobs/{JOB}/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
+        request = f"GET /jobs/{JOB}/events HTTP/1.1\r\nHost: bench\r\n"
+        writer.write((request + "Accept: text/event-stream\r\n\r\n").encode())
         await writer.drain()
         try:
             while True:
@@ -195,15 +194,35 @@ def main() -> None:
     n = args.streams
     kind = store_url.split(":", 1)[0]
     rows = [
-        Row(f"{n} streams ({kind}): memory per stream", hub["per_stream_kib"],
-            "a subscription per stream", naive["per_stream_kib"], "KiB"),
-        Row(f"{n} streams ({kind}): write to stream, p50", hub["p50_ms"],
-            "a subscription per stream", naive["p50_ms"], "ms"),
-        Row(f"{n} streams ({kind}): write to stream, p99", hub["p99_ms"],
-            "a subscription per stream", naive["p99_ms"], "ms"),
-        Row(f"{n} streams ({kind}): write to the last stream", hub["last_ms"],
-            "a subscription per stream", naive["last_ms"], "ms",
-            extra={"received": hub["received"], "reference_received": naive["received"]}),
+        Row(
+            f"{n} streams ({kind}): memory per stream",
+            hub["per_stream_kib"],
+            "a subscription per stream",
+            naive["per_stream_kib"],
+            "KiB",
+        ),
+        Row(
+            f"{n} streams ({kind}): write to stream, p50",
+            hub["p50_ms"],
+            "a subscription per stream",
+            naive["p50_ms"],
+            "ms",
+        ),
+        Row(
+            f"{n} streams ({kind}): write to stream, p99",
+            hub["p99_ms"],
+            "a subscription per stream",
+            naive["p99_ms"],
+            "ms",
+        ),
+        Row(
+            f"{n} streams ({kind}): write to the last stream",
+            hub["last_ms"],
+            "a subscription per stream",
+            naive["last_ms"],
+            "ms",
+            extra={"received": hub["received"], "reference_received": naive["received"]},
+        ),
     ]
     report(f"Web: {n} concurrent event streams, one process", rows, "web")
 

@@ -89,7 +89,11 @@ class Hub:
         loop = asyncio.get_running_loop()
         for job_id in listener.job_ids:
             self._listeners.setdefault(job_id, set()).add(listener)
-            if job_id not in self._pushers and len(self._pushers) < self.push_jobs:
+            pusher = self._pushers.get(job_id)
+            if pusher is not None and (pusher.done() or pusher.get_loop() is not loop):
+                del self._pushers[job_id]  # left over from a loop that has ended
+                pusher = None
+            if pusher is None and len(self._pushers) < self.push_jobs:
                 self._pushers[job_id] = loop.create_task(self._follow_pushes(job_id))
         task = self._task
         if task is None or task.done() or task.get_loop() is not loop:
