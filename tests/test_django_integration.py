@@ -203,6 +203,26 @@ def test_bad_settings_are_refused_naming_the_key() -> None:
         options(speed=1)
 
 
+def test_the_docs_example_runs(tmp_path: Path) -> None:
+    import os
+    import re
+    import sys
+
+    docs = (Path(__file__).parents[1] / "docs" / "django.md").read_text()
+    example = next(
+        block
+        for block in re.findall(r"```python\n(.*?)```", docs, re.S)
+        if "settings.configure" in block
+    )
+    env = {**os.environ, "JOBSTATUS_STORE": f"sqlite:///{tmp_path / 'docs.db'}"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", example], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["completed", "100.0", "/tmp/export.csv"]
+
+
 # -- the Django cache store ----------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _running: dict[str, tuple[Job, contextvars.Token[Status | None]]] = {}
 _running_lock = threading.Lock()
+_enqueued = threading.local()  # the immediate backend's Job, from enqueued to started
 
 
 def options(**given: Any) -> Callable[[F], F]:
@@ -96,7 +97,10 @@ def serialized(task_result: Any) -> dict[str, Any]:
 def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``queued``, unless a worker already took the task."""
     job = _job(task_result)
-    if getattr(sender, "__name__", "") != "ImmediateBackend" and _already_started(job):
+    if getattr(sender, "__name__", "") == "ImmediateBackend":
+        # It runs the task right after this signal, in this thread: keep the Job.
+        _enqueued.job = job
+    elif _already_started(job):
         return
     job.enqueued(serialized(task_result))
 
@@ -117,7 +121,10 @@ def _already_started(job: Job) -> bool:
 
 def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``working`` and make the job current for the task body."""
-    job = _job(task_result)
+    job = getattr(_enqueued, "job", None)
+    _enqueued.job = None
+    if job is None or job.job_id != _result_id(task_result):
+        job = _job(task_result)
     job.started(serialized(task_result))
     # Backends send task_started in the thread and context that then runs the
     # task, so setting the context variable here is seen by the task body.
