@@ -198,7 +198,8 @@ def stop_shared_cluster() -> None:
         cluster.stop()
 
 
-def _scrub(store: RedisStore) -> None:
+def scrub(store: RedisStore) -> None:
+    """Delete every key under the store's prefix."""
     client = store._scripts().client
     keys = list(client.scan_iter(match=f"{store.prefix}*", count=1000))
     pipe = client.pipeline(transaction=False)
@@ -211,7 +212,7 @@ class TidyRedisStore(RedisStore):
     """A RedisStore whose ``close()`` also deletes every key under its prefix."""
 
     def close(self) -> None:
-        _scrub(self)
+        scrub(self)
         super().close()
 
 
@@ -219,7 +220,7 @@ class TidyRedisClusterStore(RedisClusterStore):
     """A RedisClusterStore whose ``close()`` also deletes every key under its prefix."""
 
     def close(self) -> None:
-        _scrub(self)
+        scrub(self)
         super().close()
 
 

@@ -18,7 +18,7 @@ from jobstatus._record import Change
 from jobstatus.stores.redis import RedisStore
 
 from . import _workers
-from ._redis_servers import RedisServer, TidyRedisStore, need_redis_server
+from ._redis_servers import RedisServer, TidyRedisStore, need_redis_server, scrub
 from .stores import REDIS_URL, namespace, require_service
 
 pytestmark = pytest.mark.redis
@@ -405,3 +405,26 @@ def test_messages_hide_the_password() -> None:
     with pytest.raises(StoreError) as raised:
         store.read("x")
     assert "s3cret" not in str(raised.value)
+
+
+def test_the_docs_examples_run(tmp_path: Path) -> None:
+    require_service("Redis", REDIS_URL, 6379)
+    import re
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).parent.parent / "docs" / "stores.md").read_text()
+    section = doc[doc.index("## Redis and Redis Cluster") :]
+    section = section[: section.find("\n## ", 1) if "\n## " in section[1:] else None]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks
+    script = tmp_path / "redis_doc.py"
+    script.write_text("\n".join(blocks).replace("redis://localhost:6379/0", REDIS_URL))
+    try:
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        scrub(TidyRedisStore.from_url(REDIS_URL, prefix="docs-example:"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["completed", "1000", "True"]
