@@ -249,6 +249,30 @@ def test_a_stopped_server_is_a_store_error_within_the_timeout(
     store.close()
 
 
+def test_a_watcher_raises_store_error_when_redis_stops(own_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_server.url, timeout=1)
+    jobstatus.configure(store=store)
+    Job("watched").enqueued()
+    watching = threading.Event()
+    outcome: list[BaseException] = []
+
+    def watch() -> None:
+        try:
+            for _ in jobstatus.get("watched").watch(timeout=30):
+                watching.set()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert watching.wait(10)
+    own_server.stop()
+    watcher.join(15)
+    assert not watcher.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], StoreError)
+    store.close()
+
+
 # -- records, indexes and keys --------------------------------------------------
 
 
