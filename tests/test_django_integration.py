@@ -313,18 +313,26 @@ def test_the_migration_is_complete() -> None:
     call_command("makemigrations", "jobstatus", "--check", "--dry-run", verbosity=0)
 
 
-# -- the view --------------------------------------------------------------------------
+# -- the web routes (jobstatus.web's Django adapter, configured by JOBSTATUS) ----------
 
 
-def _client():
+@pytest.fixture(scope="module")
+def web_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('web') / 'status.db'}"
+
+
+@pytest.fixture
+def client(web_store_url: str):
+    """A test client; the routes keep the store they first read, so every test shares one."""
     from django.test import Client
 
+    jobstatus.configure(store=web_store_url)
     return Client()
 
 
-def test_the_view_answers_a_jobs_json_without_private_keys() -> None:
+def test_a_jobs_json_is_served_without_private_keys(client) -> None:
     result = _tasks().fails.enqueue("secret detail")
-    answer = _client().get(f"/jobs/{result.id}")
+    answer = client.get(f"/status/jobs/{result.id}")
     assert answer.status_code == 200
     body = answer.json()
     assert body["status"] == "failed"
@@ -337,18 +345,26 @@ def test_the_view_answers_a_jobs_json_without_private_keys() -> None:
     }
 
 
-def test_the_view_404s_unknown_and_refused_jobs_alike_and_400s_bad_ids() -> None:
-    from django.test import override_settings
-
-    client = _client()
-    assert client.get("/jobs/no-such-job").status_code == 404
+def test_unknown_and_refused_jobs_are_404_alike_and_bad_ids_400(client) -> None:
+    assert client.get("/status/jobs/no-such-job").status_code == 404
     result = _tasks().add.enqueue(1, 2)
-    with override_settings(JOBSTATUS={"AUTHORIZE": lambda request, job_id, record: False}):
-        assert client.get(f"/jobs/{result.id}").status_code == 404
-    with override_settings(JOBSTATUS={"EXPOSE": ["serialized_job"]}):
-        assert client.get(f"/jobs/{result.id}").json()["serialized_job"]["args"] == [1, 2]
-    assert client.get("/jobs/" + "x" * 600).status_code == 400
-    assert client.post(f"/jobs/{result.id}").status_code == 405
+    assert client.get(f"/status/jobs/{result.id}").status_code == 200
+    jobstatus.get(result)["owner"] = "someone else"  # the AUTHORIZE hook refuses it now
+    assert client.get(f"/status/jobs/{result.id}").status_code == 404
+    assert client.get("/status/jobs/" + "x" * 600).status_code == 400
+    assert client.post(f"/status/jobs/{result.id}").status_code == 405
+
+
+def test_web_settings_are_checked() -> None:
+    from jobstatus.integrations.django import conf
+
+    parsed = conf.parse({"EXPOSE": ["exception"], "PUBLIC": True, "AUTHORIZE": None})
+    assert parsed.expose == {"exception"} and parsed.public
+    assert conf.parse({"AUTHORIZE": "tests.django_project.auth.may_read"}).authorize is not None
+    with pytest.raises(ConfigurationError, match="PUBLIC"):
+        conf.parse({"PUBLIC": "yes"})
+    with pytest.raises(ConfigurationError, match="AUTHORIZE"):
+        conf.parse({"AUTHORIZE": "tests.django_project.auth.nobody"})
 
 
 # -- the database backend, run by a real db_worker process ---------------------------

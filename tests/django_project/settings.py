@@ -55,4 +55,5 @@ TASKS = {
 JOBSTATUS = {
     "INCLUDES": ["status", "exception", "serialized_job"],
     "TASKS": {"tests.django_project.tasks.configured": {"THROTTLE_INTERVAL": 60}},
+    "AUTHORIZE": "tests.django_project.auth.may_read",
 }

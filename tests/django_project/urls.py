@@ -1,3 +1,3 @@
 from django.urls import include, path
 
-urlpatterns = [path("jobs/", include("jobstatus.integrations.django.urls"))]
+urlpatterns = [path("status/", include("jobstatus.integrations.django.urls"))]

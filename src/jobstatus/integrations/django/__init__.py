@@ -1,10 +1,10 @@
-"""Django integration: ``django.tasks`` statuses, Django stores, settings and a view.
+"""Django integration: ``django.tasks`` statuses, Django stores, settings and web routes.
 
     INSTALLED_APPS = [..., "jobstatus.integrations.django"]
     JOBSTATUS = {"STORE": "django-db://default", "THROTTLE_INTERVAL": 0.5}
 
     # urls.py
-    path("jobs/", include("jobstatus.integrations.django.urls"))
+    path("status/", include("jobstatus.integrations.django.urls"))
 
 Every task of every ``django.tasks`` backend then records queued, working,
 completed or failed, ``jobstatus.current()`` works inside tasks, and

@@ -1,4 +1,4 @@
-"""The ``JOBSTATUS`` setting: global options, per-task options, and the view's rules.
+"""The ``JOBSTATUS`` setting: global options, per-task options, and the web routes' rules.
 
     JOBSTATUS = {
         "STORE": "django-db://default",   # any store URL, a Store, or a client
@@ -10,8 +10,9 @@
         "HEARTBEAT_INTERVAL": 15,               # a running task writes at least this often
         "STALE_AFTER": 60,                      # Status.is_stale past this silence
         "TASKS": {"shop.tasks.export": {"THROTTLE_INTERVAL": 2}},
-        "AUTHORIZE": "shop.auth.may_see_job",   # view: (request, job_id, record) -> bool
-        "EXPOSE": [],                           # view: private keys to serve anyway
+        "AUTHORIZE": "shop.auth.may_see_job",   # web: (request, job_id, record) -> bool
+        "EXPOSE": [],                           # web: private keys to serve anyway
+        "PUBLIC": False,                        # web: listing and dashboard for everyone
     }
 
 Every key is optional; a key that is not given leaves jobstatus' own default
@@ -36,7 +37,7 @@ OPTION_KEYS = {
     "HEARTBEAT_INTERVAL": "heartbeat_interval",
     "STALE_AFTER": "stale_after",
 }
-OTHER_KEYS = {"STORE", "TASKS", "AUTHORIZE", "EXPOSE"}
+OTHER_KEYS = {"STORE", "TASKS", "AUTHORIZE", "EXPOSE", "PUBLIC"}
 PRIVATE_KEYS = frozenset({"serialized_job", "exception"})
 
 Authorize = Callable[[Any, str, Mapping[str, Any]], bool]
@@ -50,6 +51,7 @@ class DjangoSettings:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     authorize: Authorize | None = None
     expose: frozenset[str] = frozenset()
+    public: bool = False
 
 
 def _options(given: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -94,7 +96,10 @@ def parse(raw: object) -> DjangoSettings:
         raise ConfigurationError(
             f"JOBSTATUS['EXPOSE'] may hold {', '.join(sorted(PRIVATE_KEYS))}; got {sorted(expose)}"
         )
-    return DjangoSettings(options, tasks, _authorize(raw.get("AUTHORIZE")), expose)
+    public = raw.get("PUBLIC", False)
+    if not isinstance(public, bool):
+        raise ConfigurationError(f"JOBSTATUS['PUBLIC'] must be True or False, not {public!r}")
+    return DjangoSettings(options, tasks, _authorize(raw.get("AUTHORIZE")), expose, public)
 
 
 def _authorize(value: object) -> Authorize | None:
