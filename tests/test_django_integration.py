@@ -182,6 +182,18 @@ def test_a_failure_known_only_from_the_task_result_keeps_class_and_message() -> 
     }
 
 
+def test_a_late_enqueue_signal_does_not_hide_a_started_task() -> None:
+    """A worker may start a task before the enqueuing process handles task_enqueued."""
+    from django_tasks.backends.dummy import DummyBackend
+
+    from jobstatus.integrations.django import signals
+
+    result = _tasks().add.using(backend="dummy").enqueue(1, 2)
+    jobstatus.Job(result.id).started()
+    signals.task_enqueued(sender=DummyBackend, task_result=result)
+    assert jobstatus.get(result).status == "working"
+
+
 def test_the_backports_signals_are_hooked() -> None:
     from jobstatus.integrations.django import signals
 
