@@ -103,7 +103,10 @@ def page() -> Iterator[Any]:
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
         try:
-            context = browser.new_context(viewport={"width": 1100, "height": 520})
+            # Reduced motion: screenshots show where the bars are, not mid-animation.
+            context = browser.new_context(
+                viewport={"width": 1100, "height": 520}, reduced_motion="reduce"
+            )
             page = context.new_page()
             page.set_default_timeout(WAIT_MS)
             yield page
