@@ -87,3 +87,12 @@ def test_watch_exit_codes(url: str) -> None:
 def test_bad_store_url_is_a_clear_error() -> None:
     result = run("--store", "bogus://x", "get", "a")
     assert result.returncode == 3 and "unknown store URL" in result.stderr
+
+
+def test_job_data_is_never_read_as_terminal_markup(url: str) -> None:
+    job = Job("markup")
+    job.started()
+    job.status["step"] = "[red]not red[/red] [bold]"
+    result = run("get", "markup", "--store", url)
+    assert result.returncode == 0
+    assert "[red]not red[/red] [bold]" in result.stdout

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from rich.markup import escape
+
 import jobstatus
 
 from ._batch import Batch
@@ -93,13 +95,15 @@ def command_get(args: argparse.Namespace) -> int:
 def _print_status(status: Status) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
+    # Job data is shown as plain Text: "[red]x[/]" in a value must not become markup.
     if not status.exists:
-        console.print(f"[bold]{status.job_id}[/]: unknown (never recorded, or expired)")
+        console.print(Text(f"{status.job_id}: unknown (never recorded, or expired)"))
         return
     table = Table(show_header=False, box=None)
-    table.add_row("job", status.job_id)
+    table.add_row("job", Text(status.job_id))
     table.add_row("status", _styled_state(status.status))
     progress = status.progress
     if progress.total is not None or progress.current:
@@ -107,7 +111,7 @@ def _print_status(status: Status) -> None:
         table.add_row("progress", f"{progress.current} / {progress.total}{percent}")
     for key, value in status.to_dict().items():
         if key not in ("status", "progress", "total"):
-            table.add_row(key, json.dumps(value, ensure_ascii=False))
+            table.add_row(Text(key), Text(json.dumps(value, ensure_ascii=False)))
     console.print(table)
 
 
@@ -142,7 +146,9 @@ def watch_batch(
     deadline = None if timeout is None else time.monotonic() + timeout
     with Progress(*columns, refresh_per_second=10) as bars:
         tasks = {
-            job_id: bars.add_task(names.get(job_id, job_id), total=None, state="", detail="")
+            job_id: bars.add_task(
+                escape(names.get(job_id, job_id)), total=None, state="", detail=""
+            )
             for job_id in batch.job_ids
         }
         while True:
@@ -181,7 +187,7 @@ def _bar_fields(status: Status) -> dict[str, Any]:
         "state": _styled_state(status.status),
         "completed": completed,
         "total": total,
-        "detail": detail,
+        "detail": escape(detail),
     }
 
 
