@@ -33,6 +33,15 @@ def _stop_redis_cluster() -> Iterator[None]:
     _redis_servers.stop_shared_cluster()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_namespaces() -> Iterator[None]:
+    """Drop the PostgreSQL tables and memcached keys the store cases made."""
+    yield
+    from .stores import run_cleanups
+
+    run_cleanups()
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

@@ -7,6 +7,7 @@ reachable are skipped, except under CI=true, where they fail the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from jobstatus._record import Change
 from jobstatus.stores import CacheStore, MemoryStore, SQLiteStore, Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -155,6 +157,22 @@ CASES: list[StoreCase] = [
         marks=[pytest.mark.redis_cluster],
     ),
     StoreCase(
+        "postgres",
+        lambda tmp, clock, ns: _postgres(ns, clock),
+        url=lambda tmp, ns: f"{POSTGRES_URL}?table=jobstatus_t{ns}",
+        marks=[pytest.mark.postgres],
+        service=("PostgreSQL", POSTGRES_URL, 5432),
+    ),
+    StoreCase(
+        "memcached",
+        lambda tmp, clock, ns: _memcached(ns),
+        url=lambda tmp, ns: f"{MEMCACHED_URL}?prefix=t{ns}:",
+        uses_clock=False,
+        lists=False,
+        marks=[pytest.mark.memcached],
+        service=("memcached", MEMCACHED_URL, 11211),
+    ),
+    StoreCase(
         "django_cache",
         _django_cache,
         uses_clock=False,
@@ -169,6 +187,58 @@ CASES: list[StoreCase] = [
         service=("PostgreSQL", POSTGRES_URL, 5432),
     ),
 ]
+
+
+# Run at the end of the session: drop the tables and delete the keys tests made.
+CLEANUPS: list[Callable[[], None]] = []
+
+
+def _postgres(ns: str, clock: FakeClock) -> Store:
+    from jobstatus.stores.postgres import PostgresStore
+
+    table = f"jobstatus_t{ns}"
+
+    def drop() -> None:
+        dropper = PostgresStore(POSTGRES_URL, table=table)
+        try:
+            dropper.drop()
+        finally:
+            dropper.close()
+
+    CLEANUPS.append(drop)
+    return PostgresStore(POSTGRES_URL, table=table, clock=clock)
+
+
+def _memcached(ns: str) -> Store:
+    from jobstatus.stores.memcached import MemcachedStore
+
+    written: set[str] = set()
+
+    class TrackedMemcachedStore(MemcachedStore):
+        """Remembers the ids it wrote, so the session can delete them."""
+
+        def write(self, job_id: str, change: Change) -> None:
+            written.add(job_id)
+            super().write(job_id, change)
+
+    store = TrackedMemcachedStore.from_url(f"{MEMCACHED_URL}?prefix=t{ns}:")
+
+    def delete_written() -> None:
+        try:
+            for job_id in written:
+                store.delete(job_id)
+        finally:
+            store.close()
+
+    CLEANUPS.append(delete_written)
+    return store
+
+
+def run_cleanups() -> None:
+    """Drop every table and delete every key the cases made (best effort)."""
+    while CLEANUPS:
+        with contextlib.suppress(Exception):  # a service that went away has nothing to clean
+            CLEANUPS.pop()()
 
 
 def _redis_servers():  # type: ignore[no-untyped-def]

@@ -1,0 +1,222 @@
+"""What the PostgreSQL store says to the server, and how records are encoded; no I/O.
+
+Layout: one row per job::
+
+    job_id text PRIMARY KEY, record jsonb, status text, updated_at float8, expires_at float8
+
+``record`` is a jsonb object whose values are the JSON *text* of each value
+(``{"step": "\\"A\\"", "progress": "60"}``). jsonb alone would not round-trip
+every record exactly: it turns ``1e23`` into the integer ``100000000000000000000000``
+and refuses U+0000 in strings. Keeping each value's text keeps floats floats
+and ints ints, and a write still merges with jsonb's ``||``. Keys holding
+U+0000 or a backslash are escaped (see :func:`encode_key`), as jsonb keys
+cannot hold U+0000.
+
+A write is one statement: ``INSERT ... ON CONFLICT DO UPDATE`` computes the
+merge from the stored row (under its row lock, so concurrent writers never
+lose each other's keys), the increments in SQL (ints stay ints when both are
+ints; otherwise float8 addition, as Python does), the status column and the
+expiry, then ``pg_notify`` sends ``<job id>\\n<record>`` to the table's channel.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .._errors import ConfigurationError
+from .._record import Change, Record, dumps, loads, parse_iso
+
+DEFAULT_TABLE: Final = "jobstatus"
+MAX_TABLE_LENGTH: Final = 48  # leaves room for index names within PostgreSQL's 63 bytes
+NOTIFY_LIMIT: Final = 8000  # bytes; PostgreSQL refuses longer NOTIFY payloads
+READ_CHUNK: Final = 5_000  # ids per query: a batch of 10,000 is two round trips
+PURGE_EVERY: Final = 500  # writes per process between purges
+PURGE_BATCH: Final = 1_000  # rows removed per purge, so a write never stalls long
+OWN_URL_OPTIONS: Final = ("table", "timeout", "notify")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# {t} is the quoted table name, {i_*} index names (psycopg.sql placeholders).
+SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS {t} (
+    job_id     text PRIMARY KEY,
+    record     jsonb NOT NULL,
+    status     text NOT NULL,
+    updated_at double precision NOT NULL,
+    expires_at double precision NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS {i_status} ON {t} (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS {i_updated} ON {t} (updated_at)",
+    "CREATE INDEX IF NOT EXISTS {i_expires} ON {t} (expires_at)",
+)
+
+# The merge of one change into a base record (a SQL expression), giving the
+# record, its status ('' when none) and the ttl that applies to it.
+_INT = "'^-?[0-9]+$'"
+_SUM = f"""CASE
+      WHEN (p.merged ->> i.key) ~ {_INT} AND i.value ~ {_INT}
+        THEN ((p.merged ->> i.key)::numeric + i.value::numeric)::text
+      WHEN (p.merged ->> i.key) ~ '^-?[0-9]'
+        THEN (SELECT CASE WHEN f ~ {_INT} THEN f || '.0' ELSE f END
+              FROM (SELECT ((p.merged ->> i.key)::float8 + i.value::float8)::text AS f) AS x)
+      ELSE i.value
+    END"""
+_MERGE = f"""SELECT r.record, r.status,
+       CASE WHEN r.status IN ('completed', 'failed') THEN %(finished_ttl)s ELSE %(ttl)s END AS ttl
+FROM (
+  SELECT s.record, COALESCE((s.record ->> 'status')::jsonb #>> ARRAY[]::text[], '') AS status
+  FROM (
+    SELECT p.merged || COALESCE((
+      SELECT jsonb_object_agg(i.key, to_jsonb({_SUM}))
+      FROM jsonb_each_text(%(incr)s::jsonb) AS i
+    ), jsonb_build_object()) AS record
+    FROM (SELECT __BASE__ || %(set)s::jsonb AS merged) AS p
+  ) AS s
+) AS r"""
+
+_LIVE_BASE = "CASE WHEN t.expires_at > %(now)s THEN t.record ELSE jsonb_build_object() END"
+_UPSERT = f"""INSERT INTO {{t}} AS t (job_id, record, status, updated_at, expires_at)
+SELECT %(id)s, m.record, m.status, COALESCE(%(updated)s, %(now)s), %(now)s + m.ttl
+FROM ({_MERGE.replace("__BASE__", "jsonb_build_object()")}) AS m
+ON CONFLICT (job_id) DO UPDATE SET (record, status, updated_at, expires_at) = (
+  SELECT m.record, m.status,
+         COALESCE(%(updated)s, CASE WHEN t.expires_at > %(now)s THEN t.updated_at END, %(now)s),
+         %(now)s + m.ttl
+  FROM ({_MERGE.replace("__BASE__", _LIVE_BASE)}) AS m
+)"""
+
+WRITE: Final = _UPSERT
+WRITE_AND_NOTIFY: Final = f"""WITH written AS (
+{_UPSERT}
+RETURNING t.job_id, t.record
+)
+SELECT pg_notify(%(channel)s, CASE WHEN octet_length(n.payload) < {NOTIFY_LIMIT}
+                                   THEN n.payload ELSE n.job_id END)
+FROM (SELECT job_id, job_id || E'\\n' || record::text AS payload FROM written) AS n"""
+
+READ: Final = "SELECT record FROM {t} WHERE job_id = %s AND expires_at > %s"
+READ_MANY: Final = "SELECT job_id, record FROM {t} WHERE job_id = ANY(%s) AND expires_at > %s"
+DELETE: Final = "DELETE FROM {t} WHERE job_id = %s"
+PURGE: Final = """DELETE FROM {t} WHERE expires_at <= %(now)s AND job_id IN (
+  SELECT job_id FROM {t} WHERE expires_at <= %(now)s LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)"""
+PURGE_ALL: Final = "DELETE FROM {t} WHERE expires_at <= %s"
+LIST_ALL: Final = (
+    "SELECT job_id, record FROM {t} WHERE expires_at > %s AND updated_at < %s "
+    "ORDER BY updated_at DESC, job_id DESC LIMIT %s"
+)
+LIST_STATUS: Final = (
+    "SELECT job_id, record FROM {t} WHERE status = %s AND expires_at > %s AND updated_at < %s "
+    "ORDER BY updated_at DESC, job_id DESC LIMIT %s"
+)
+
+
+def check_table(table: object) -> str:
+    """Return a valid table name or raise ConfigurationError saying why."""
+    if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
+        raise ConfigurationError(
+            f"table must be a SQL identifier (letters, digits and _, not starting with a "
+            f"digit); got {table!r}"
+        )
+    if len(table) > MAX_TABLE_LENGTH:
+        raise ConfigurationError(
+            f"table name {table!r} is {len(table)} characters long; the limit is {MAX_TABLE_LENGTH}"
+        )
+    return table
+
+
+def index_names(table: str) -> dict[str, str]:
+    """The names of the table's indexes, keyed as SCHEMA names them."""
+    return {
+        "i_status": f"{table}_status_updated",
+        "i_updated": f"{table}_updated",
+        "i_expires": f"{table}_expires",
+    }
+
+
+def encode_key(key: str) -> str:
+    """A record key as jsonb can hold it: backslash and U+0000 escaped (``\\\\``, ``\\0``)."""
+    if "\\" not in key and "\x00" not in key:
+        return key
+    return key.replace("\\", "\\\\").replace("\x00", "\\0")
+
+
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def decode_key(key: str) -> str:
+    """The inverse of :func:`encode_key`."""
+    if "\\" not in key:
+        return key
+    return _ESCAPE.sub(lambda match: "\x00" if match.group(1) == "0" else match.group(1), key)
+
+
+def decode_record(stored: Mapping[str, str] | str) -> Record:
+    """A record from the ``record`` column (as psycopg loads it, or as jsonb text)."""
+    fields = loads(stored) if isinstance(stored, str) else stored
+    return {decode_key(key): loads(text) for key, text in fields.items()}
+
+
+def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[str, Any]:
+    """The parameters of WRITE and WRITE_AND_NOTIFY."""
+    return {
+        "id": job_id,
+        "set": dumps({encode_key(key): dumps(value) for key, value in change.set.items()}),
+        "incr": dumps({encode_key(key): dumps(amount) for key, amount in change.incr.items()}),
+        "ttl": float(change.ttl),
+        "finished_ttl": float(change.finished_ttl),
+        "updated": parse_iso(change.set.get("updated_at")),
+        "now": now,
+        "channel": channel,
+    }
+
+
+def decode_notify(payload: str) -> tuple[str, Record | None]:
+    """``(job_id, record)`` from a notification; the record is None when it was too large."""
+    job_id, newline, text = payload.partition("\n")
+    return job_id, decode_record(text) if newline else None
+
+
+def split_url(url: str, options: dict[str, Any]) -> str:
+    """Move ``table``, ``timeout`` and ``notify`` from the URL's query into ``options``.
+
+    Returns the URL without them, for libpq (which reads ``?sslmode=...`` and the
+    like itself). An option given in the call wins over the one in the URL.
+    """
+    parts = urlsplit(url)
+    kept = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "table":
+            options.setdefault("table", value)
+        elif key == "timeout":
+            try:
+                options.setdefault("timeout", float(value))
+            except ValueError:
+                raise ConfigurationError(
+                    f"timeout in the store URL must be a number of seconds; got {value!r}"
+                ) from None
+        elif key == "notify":
+            options.setdefault("notify", value.lower() not in ("0", "false", "no", "off"))
+        else:
+            kept.append((key, value))
+    return parts._replace(query=urlencode(kept)).geturl()
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
+    return url
+
+
+def session_options(timeout: float) -> str:
+    """libpq ``options`` that bound every statement and lock wait by ``timeout``."""
+    milliseconds = max(1, round(timeout * 1000))
+    return (
+        f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds} "
+        "-c extra_float_digits=1"
+    )

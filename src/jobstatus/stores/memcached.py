@@ -1,0 +1,385 @@
+"""``memcached://host:port[,host:port]``: one JSON value per job, merged by compare-and-swap.
+
+A write reads the record with ``gets``, applies the change in Python and
+stores it with ``cas`` (``add`` for a new record), trying again when another
+writer got there first, so concurrent increments add up and keys set by
+different writers are all kept. Ids are mapped to memcached-safe keys by
+:func:`._keys.safe_cache_key` (no two ids share a key). memcached cannot list
+its keys, so this store has no listing: ``jobstatus.recent()`` raises
+``NotSupportedError``. Async calls run in a worker thread.
+
+With several servers, keys are spread with pymemcache's ``HashClient`` ring,
+but calls go straight to each server's pooled client: ``HashClient``'s own
+failure handling would answer "not found" while a server is down and move its
+keys to another server, and a broken store must never read as empty.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+from .._errors import ConfigurationError, StoreError
+from .._record import Change, Record, apply_change, dumps, loads
+from ._keys import safe_cache_key
+from .base import DEFAULT_TIMEOUT, PerProcess, Store, require
+
+DEFAULT_PREFIX: Final = "jobstatus:"
+DEFAULT_PORT: Final = 11211
+MAX_PREFIX_LENGTH: Final = 48  # keeps every key within memcached's 250 bytes
+MAX_VALUE_SIZE: Final = 1024 * 1024 - 1024  # memcached's default 1 MiB item, less its overhead
+RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # longer expiries are read as a Unix time
+READ_CHUNK: Final = 1_000  # keys per get_many
+CAS_DEADLINE_FACTOR: Final = 1.0  # a write gives up after `timeout` seconds of lost races
+
+
+class MemcachedStore(Store):
+    """Records as JSON values in memcached, merged with gets/cas.
+
+    Args:
+        servers: ``[(host, port), ...]``; usually given through :meth:`from_url`.
+        client: instead of servers, a ready pymemcache ``Client``, ``PooledClient``
+            or ``HashClient`` (it keeps its own timeouts; values must be left
+            unserialized, which is pymemcache's default).
+        prefix: put before every key (default ``jobstatus:``, at most 48 characters
+            of printable ASCII without spaces).
+        timeout: seconds to connect and for each reply (default 5); a write that
+            keeps losing compare-and-swap races gives up after as long.
+        max_value_size: bytes a record may take (default 1 MiB less 1 KiB);
+            raise it if your servers run with a larger ``-I``.
+
+    Raises:
+        ConfigurationError: pymemcache is missing, or an option is wrong.
+
+    Example::
+
+        store = MemcachedStore.from_url("memcached://10.0.0.1:11211,10.0.0.2:11211")
+        jobstatus.configure(store=store)
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[tuple[str, int]] | None = None,
+        *,
+        client: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_value_size: int = MAX_VALUE_SIZE,
+    ) -> None:
+        self._memcache: Any = require("pymemcache", "memcached")
+        require("pymemcache.client.hash", "memcached")
+        if (servers is None) == (client is None):
+            raise ConfigurationError("MemcachedStore needs servers or a client (one of them)")
+        if servers is not None and not servers:
+            raise ConfigurationError("MemcachedStore needs at least one server")
+        self.prefix = _check_prefix(prefix)
+        self.timeout = _check_timeout(timeout)
+        if isinstance(max_value_size, bool) or not isinstance(max_value_size, int):
+            raise ConfigurationError(f"max_value_size must be an int; got {max_value_size!r}")
+        self.max_value_size = max_value_size
+        self._servers = list(servers) if servers is not None else None
+        self._given = client
+        self._given_lock = threading.Lock()
+        # No reference back to the store: a store dropped without close() is
+        # then freed at once, and its ring closes the sockets (see _Ring.__del__).
+        self._clients = PerProcess(
+            functools.partial(
+                _build_ring, self._memcache, self._servers, client, self._given_lock, self.timeout
+            )
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemcachedStore:
+        """A store from ``memcached://host:port[,host:port]`` (``?prefix=...&timeout=...``)."""
+        parts = urlsplit(url)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "prefix":
+                options.setdefault("prefix", value)
+            elif key == "timeout":
+                try:
+                    options.setdefault("timeout", float(value))
+                except ValueError:
+                    raise ConfigurationError(
+                        f"timeout in the store URL must be a number of seconds; got {value!r}"
+                    ) from None
+            else:
+                raise ConfigurationError(f"unknown memcached URL option {key!r} in {url!r}")
+        return cls(_parse_servers(parts.netloc, url), **options)
+
+    def describe(self) -> str:
+        if self._servers is None:
+            return f"memcached ({type(self._given).__name__})"
+        return "memcached://" + ",".join(f"{host}:{port}" for host, port in self._servers)
+
+    # -- clients ---------------------------------------------------------------
+
+    def _ring(self) -> _Ring:
+        ring = self._clients.get()
+        assert isinstance(ring, _Ring)
+        return ring
+
+    def key(self, job_id: str) -> str:
+        """The memcached key that holds the record of ``job_id``."""
+        return safe_cache_key(self.prefix, job_id)
+
+    @contextmanager
+    def _errors(self, what: str, job_id: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except (self._memcache.exceptions.MemcacheError, OSError) as exc:
+            about = f" of job {job_id!r}" if job_id is not None else ""
+            raise StoreError(f"{self.describe()}: {what}{about} failed: {exc}") from exc
+
+    def _retrying(self, what: str, job_id: str | None, run: Any) -> Any:
+        """Run ``run()``; once more if a pooled connection had been closed by a server restart.
+
+        Every call here is safe to repeat: reads, ``add`` and ``cas`` change
+        nothing when their condition no longer holds.
+        """
+        stale = (self._memcache.exceptions.MemcacheUnexpectedCloseError, ConnectionError)
+        with self._errors(what, job_id):
+            try:
+                return run()
+            except stale:
+                return run()
+
+    # -- the store -------------------------------------------------------------
+
+    def _encode(self, job_id: str, record: Record) -> bytes:
+        data = dumps(record).encode("utf-8")
+        if len(data) > self.max_value_size:
+            raise StoreError(
+                f"the record of job {job_id!r} would take {len(data):,} bytes; memcached "
+                f"holds at most {self.max_value_size:,} per value. Store less data in the "
+                "status (a path or URL to it instead), or raise max_value_size to match "
+                "the servers' -I setting"
+            )
+        return data
+
+    def write(self, job_id: str, change: Change) -> None:
+        key = self.key(job_id)
+        ring = self._ring()
+        deadline = time.monotonic() + self.timeout * CAS_DEADLINE_FACTOR
+        attempt = 0
+        while True:
+            if self._retrying("write", job_id, lambda: self._try_write(ring, key, job_id, change)):
+                return
+            attempt += 1
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{self.describe()}: write of job {job_id!r} lost {attempt} "
+                    f"compare-and-swap races in a row within {self.timeout:g} s"
+                )
+            if attempt > 3:
+                # Many writers on one key: spread them out so one of them wins.
+                time.sleep(random.uniform(0, min(0.001 * attempt, 0.02)))
+
+    def _try_write(self, ring: _Ring, key: str, job_id: str, change: Change) -> bool:
+        """One gets + cas (or add) round; False when another writer got there first."""
+        with ring.client_for(key) as client:
+            raw, token = client.gets(key)
+            record = apply_change(loads(raw) if raw is not None else None, change)
+            data = self._encode(job_id, record)
+            expire = _expire(change.ttl_for(record))
+            if raw is None:
+                return bool(client.add(key, data, expire=expire, noreply=False))
+            return bool(client.cas(key, data, token, expire=expire, noreply=False))
+
+    def read(self, job_id: str) -> Record | None:
+        key = self.key(job_id)
+        ring = self._ring()
+
+        def run() -> Any:
+            with ring.client_for(key) as client:
+                return client.get(key)
+
+        raw = self._retrying("read", job_id, run)
+        return loads(raw) if raw is not None else None
+
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+        keys = {job_id: self.key(job_id) for job_id in job_ids}
+        ring = self._ring()
+        found: dict[str, Any] = {}
+        unique_keys = list(dict.fromkeys(keys.values()))
+        for start in range(0, len(unique_keys), READ_CHUNK):
+            chunk = unique_keys[start : start + READ_CHUNK]
+            found.update(self._retrying("read_many", None, functools.partial(ring.get_many, chunk)))
+        return [
+            loads(found[key]) if found.get(key) is not None else None
+            for key in (keys[job_id] for job_id in job_ids)
+        ]
+
+    def delete(self, job_id: str) -> None:
+        key = self.key(job_id)
+        ring = self._ring()
+
+        def run() -> None:
+            with ring.client_for(key) as client:
+                client.delete(key, noreply=False)
+
+        self._retrying("delete", job_id, run)
+
+    def close(self) -> None:
+        ring = self._clients.get()
+        assert isinstance(ring, _Ring)
+        ring.close()
+        self._clients.reset()
+
+
+def _build_ring(
+    memcache: Any,
+    servers: list[tuple[str, int]] | None,
+    given: Any,
+    lock: threading.Lock,
+    timeout: float,
+) -> _Ring:
+    if given is not None:
+        return _Ring.around(given, lock)
+    assert servers is not None
+    options = {
+        "connect_timeout": timeout,
+        "timeout": timeout,
+        "no_delay": True,
+        "default_noreply": False,
+    }
+    if len(servers) == 1:
+        return _Ring.single(memcache.client.PooledClient(servers[0], **options))
+    ring = memcache.client.hash.HashClient(servers, use_pooling=True, **options)
+    return _Ring.hashed(ring, owned=True)
+
+
+class _Ring:
+    """Which client holds which key: one server, a hash ring of servers, or a given client."""
+
+    def __init__(
+        self, clients: dict[Any, Any], pick: Any, lock: threading.Lock | None, *, owned: bool
+    ) -> None:
+        self._clients = clients
+        self._pick = pick
+        self._lock = lock
+        self._owned = owned
+
+    @classmethod
+    def single(cls, client: Any) -> _Ring:
+        return cls({None: client}, _no_node, None, owned=True)
+
+    @classmethod
+    def hashed(cls, ring: Any, *, owned: bool) -> _Ring:
+        return cls(ring.clients, _node_picker(ring), None, owned=owned)
+
+    @classmethod
+    def around(cls, client: Any, lock: threading.Lock) -> _Ring:
+        if hasattr(client, "hasher") and hasattr(client, "clients"):
+            return cls.hashed(client, owned=False)
+        # A plain Client is one socket: not safe to share between threads.
+        pooled = type(client).__name__ == "PooledClient"
+        return cls({None: client}, _no_node, None if pooled else lock, owned=False)
+
+    @contextmanager
+    def client_for(self, key: str) -> Iterator[Any]:
+        client = self._clients[self._pick(key)]
+        if self._lock is None:
+            yield client
+            return
+        with self._lock:
+            yield client
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        by_node: dict[Any, list[str]] = {}
+        for key in keys:
+            by_node.setdefault(self._pick(key), []).append(key)
+        found: dict[str, Any] = {}
+        for node_keys in by_node.values():
+            with self.client_for(node_keys[0]) as client:
+                found.update(client.get_many(node_keys))
+        return {_text(key): value for key, value in found.items()}
+
+    def close(self) -> None:
+        """Close the sockets this ring opened (a given client is left alone)."""
+        if not self._owned:
+            return
+        for client in self._clients.values():
+            with suppress(Exception):
+                client.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _no_node(key: str) -> None:
+    return None
+
+
+def _node_picker(ring: Any) -> Any:
+    def pick(key: str) -> Any:
+        node = ring.hasher.get_node(key)
+        if node is None:
+            raise StoreError("no memcached server is configured")
+        return node
+
+    return pick
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode("ascii") if isinstance(key, bytes) else key
+
+
+def _expire(ttl: float) -> int:
+    """memcached's expiry for ``ttl`` seconds: whole seconds, absolute past 30 days."""
+    seconds = max(1, math.ceil(ttl))
+    if seconds > RELATIVE_TTL_LIMIT:
+        return int(time.time()) + seconds
+    return seconds
+
+
+def _check_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str):
+        raise ConfigurationError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
+    if len(prefix) > MAX_PREFIX_LENGTH or not all(33 <= ord(char) <= 126 for char in prefix):
+        raise ConfigurationError(
+            f"prefix must be at most {MAX_PREFIX_LENGTH} characters of printable ASCII "
+            f"without spaces; got {prefix!r}"
+        )
+    return prefix
+
+
+def _check_timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigurationError(f"timeout must be a number of seconds; got {timeout!r}")
+    if not 0 < timeout < math.inf:
+        raise ConfigurationError(f"timeout must be positive and finite; got {timeout!r}")
+    return float(timeout)
+
+
+def _parse_servers(netloc: str, url: str) -> list[tuple[str, int]]:
+    """``host:port`` pairs from ``a:1,b,[::1]:2`` (port 11211 when left out)."""
+    servers = []
+    for item in netloc.split(","):
+        host, port = item.strip(), DEFAULT_PORT
+        if not host:
+            raise ConfigurationError(f"memcached URL {url!r} names an empty server")
+        if host.startswith("["):
+            end = host.find("]")
+            if end < 0:
+                raise ConfigurationError(f"memcached URL {url!r} has an unclosed '['")
+            host, rest = host[1:end], host[end + 1 :]
+            if rest:
+                port = _port(rest.removeprefix(":"), url)
+        elif ":" in host:
+            host, _, text = host.rpartition(":")
+            port = _port(text, url)
+        servers.append((host, port))
+    return servers
+
+
+def _port(text: str, url: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigurationError(f"memcached URL {url!r} has a bad port {text!r}")
+    return int(text)
