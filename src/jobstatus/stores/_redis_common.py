@@ -264,6 +264,20 @@ def decode_hash(raw: Mapping[Any, Any] | None) -> Record | None:
     return record
 
 
+def decode_hashes(raws: Sequence[Mapping[Any, Any] | None]) -> list[Record | None]:
+    """Records from many HGETALL answers, decoded as one JSON document (faster still)."""
+    if not all(not raw or _bytes_answer(raw) for raw in raws):
+        return [decode_hash(raw) for raw in raws]
+    objects = [
+        b"{" + b",".join([_key_json(key) + value for key, value in raw.items()]) + b"}"
+        if raw
+        else b"null"
+        for raw in raws
+    ]
+    records: list[Record | None] = _decode((b"[" + b",".join(objects) + b"]").decode("utf-8"))
+    return records
+
+
 def _bytes_answer(raw: Mapping[Any, Any]) -> bool:
     return isinstance(next(iter(raw)), bytes)
 

@@ -30,6 +30,7 @@ from ._redis_common import (
     check_prefix,
     check_timeout,
     decode_hash,
+    decode_hashes,
     decode_message,
     redact,
     split_url,
@@ -267,7 +268,7 @@ class RedisStore(Store, Listing):
         with self._errors("read_many"):
             for start in range(0, len(job_ids), READ_CHUNK):
                 pipe = self._queue_reads(client, job_ids[start : start + READ_CHUNK])
-                records += [decode_hash(raw) for raw in pipe.execute()]
+                records += decode_hashes(pipe.execute())
         return records
 
     async def aread_many(self, job_ids: Sequence[str]) -> list[Record | None]:
@@ -276,7 +277,7 @@ class RedisStore(Store, Listing):
         with self._errors("read_many"):
             for start in range(0, len(job_ids), READ_CHUNK):
                 pipe = self._queue_reads(client, job_ids[start : start + READ_CHUNK])
-                records += [decode_hash(raw) for raw in await pipe.execute()]
+                records += decode_hashes(await pipe.execute())
         return records
 
     def delete(self, job_id: str) -> None:
