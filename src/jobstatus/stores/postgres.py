@@ -61,6 +61,10 @@ class PostgresStore(Store, Listing):
             waiting for a free pooled connection. Default 5.
         notify: send each write to watchers with NOTIFY (default True). Off,
             watchers poll; writes skip NOTIFY's commit-time lock.
+        synchronous_commit: wait for each commit to reach disk (default False:
+            status records are short-lived, and not waiting makes a busy job's
+            writes several times faster; a server crash may lose the last
+            fraction of a second of writes). Applies to connections the store opens.
         max_size: connections this store opens per process (and per event loop).
         clock: returns epoch seconds; inject one in tests to expire records.
 
@@ -84,6 +88,7 @@ class PostgresStore(Store, Listing):
         table: str = q.DEFAULT_TABLE,
         timeout: float = DEFAULT_TIMEOUT,
         notify: bool = True,
+        synchronous_commit: bool = False,
         max_size: int = DEFAULT_MAX_SIZE,
         clock: Clock = time.time,
     ) -> None:
@@ -102,6 +107,7 @@ class PostgresStore(Store, Listing):
         self.table = q.check_table(table)
         self.timeout = float(timeout)
         self.notify = bool(notify)
+        self.synchronous_commit = bool(synchronous_commit)
         self._max_size = max_size
         self._clock = clock
         self._url = url
@@ -157,7 +163,7 @@ class PostgresStore(Store, Listing):
         return {
             "autocommit": True,
             "connect_timeout": max(2, math.ceil(self.timeout)),
-            "options": q.session_options(self.timeout),
+            "options": q.session_options(self.timeout, self.synchronous_commit),
             "tcp_user_timeout": max(1, round(self.timeout * 1000)),
         }
 

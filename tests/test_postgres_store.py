@@ -1,0 +1,344 @@
+"""The PostgreSQL store beyond the contract: many processes, push, bounded time, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import jobstatus
+from jobstatus import ConfigurationError, StoreError
+from jobstatus._record import Change
+
+from . import _workers
+from ._own_servers import PostgresServer
+from .stores import POSTGRES_URL, namespace, require_service
+
+pytestmark = pytest.mark.postgres
+psycopg = pytest.importorskip("psycopg")
+spawn = multiprocessing.get_context("spawn")
+
+from jobstatus.stores.postgres import PostgresStore  # noqa: E402 - after the driver check
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    require_service("PostgreSQL", POSTGRES_URL, 5432)
+    name = f"jobstatus_t{namespace()}"
+    yield name
+    dropper = PostgresStore(POSTGRES_URL, table=name)
+    dropper.drop()
+    dropper.close()
+
+
+@pytest.fixture
+def store(table: str) -> Iterator[PostgresStore]:
+    built = PostgresStore(POSTGRES_URL, table=table)
+    jobstatus.configure(store=built)
+    yield built
+    built.close()
+
+
+def _run_all(target, argument_lists: list[tuple]) -> None:
+    processes = [spawn.Process(target=target, args=args) for args in argument_lists]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+
+
+# -- many writers ------------------------------------------------------------------
+
+
+def test_eight_processes_of_2500_increments_leave_exactly_20000(store: PostgresStore) -> None:
+    url = f"{POSTGRES_URL}?table={store.table}"
+    start_at = time.time() + 1.5
+    _run_all(_workers.increment, [(url, "counter", 2500, start_at) for _ in range(8)])
+    assert jobstatus.get("counter").progress.current == 20_000
+
+
+def test_two_processes_writing_different_keys_lose_nothing(store: PostgresStore) -> None:
+    url = f"{POSTGRES_URL}?table={store.table}"
+    start_at = time.time() + 1.5
+    _run_all(_workers.write_keys, [(url, "shared", p, 400, start_at) for p in ("a", "b")])
+    record = jobstatus.get("shared").to_dict()
+    assert all(record[f"{p}{n}"] == n for p in ("a", "b") for n in range(400))
+
+
+# -- push ----------------------------------------------------------------------------
+
+STEPS = [("queued", 0), ("working", 0), *(("working", n) for n in range(1, 8)), ("completed", 7)]
+
+
+def _write_steps(job_id: str, listening: threading.Event, **extra: object) -> None:
+    """Every state of a job, back to back, once the watcher has its first snapshot."""
+    assert listening.wait(10)
+    status = jobstatus.Job(job_id).status  # writes without reading
+    status.update(status="working", force=True)
+    for n in range(1, 8):
+        status.update(progress=n, force=True, **extra)
+    status.update(status="completed", force=True)
+
+
+def _count_reads(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    reads: list[str] = []
+    original_read, original_aread = store.read, store.aread
+
+    def read(job_id: str):
+        reads.append(job_id)
+        return original_read(job_id)
+
+    async def aread(job_id: str):
+        reads.append(job_id)
+        return await original_aread(job_id)
+
+    monkeypatch.setattr(store, "read", read)
+    monkeypatch.setattr(store, "aread", aread)
+    return reads
+
+
+def test_a_watcher_sees_every_state_in_order_without_polling(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobstatus.get("pushed").update(status="queued", progress=0)
+    reads = _count_reads(store, monkeypatch)
+    listening = threading.Event()
+    writer = threading.Thread(target=_write_steps, args=("pushed", listening))
+    writer.start()
+    seen = []
+    for snapshot in jobstatus.get("pushed").watch(timeout=20):
+        seen.append((snapshot.status, snapshot.progress.current))
+        listening.set()
+    writer.join()
+    assert seen == STEPS
+    assert reads == ["pushed", "pushed"]  # get() and watch()'s first snapshot; then pushes
+
+
+def test_an_async_watcher_sees_every_state_in_order_without_polling(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobstatus.get("apushed").update(status="queued", progress=0)
+    reads = _count_reads(store, monkeypatch)
+    listening = threading.Event()
+
+    async def watch() -> list[tuple]:
+        seen = []
+        status = await jobstatus.aget("apushed")
+        async for snapshot in status.awatch(timeout=20):
+            seen.append((snapshot.status, snapshot.progress.current))
+            listening.set()
+        return seen
+
+    writer = threading.Thread(target=_write_steps, args=("apushed", listening))
+    writer.start()
+    seen = asyncio.run(watch())
+    writer.join()
+    assert seen == STEPS
+    assert reads == ["apushed", "apushed"]  # aget, then awatch's first snapshot
+
+
+def test_records_too_large_to_push_are_read_instead(store: PostgresStore) -> None:
+    jobstatus.get("big").update(status="queued", progress=0)
+    listening = threading.Event()
+    writer = threading.Thread(
+        target=_write_steps, args=("big", listening), kwargs={"blob": "x" * 10_000}
+    )
+    writer.start()
+    seen = []
+    for snapshot in jobstatus.get("big").watch(timeout=20):
+        seen.append(snapshot.status)
+        listening.set()
+    writer.join()
+    assert seen[0] == "queued" and seen[-1] == "completed"
+    assert jobstatus.get("big")["blob"] == "x" * 10_000
+
+
+def test_watchers_of_other_jobs_are_not_woken_with_their_records(store: PostgresStore) -> None:
+    jobstatus.get("mine").update(status="working")
+    with store.subscribe("mine") as subscription:
+        jobstatus.get("theirs").update(status="working", force=True)
+        assert subscription.wait(0.3) is None
+        jobstatus.get("mine").update(step="A")
+        pushed = subscription.wait(5)
+    assert pushed is not None and pushed[-1]["step"] == "A"
+
+
+# -- options, clients, schema ----------------------------------------------------------
+
+
+def test_url_options_and_bad_tables(table: str) -> None:
+    store = jobstatus.store_from_url(
+        f"postgres://postgres@127.0.0.1:5432/test?table={table}&timeout=2&notify=false"
+    )
+    assert isinstance(store, PostgresStore)
+    assert (store.table, store.timeout, store.notify) == (table, 2.0, False)
+    store.write("opt", Change(set={"a": 1}))
+    assert store.read("opt") == {"a": 1}
+    store.close()
+    for bad in ("bad name", "1table", 'x"; drop table y; --', "t" * 49):
+        with pytest.raises(ConfigurationError, match="table"):
+            PostgresStore(POSTGRES_URL, table=bad)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        PostgresStore(POSTGRES_URL, timeout=0)
+
+
+def test_migrate_creates_the_table_and_indexes(table: str) -> None:
+    store = PostgresStore(POSTGRES_URL, table=table)
+    store.migrate()
+    store.migrate()  # twice is fine
+    with psycopg.connect(POSTGRES_URL) as conn:
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)
+            )
+        }
+    assert {f"{table}_status_updated", f"{table}_updated", f"{table}_expires"} <= indexes
+    store.close()
+
+
+def test_a_locked_row_fails_within_the_timeout(table: str) -> None:
+    store = PostgresStore(POSTGRES_URL, table=table, timeout=0.5)
+    store.write("locked", Change(set={"a": 1}))
+    with psycopg.connect(POSTGRES_URL) as blocker:
+        blocker.execute(f"SELECT 1 FROM {table} WHERE job_id = 'locked' FOR UPDATE")
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="timeout"):
+            store.write("locked", Change(set={"a": 2}))
+        assert time.monotonic() - started < 3
+    store.write("locked", Change(set={"a": 3}))
+    assert store.read("locked") == {"a": 3}
+    store.close()
+
+
+def test_ready_pools_and_connections_work(table: str) -> None:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    with ConnectionPool(POSTGRES_URL, min_size=1, max_size=2, open=True) as pool:
+        jobstatus.configure(store=pool)
+        jobstatus.get("pooled").update(table_check=1)
+        store = PostgresStore(client=pool, table=table)
+        store.write("pooled", Change(set={"via": "pool"}, incr={"n": 1}))
+        assert store.read("pooled") == {"via": "pool", "n": 1}
+    with psycopg.connect(POSTGRES_URL) as conn:  # not autocommit: the store commits
+        store = PostgresStore(client=conn, table=table)
+        store.write("pooled", Change(incr={"n": 1}))
+        assert asyncio.run(store.aread("pooled")) == {"via": "pool", "n": 2}
+
+    async def with_async_pool() -> dict | None:
+        async with AsyncConnectionPool(POSTGRES_URL, min_size=1, open=False) as apool:
+            astore = PostgresStore(client=apool, table=table)
+            await astore.awrite("pooled", Change(incr={"n": 1}))
+            record = await astore.aread("pooled")
+            assert astore.read("pooled") == record  # the sync side opens its own connection
+            astore.close()
+            return record
+
+    assert asyncio.run(with_async_pool()) == {"via": "pool", "n": 3}
+    jobstatus.configure(store=None)
+    PostgresStore(POSTGRES_URL, table="jobstatus").delete("pooled")
+
+
+def test_expired_rows_are_purged(table: str) -> None:
+    now = [time.time()]
+    store = PostgresStore(POSTGRES_URL, table=table, clock=lambda: now[0])
+    for n in range(20):
+        store.write(f"old-{n}", Change(set={"n": n}, ttl=10, finished_ttl=10))
+    store.write("fresh", Change(set={"n": 1}, ttl=100, finished_ttl=100))
+    now[0] += 50
+    assert store.read_many(["old-0", "fresh"]) == [None, {"n": 1}]
+    assert store.purge() == 20
+    store.close()
+
+
+# -- outage ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+def test_a_job_outlives_a_server_outage(
+    own_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    timeout = 1.0
+    store = PostgresStore(own_server.url, timeout=timeout)
+    jobstatus.configure(store=store, on_store_error="warn")
+    server_down, server_back = threading.Event(), threading.Event()
+    ids: list[str] = []
+    slowest: list[float] = []
+
+    @jobstatus.track
+    def job() -> str:
+        status = jobstatus.current()
+        ids.append(status.job_id)
+        status.progress.total = 20
+        for n in range(20):
+            if n == 5:
+                server_down.wait(30)
+            if n == 15:
+                server_back.wait(30)
+            started = time.monotonic()
+            status.update(step=n, force=True)
+            status.progress.increment()
+            slowest.append(time.monotonic() - started)
+        return "done"
+
+    results: list[str] = []
+    runner = threading.Thread(target=lambda: results.append(job()))
+    runner.start()
+    while not ids or not jobstatus.get(ids[0]).exists:
+        time.sleep(0.05)
+    own_server.stop()
+    try:
+        server_down.set()
+        time.sleep(1.0)  # the job writes during the outage
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            jobstatus.get(ids[0])
+        assert time.monotonic() - started < timeout + 2
+    finally:
+        own_server.start()
+    server_back.set()
+    runner.join(60)
+    assert results == ["done"]
+    warnings = [r for r in caplog.records if "could not write the status" in r.getMessage()]
+    assert 1 <= len(warnings) < 10  # rate-limited: one warning for many failed writes
+    assert max(slowest) < 2 * timeout + 2  # no write hung past its timeout
+    final = jobstatus.get(ids[0])
+    assert final.is_completed
+    assert final["step"] == 19 and final.progress.current == 20
+    store.close()
+    jobstatus.configure(store=None)
+
+
+def test_reads_fail_rather_than_look_empty_when_the_server_is_down(
+    own_server: PostgresServer,
+) -> None:
+    store = PostgresStore(own_server.url, timeout=1, table="down")
+    store.write("seen", Change(set={"a": 1}))
+    own_server.stop()
+    try:
+        for call in (
+            lambda: store.read("seen"),
+            lambda: store.read_many(["seen"]),
+            lambda: jobstatus.recent(store=store),
+        ):
+            with pytest.raises(StoreError):
+                call()
+    finally:
+        own_server.start()
+    assert store.read("seen") == {"a": 1}  # a stale pooled connection is replaced at once
+    store.drop()
+    store.close()
+    logging.getLogger("jobstatus").handlers.clear()
