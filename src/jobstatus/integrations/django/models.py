@@ -6,7 +6,7 @@ from django.db import models
 
 
 class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no type stubs
-    """One job's status record.
+    """One job's status record (``record`` is its JSON text).
 
     ``updated_at`` and ``expires_at`` are epoch seconds (floats), as in the
     SQLite store, so listing pages and expiry compare plain numbers. A row
@@ -14,7 +14,9 @@ class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no ty
     """
 
     job_id = models.CharField(max_length=512, primary_key=True)
-    record = models.JSONField(default=dict)
+    # JSON as text, not JSONField: PostgreSQL's jsonb refuses "\u0000" in strings,
+    # and the record must round-trip exactly on every database.
+    record = models.TextField(default="{}")
     status = models.CharField(max_length=16, blank=True, default="")
     updated_at = models.FloatField(default=0.0)
     expires_at = models.FloatField(default=0.0)

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):  # type: ignore[misc]
             name="JobStatusRecord",
             fields=[
                 ("job_id", models.CharField(max_length=512, primary_key=True, serialize=False)),
-                ("record", models.JSONField(default=dict)),
+                ("record", models.TextField(default="{}")),
                 ("status", models.CharField(blank=True, default="", max_length=16)),
                 ("updated_at", models.FloatField(default=0.0)),
                 ("expires_at", models.FloatField(default=0.0)),
