@@ -392,6 +392,39 @@ def test_ready_clients_sync_and_async(prefix: str) -> None:
     sync_client.close()
 
 
+def test_a_client_that_decodes_responses(prefix: str) -> None:
+    require_service("Redis", REDIS_URL, 6379)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    store = TidyRedisStore(client=client, prefix=prefix)
+    jobstatus.configure(store=store)
+    Job("text").enqueued()
+    store.write("text", Change(set={"n": [1, "é"]}, incr={"progress": 1.5}))
+    assert store.read("text") == jobstatus.get("text").to_dict()
+    assert store.read("text")["n"] == [1, "é"]
+    assert [s.job_id for s in jobstatus.recent("queued")] == ["text"]
+    with store.subscribe("text") as subscription:
+        store.write("text", Change(set={"status": "completed"}))
+        pushed = subscription.wait(5)
+    assert pushed is not None and pushed[-1]["status"] == "completed"
+    store.close()
+    client.close()
+
+
+def test_concurrent_async_writers_on_one_loop_add_up(store: RedisStore) -> None:
+    async def writer() -> None:
+        for _ in range(10):
+            await store.awrite("async-counter", Change(incr={"progress": 1}))
+
+    async def main() -> None:
+        await asyncio.gather(*(writer() for _ in range(100)))
+        assert (await store.aread("async-counter")) == {"progress": 1_000}
+
+    asyncio.run(main())
+    assert store.read("async-counter") == {"progress": 1_000}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
