@@ -1,0 +1,258 @@
+"""The memcached store beyond the contract: CAS under contention, keys, sizes, outages."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import jobstatus
+from jobstatus import ConfigurationError, NotSupportedError, StoreError
+from jobstatus._record import Change
+
+from . import _workers
+from ._own_servers import MemcachedServer
+from .stores import MEMCACHED_URL, namespace, require_service
+
+pytestmark = pytest.mark.memcached
+pymemcache = pytest.importorskip("pymemcache")
+spawn = multiprocessing.get_context("spawn")
+
+from jobstatus.stores.memcached import MemcachedStore  # noqa: E402 - after the driver check
+
+
+class _Tracked(MemcachedStore):
+    """Deletes what it wrote when the test ends."""
+
+    written: set[str]
+
+    def write(self, job_id: str, change: Change) -> None:
+        self.written.add(job_id)
+        super().write(job_id, change)
+
+    def clean(self) -> None:
+        for job_id in self.written:
+            self.delete(job_id)
+        self.close()
+
+
+def _tracked(url: str, **options: object) -> _Tracked:
+    store = _Tracked.from_url(url, **options)
+    store.written = set()
+    return store
+
+
+@pytest.fixture
+def prefix() -> str:
+    require_service("memcached", MEMCACHED_URL, 11211)
+    return f"t{namespace()}:"
+
+
+@pytest.fixture
+def store(prefix: str) -> Iterator[_Tracked]:
+    built = _tracked(MEMCACHED_URL, prefix=prefix)
+    jobstatus.configure(store=built)
+    yield built
+    built.clean()
+
+
+def _run_all(target, argument_lists: list[tuple]) -> None:
+    processes = [spawn.Process(target=target, args=args) for args in argument_lists]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+
+
+# -- many writers ------------------------------------------------------------------------
+
+
+def test_eight_processes_of_2500_increments_leave_exactly_20000(store: _Tracked) -> None:
+    url = f"{MEMCACHED_URL}?prefix={store.prefix}"
+    start_at = time.time() + 1.5
+    store.written.add("counter")
+    _run_all(_workers.increment, [(url, "counter", 2500, start_at) for _ in range(8)])
+    assert jobstatus.get("counter").progress.current == 20_000
+
+
+def test_two_processes_writing_different_keys_lose_nothing(store: _Tracked) -> None:
+    url = f"{MEMCACHED_URL}?prefix={store.prefix}"
+    start_at = time.time() + 1.5
+    store.written.add("shared")
+    _run_all(_workers.write_keys, [(url, "shared", p, 400, start_at) for p in ("a", "b")])
+    record = jobstatus.get("shared").to_dict()
+    assert all(record[f"{p}{n}"] == n for p in ("a", "b") for n in range(400))
+
+
+# -- keys, sizes, expiry, listing -----------------------------------------------------------
+
+
+def test_awkward_ids_get_distinct_safe_keys_and_round_trip(store: _Tracked) -> None:
+    ids = [
+        "with space",
+        "with  space",
+        "tab-free ünïcode ✓ 日本",
+        "x" * 512,
+        "x" * 511,
+        "y" * 200,  # kept readable
+        "y" * 201,  # hashed
+        "h:" + "0" * 64,  # looks like a hashed key, and is not one
+        "i:plain",
+        "plain",
+    ]
+    for n, job_id in enumerate(ids):
+        jobstatus.get(job_id)["n"] = n
+    keys = [store.key(job_id) for job_id in ids]
+    assert len(set(keys)) == len(ids)
+    for key in keys:
+        assert len(key.encode()) <= 250 and all(33 <= ord(char) <= 126 for char in key)
+    assert [jobstatus.get(job_id)["n"] for job_id in ids] == list(range(len(ids)))
+    assert [record["n"] for record in store.read_many(ids)] == list(range(len(ids)))
+
+
+def test_a_record_over_the_size_limit_is_refused_naming_the_job(store: _Tracked) -> None:
+    jobstatus.get("sized").update(step="A")
+    with pytest.raises(StoreError, match="'sized'.*1,04[0-9],[0-9]{3} bytes"):
+        jobstatus.get("sized").update(blob="x" * (1024 * 1024))
+    record = jobstatus.get("sized").to_dict()
+    assert record["step"] == "A" and "blob" not in record
+    small = _tracked(MEMCACHED_URL, prefix=store.prefix, max_value_size=100)
+    with pytest.raises(StoreError, match="at most 100"):
+        small.write("sized", Change(set={"blob": "x" * 200}))
+    small.close()
+
+
+def test_listing_is_not_supported(store: _Tracked) -> None:
+    with pytest.raises(NotSupportedError, match="cannot list"):
+        jobstatus.recent()
+
+
+def test_expiries_past_thirty_days_are_kept(store: _Tracked) -> None:
+    forty_days = 40 * 24 * 3600
+    store.write("long", Change(set={"a": 1}, ttl=forty_days, finished_ttl=forty_days))
+    assert store.read("long") == {"a": 1}  # not read by memcached as a date in 1970
+
+
+def test_url_options(prefix: str) -> None:
+    store = jobstatus.store_from_url(f"{MEMCACHED_URL}?prefix={prefix}&timeout=2")
+    assert isinstance(store, MemcachedStore)
+    assert (store.prefix, store.timeout) == (prefix, 2.0)
+    store.close()
+    for bad in ("memcached://h:x", "memcached://h:1,,h:2", "memcached://h?bogus=1"):
+        with pytest.raises(ConfigurationError):
+            jobstatus.store_from_url(bad)
+    with pytest.raises(ConfigurationError, match="prefix"):
+        MemcachedStore([("127.0.0.1", 11211)], prefix="has space")
+
+
+def test_ready_clients_work(prefix: str) -> None:
+    from pymemcache.client.base import Client, PooledClient
+    from pymemcache.client.hash import HashClient
+
+    server = ("127.0.0.1", 11211)
+    for client in (Client(server), PooledClient(server), HashClient([server])):
+        store = MemcachedStore(client=client, prefix=prefix)
+        store.write("ready", Change(incr={"n": 1}))
+        store.close()
+        client.close()
+    assert jobstatus.get("ready", store=MEMCACHED_URL + f"?prefix={prefix}")["n"] == 3
+    jobstatus.get("ready", store=MEMCACHED_URL + f"?prefix={prefix}").delete()
+
+
+# -- servers of our own: several at once, and outages ------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[MemcachedServer]:
+    server = MemcachedServer()
+    server.start()
+    yield server
+    server.remove()
+
+
+def test_several_servers_share_the_keys(own_server: MemcachedServer, prefix: str) -> None:
+    require_service("memcached", MEMCACHED_URL, 11211)
+    url = f"memcached://127.0.0.1:11211,127.0.0.1:{own_server.port}?prefix={prefix}"
+    store = _tracked(url)
+    ids = [f"spread-{n}" for n in range(40)]
+    for n, job_id in enumerate(ids):
+        store.write(job_id, Change(set={"n": n}, incr={"count": 1}))
+    assert [record["n"] for record in store.read_many(ids)] == list(range(40))
+    on_own = [job_id for job_id in ids if _holds(own_server.port, store.key(job_id))]
+    assert 0 < len(on_own) < len(ids)  # both servers hold some
+    own_server.stop()
+    try:
+        with pytest.raises(StoreError):
+            store.read(on_own[0])  # a server down never reads as "unknown"
+        with pytest.raises(StoreError):
+            store.read_many(ids)
+    finally:
+        own_server.start()
+    store.clean()
+
+
+def _holds(port: int, key: str) -> bool:
+    from pymemcache.client.base import Client
+
+    client = Client(("127.0.0.1", port))
+    try:
+        return client.get(key) is not None
+    finally:
+        client.close()
+
+
+def test_a_job_outlives_a_server_outage(
+    own_server: MemcachedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    timeout = 1.0
+    store = MemcachedStore.from_url(own_server.url, timeout=timeout)
+    jobstatus.configure(store=store, on_store_error="warn")
+    server_down, server_back = threading.Event(), threading.Event()
+    ids: list[str] = []
+    slowest: list[float] = []
+
+    @jobstatus.track
+    def job() -> str:
+        status = jobstatus.current()
+        ids.append(status.job_id)
+        status.progress.total = 20
+        for n in range(20):
+            if n == 5:
+                server_down.wait(30)
+            if n == 15:
+                server_back.wait(30)
+            started = time.monotonic()
+            status.update(step=n, force=True)
+            status.progress.increment()
+            slowest.append(time.monotonic() - started)
+        return "done"
+
+    results: list[str] = []
+    runner = threading.Thread(target=lambda: results.append(job()))
+    runner.start()
+    while not ids or not jobstatus.get(ids[0]).exists:
+        time.sleep(0.05)
+    own_server.stop()
+    try:
+        server_down.set()
+        time.sleep(1.0)  # the job writes during the outage
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            jobstatus.get(ids[0])
+        assert time.monotonic() - started < timeout + 2
+    finally:
+        own_server.start()  # an empty server: memcached keeps nothing across restarts
+    server_back.set()
+    runner.join(60)
+    assert results == ["done"]
+    warnings = [r for r in caplog.records if "could not write the status" in r.getMessage()]
+    assert 1 <= len(warnings) < 10  # rate-limited: one warning for many failed writes
+    assert max(slowest) < 2 * timeout + 2  # no write hung past its timeout
+    final = jobstatus.get(ids[0])
+    assert final.is_completed and final["step"] == 19
+    store.close()
+    jobstatus.configure(store=None)
