@@ -177,6 +177,23 @@ def test_a_ready_cluster_client(store: RedisClusterStore) -> None:
     client.close()
 
 
+def test_a_ready_async_cluster_client(store: RedisClusterStore) -> None:
+    import redis.asyncio.cluster
+
+    host, port = shared_cluster().url.removeprefix("redis+cluster://").split(",")[0].split(":")
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=int(port))
+    wrapped = RedisClusterStore(client=client, prefix=store.prefix)
+    wrapped.write("sync-side", Change(set={"a": 1}))  # through a sync twin of the client
+
+    async def main() -> object:
+        found = await wrapped.aread("sync-side")
+        await client.aclose()
+        return found
+
+    assert asyncio.run(main()) == {"a": 1}
+    wrapped.close()
+
+
 @pytest.mark.parametrize(
     ("url", "options", "message"),
     [

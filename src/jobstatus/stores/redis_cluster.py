@@ -104,25 +104,27 @@ class RedisClusterStore(RedisStore):
     def _build_sync(self) -> Any:
         cluster = self._redis.cluster
         if self._given is not None:
-            return self._twin_cluster(cluster, self._given)
+            return self._twin_cluster(self._redis, self._given)
         nodes = [cluster.ClusterNode(host, port) for host, port in self._nodes]
         return cluster.RedisCluster(startup_nodes=nodes, **self._cluster_options(self._redis))
 
     def _build_async(self) -> Any:
         cluster = self._redis.asyncio.cluster
         if self._given is not None:
-            return self._twin_cluster(cluster, self._given)
+            return self._twin_cluster(self._redis.asyncio, self._given)
         nodes = [cluster.ClusterNode(host, port) for host, port in self._nodes]
         return cluster.RedisCluster(
             startup_nodes=nodes, **self._cluster_options(self._redis.asyncio)
         )
 
-    def _twin_cluster(self, cluster: Any, given: Any) -> Any:
-        nodes = [cluster.ClusterNode(node.host, node.port) for node in given.get_nodes()]
-        return cluster.RedisCluster(
-            startup_nodes=nodes,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
+    def _twin_cluster(self, module: Any, given: Any) -> Any:
+        """A client of the other kind (sync/async) for the cluster a given client reaches."""
+        # An asyncio cluster client learns its nodes on first use; until then
+        # only its startup nodes are known.
+        known = given.get_nodes() or list(given.nodes_manager.startup_nodes.values())
+        nodes = [module.cluster.ClusterNode(node.host, node.port) for node in known]
+        return module.cluster.RedisCluster(
+            startup_nodes=nodes, retry=self._retry(module), **self._node_options()
         )
 
     def _is_async_client(self, client: Any) -> bool:
