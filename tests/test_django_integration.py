@@ -129,6 +129,16 @@ def test_async_tasks_see_their_job() -> None:
     assert (status.progress.current, status.progress.total) == (3, 3)
 
 
+def test_aenqueue_from_async_code() -> None:
+    import asyncio
+
+    async def main() -> str | None:
+        result = await _tasks().count.aenqueue(2)
+        return (await jobstatus.aget(result)).status
+
+    assert asyncio.run(main()) == "completed"
+
+
 def test_a_task_enqueued_inside_a_task_is_its_own_job() -> None:
     result = _tasks().nested.enqueue()
     assert result.status == "SUCCESSFUL"  # the task asserts current() came back to it
@@ -477,5 +487,25 @@ def test_a_worker_forced_to_stop_mid_task_records_failed(tmp_path: Path) -> None
         final = jobstatus.get(result)
         assert final.status == "failed"
         assert final["exception"]["class"] == "SystemExit"
+    finally:
+        stop_worker(process)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_writing_to_the_database_store(db_store: Store, tmp_path: Path) -> None:
+    """Statuses in the project's own PostgreSQL database, written by the worker process."""
+    process = start_worker("django-db://default", tmp_path / "worker.log", queue="dbstore")
+    try:
+        result = _tasks().halfway.using(backend="db", queue_name="dbstore").enqueue(str(tmp_path))
+        _wait_for_file(tmp_path / "ready")
+        midway = jobstatus.get(result)
+        assert midway.status == "working"
+        assert midway.progress.current == 5
+        (tmp_path / "go").touch()
+        final = midway.wait(timeout=WAIT)
+        assert final.status == "completed"
+        assert final.progress.current == 10
+        assert [s.job_id for s in jobstatus.recent(status="completed")] == [result.id]
     finally:
         stop_worker(process)

@@ -47,7 +47,7 @@ TASKS = {
     "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
     "db": {
         "BACKEND": "django_tasks_db.DatabaseBackend",
-        "QUEUES": ["default", "nobody", "forced"],
+        "QUEUES": ["default", "nobody", "forced", "dbstore"],
     },
     "dummy": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"},
 }
