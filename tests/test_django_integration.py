@@ -328,6 +328,31 @@ def test_the_database_store_expires_and_purges(db_store: Store) -> None:
 
 
 @pytest.mark.postgres
+def test_the_purge_command(db_store: Store) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    jobstatus.get("gone").update(status="completed")
+    jobstatus.get("kept").update(status="working")
+    from jobstatus.integrations.django.models import JobStatusRecord
+
+    JobStatusRecord.objects.filter(job_id="gone").update(expires_at=1.0)
+    output = StringIO()
+    call_command("jobstatus_purge", stdout=output)
+    assert "removed 1 expired records from django-db://default" in output.getvalue()
+    assert list(JobStatusRecord.objects.values_list("job_id", flat=True)) == ["kept"]
+
+
+def test_the_purge_command_on_a_store_that_expires_by_itself() -> None:
+    from django.core.management import CommandError, call_command
+
+    jobstatus.configure(store="memory://")
+    with pytest.raises(CommandError, match="nothing to purge"):
+        call_command("jobstatus_purge")
+
+
+@pytest.mark.postgres
 def test_the_migration_is_complete() -> None:
     ensure_database()
     from django.core.management import call_command
