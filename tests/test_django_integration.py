@@ -129,6 +129,13 @@ def test_async_tasks_see_their_job() -> None:
     assert (status.progress.current, status.progress.total) == (3, 3)
 
 
+def test_a_batch_of_task_results() -> None:
+    tasks = _tasks()
+    batch = jobstatus.Batch([tasks.count.enqueue(2), tasks.fails.enqueue("x")])
+    assert batch.status == "failed"
+    assert batch.counts == {"queued": 0, "working": 0, "completed": 1, "failed": 1, "missing": 0}
+
+
 def test_aenqueue_from_async_code() -> None:
     import asyncio
 
