@@ -154,8 +154,9 @@ def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
 
 
 def _leave(job: Job, token: contextvars.Token[Status | None]) -> None:
-    # Finished in another context than it started: nothing of ours is set here.
-    with contextlib.suppress(ValueError):
+    # Finished in another context than it started (ValueError) or after a reset
+    # (RuntimeError): nothing of ours is set here any more.
+    with contextlib.suppress(ValueError, RuntimeError):
         job.exit(token)
 
 
