@@ -1,0 +1,125 @@
+"""The Taskiq broker the integration tests run in a real worker (``taskiq worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis.asyncio
+from taskiq import SimpleRetryMiddleware
+from taskiq.exceptions import NoResultError
+from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
+
+import jobstatus
+from jobstatus.integrations.taskiq import JobStatusMiddleware
+
+GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS", "redis://127.0.0.1:6379/8")
+QUEUE = os.environ.get("JOBSTATUS_TEST_TASKIQ_QUEUE", "jobstatus-test:taskiq")
+
+middlewares = [SimpleRetryMiddleware(default_retry_count=2)]
+if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline runs without
+    middlewares.append(JobStatusMiddleware(includes={"status", "exception", "serialized_job"}))
+
+broker = (
+    ListQueueBroker(BROKER, queue_name=QUEUE)
+    .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300))
+    .with_middlewares(*middlewares)
+)
+
+
+async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
+    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``)."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        for _ in range(int(timeout / 0.02)):
+            if await client.exists(f"jobstatus-test:gate:{name}"):
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"gate {name!r} was never opened")
+    finally:
+        await client.aclose()
+
+
+@broker.task(task_name="add")
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@broker.task(task_name="sync_add")
+def sync_add(x: int, y: int) -> int:
+    """A sync task: Taskiq runs it in a thread, where ``current()`` still works."""
+    jobstatus.current()["thread"] = True
+    return x + y
+
+
+@broker.task(task_name="gated", jobstatus={"throttle_interval": 3600})
+async def gated(gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    await wait_at_gate(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")  # throttled: held until the end
+    return "released"
+
+
+@broker.task(task_name="fail")
+async def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@broker.task(task_name="retry_once", retry_on_error=True, max_retries=3)
+async def retry_once(marker: str) -> str:
+    """Fail the first attempt (a Redis key remembers it), succeed the second."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        first = await client.set(f"jobstatus-test:once:{marker}", 1, nx=True, ex=120)
+    finally:
+        await client.aclose()
+    if first:
+        await asyncio.sleep(0.5)
+        raise ConnectionError("first try")
+    return "second try"
+
+
+@broker.task(task_name="always_fail", retry_on_error=True, max_retries=2)
+async def always_fail() -> None:
+    raise ValueError("always")
+
+
+@broker.task(task_name="too_slow", timeout=0.5)
+async def too_slow() -> None:
+    await asyncio.sleep(30)
+
+
+@broker.task(task_name="no_result")
+async def no_result() -> None:
+    raise NoResultError()
+
+
+@broker.task(task_name="swallow")
+async def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@broker.task(task_name="untracked", jobstatus=False)
+async def untracked() -> int:
+    return 1
+
+
+@broker.task(task_name="plain_record", jobstatus={"includes": {"status"}})
+async def plain_record() -> int:
+    return 2
+
+
+@broker.task(task_name="noop")
+async def noop() -> None:
+    return None
