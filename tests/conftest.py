@@ -26,10 +26,12 @@ def _fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_redis_cluster() -> Iterator[None]:
-    """Stop the Redis Cluster the redis_cluster cases start on first use, if any."""
+    """Stop the Redis Cluster the redis_cluster cases start on first use, if any,
+    and delete what workers left under the redis cases' prefixes."""
     yield
     from . import _redis_servers
 
+    _redis_servers.scrub_case_prefixes()
     _redis_servers.stop_shared_cluster()
 
 
