@@ -27,7 +27,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .._errors import ConfigurationError
-from .._record import Change, Record, dumps, loads, parse_iso
+from .._record import Change, Record, apply_change, dumps, loads, parse_iso
 
 DEFAULT_TABLE: Final = "jobstatus"
 MAX_TABLE_LENGTH: Final = 48  # leaves room for index names within PostgreSQL's 63 bytes
@@ -74,13 +74,18 @@ FROM (
       FROM jsonb_each_text(%(incr)s::jsonb) AS i
     ), jsonb_build_object()) AS record
     FROM (SELECT __BASE__ || %(set)s::jsonb AS merged) AS p
+    OFFSET 0
   ) AS s
 ) AS r"""
+# OFFSET 0 keeps the planner from inlining the merge into each of the three
+# columns that use it, which would compute it three times.
 
 _LIVE_BASE = "CASE WHEN t.expires_at > %(now)s THEN t.record ELSE jsonb_build_object() END"
+# A new row's values are computed in Python (the merge into nothing); the
+# server merges only into a row that exists.
 _UPSERT = f"""INSERT INTO {{t}} AS t (job_id, record, status, updated_at, expires_at)
-SELECT %(id)s, m.record, m.status, COALESCE(%(updated)s, %(now)s), %(now)s + m.ttl
-FROM ({_MERGE.replace("__BASE__", "jsonb_build_object()")}) AS m
+VALUES (%(id)s, %(fresh)s::jsonb, %(fresh_status)s, COALESCE(%(updated)s, %(now)s),
+        %(now)s + %(fresh_ttl)s)
 ON CONFLICT (job_id) DO UPDATE SET (record, status, updated_at, expires_at) = (
   SELECT m.record, m.status,
          COALESCE(%(updated)s, CASE WHEN t.expires_at > %(now)s THEN t.updated_at END, %(now)s),
@@ -160,11 +165,21 @@ def decode_record(stored: Mapping[str, str] | str) -> Record:
     return {decode_key(key): loads(text) for key, text in fields.items()}
 
 
+def encode_record(record: Mapping[str, Any]) -> str:
+    """The ``record`` column's jsonb text for a record."""
+    return dumps({encode_key(key): dumps(value) for key, value in record.items()})
+
+
 def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[str, Any]:
     """The parameters of WRITE and WRITE_AND_NOTIFY."""
+    fresh = apply_change(None, change)
+    status = fresh.get("status")
     return {
         "id": job_id,
-        "set": dumps({encode_key(key): dumps(value) for key, value in change.set.items()}),
+        "fresh": encode_record(fresh),
+        "fresh_status": status if isinstance(status, str) else "",
+        "fresh_ttl": float(change.ttl_for(fresh)),
+        "set": encode_record(change.set),
         "incr": dumps({encode_key(key): dumps(amount) for key, amount in change.incr.items()}),
         "ttl": float(change.ttl),
         "finished_ttl": float(change.finished_ttl),
@@ -226,5 +241,7 @@ def session_options(timeout: float, synchronous_commit: bool) -> str:
     commit = "on" if synchronous_commit else "off"
     return (
         f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds} "
-        f"-c extra_float_digits=1 -c synchronous_commit={commit}"
+        f"-c extra_float_digits=1 -c synchronous_commit={commit} "
+        # The store's statements are prepared; their plans never depend on the values.
+        "-c plan_cache_mode=force_generic_plan"
     )
