@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -117,3 +119,15 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOU
 def pika_url(amqp_url: str) -> str:
     """The AMQP URL as pika reads it: Celery's ``//`` (vhost "/") is ``/%2F`` there."""
     return amqp_url[:-2] + "/%2F" if amqp_url.endswith("//") else amqp_url
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder of our own: pytest's base temp folders are pruned by
+    other pytest sessions on the machine, which would delete a running worker's store.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"jobstatus-{prefix}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

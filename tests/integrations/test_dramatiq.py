@@ -26,6 +26,7 @@ from ._support import (
     redis_url,
     require_rabbitmq,
     require_redis,
+    scratch_dir,
     start,
     stop,
     unique,
@@ -80,30 +81,30 @@ class Worker:
     ],
 )
 def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
 ) -> Iterator[Worker]:
     broker_kind, store_kind = request.param
     require_redis()
     if broker_kind == "amqp":
         require_rabbitmq()
     broker_url = pika_url(RABBITMQ_URL) if broker_kind == "amqp" else redis_url(DRAMATIQ_REDIS_DB)
-    folder = tmp_path_factory.mktemp("dramatiq")
-    url = store_url(store_kind, folder)
-    broker = tasks.make_broker(broker_url)
-    for actor in ACTORS:
-        broker.declare_actor(actor)
-    log = folder / "worker.log"
-    env = worker_env(url, JOBSTATUS_TEST_DRAMATIQ_BROKER=broker_url)
-    command = [python(), "-m", "dramatiq", "dramatiq_tasks", "-p", "1", "-t", "2", "-Q", QUEUE]
-    process = start(command, env, log)
-    running = Worker(url, broker_url, broker, log)
-    try:
-        jobstatus.configure(store=url)
-        finished(running.send(tasks.add, 1, 2), timeout=60)
-        yield running
-    finally:
-        stop(process)
-        _flush(broker, broker_kind)
+    with scratch_dir("dramatiq") as folder:
+        url = store_url(store_kind, folder)
+        broker = tasks.make_broker(broker_url)
+        for actor in ACTORS:
+            broker.declare_actor(actor)
+        log = folder / "worker.log"
+        env = worker_env(url, JOBSTATUS_TEST_DRAMATIQ_BROKER=broker_url)
+        command = [python(), "-m", "dramatiq", "dramatiq_tasks", "-p", "1", "-t", "2", "-Q", QUEUE]
+        process = start(command, env, log)
+        running = Worker(url, broker_url, broker, log)
+        try:
+            jobstatus.configure(store=url)
+            finished(running.send(tasks.add, 1, 2), timeout=60)
+            yield running
+        finally:
+            stop(process)
+            _flush(broker, broker_kind)
 
 
 def _flush(broker: dramatiq.Broker, kind: str) -> None:

@@ -70,7 +70,7 @@ def consumer(
     tasks.huey.storage = (
         SqliteStorage(name, filename=huey_file)
         if kind == "sqlite"
-        else RedisStorage(name, url=redis_url(HUEY_REDIS_DB))
+        else RedisStorage(name, url=redis_url(HUEY_REDIS_DB), notify_result=True)
     )
     env = worker_env(
         url,

@@ -20,6 +20,7 @@ from ._support import (
     python,
     redis_url,
     require_redis,
+    scratch_dir,
     start,
     stop,
     unique,
@@ -58,37 +59,37 @@ class Worker:
     ],
 )
 def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
 ) -> Iterator[Worker]:
     require_redis()
-    folder = tmp_path_factory.mktemp("rq")
-    url = store_url(request.param, folder)
-    broker = redis_url(RQ_REDIS_DB)
-    connection = Redis.from_url(broker)
-    queue = StatusQueue(unique("jobstatus-rq"), connection=connection)
-    log = folder / "worker.log"
-    rq = str(Path(python()).parent / "rq")
-    command = [
-        rq,
-        "worker",
-        "-w",
-        "jobstatus.integrations.rq.StatusWorker",
-        "--url",
-        broker,
-        "--with-scheduler",
-        "--name",
-        queue.name,
-        queue.name,
-    ]
-    process = start(command, worker_env(url), log)
-    try:
-        jobstatus.configure(store=url)
-        finished(queue.enqueue(tasks.add, 1, 2), timeout=60)
-        yield Worker(url, queue, log)
-    finally:
-        stop(process)
-        queue.delete(delete_jobs=True)
-        connection.close()
+    with scratch_dir("rq") as folder:
+        url = store_url(request.param, folder)
+        broker = redis_url(RQ_REDIS_DB)
+        connection = Redis.from_url(broker)
+        queue = StatusQueue(unique("jobstatus-rq"), connection=connection)
+        log = folder / "worker.log"
+        rq = str(Path(python()).parent / "rq")
+        command = [
+            rq,
+            "worker",
+            "-w",
+            "jobstatus.integrations.rq.StatusWorker",
+            "--url",
+            broker,
+            "--with-scheduler",
+            "--name",
+            queue.name,
+            queue.name,
+        ]
+        process = start(command, worker_env(url), log)
+        try:
+            jobstatus.configure(store=url)
+            finished(queue.enqueue(tasks.add, 1, 2), timeout=60)
+            yield Worker(url, queue, log)
+        finally:
+            stop(process)
+            queue.delete(delete_jobs=True)
+            connection.close()
 
 
 @pytest.fixture(autouse=True)

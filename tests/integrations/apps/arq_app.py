@@ -98,7 +98,7 @@ class WorkerSettings:
     redis_settings = RedisSettings.from_dsn(BROKER)
     queue_name = QUEUE
     allow_abort_jobs = True
-    poll_delay = 0.05
+    poll_delay = float(os.environ.get("JOBSTATUS_TEST_ARQ_POLL_DELAY", "0.05"))
     max_jobs = 4
     keep_result = 300
 

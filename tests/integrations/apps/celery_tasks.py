@@ -16,7 +16,7 @@ from jobstatus.integrations.celery import StatusTask, track
 app = Celery(
     "celery_tasks",
     broker=os.environ.get("JOBSTATUS_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/3"),
-    backend=os.environ.get("JOBSTATUS_TEST_CELERY_BACKEND", "redis://127.0.0.1:6379/3"),
+    backend=os.environ.get("JOBSTATUS_TEST_CELERY_BACKEND"),
 )
 app.conf.update(
     task_default_queue=os.environ.get("JOBSTATUS_TEST_CELERY_QUEUE", "jobstatus-test"),

@@ -19,13 +19,13 @@ NAME = os.environ.get("JOBSTATUS_TEST_HUEY_NAME", "jobstatus-test")
 def make_huey(kind: str, name: str) -> Huey:
     if kind == "sqlite":
         return SqliteHuey(name, filename=os.environ["JOBSTATUS_TEST_HUEY_FILE"])
-    return RedisHuey(
-        name, url=os.environ.get("JOBSTATUS_TEST_HUEY_REDIS", "redis://127.0.0.1:6379/6")
-    )
+    url = os.environ.get("JOBSTATUS_TEST_HUEY_REDIS", "redis://127.0.0.1:6379/6")
+    return RedisHuey(name, url=url, notify_result=True)
 
 
 huey = make_huey(KIND, NAME)
-track(huey, includes={"status", "exception", "serialized_job"})
+if os.environ.get("JOBSTATUS_TEST_HUEY_PLAIN") != "1":  # the benchmark's baseline runs without
+    track(huey, includes={"status", "exception", "serialized_job"})
 
 
 @huey.pre_execute()
@@ -98,3 +98,8 @@ def untracked() -> int:
 @huey.task(jobstatus={"includes": {"status"}})
 def plain_record() -> int:
     return 2
+
+
+@huey.task()
+def noop() -> None:
+    return None
