@@ -102,7 +102,7 @@ def postgres_rows(store: PostgresStore) -> list[Row]:
         Row(
             "PostgreSQL: unthrottled `status.update(step=..., progress=...)`",
             writes["ours"] * US,
-            "psycopg upsert of the same JSON (`record || excluded.record`)",
+            "psycopg upsert of the same JSON (jsonb merge)",
             writes["raw"] * US,
             "us/op",
         ),

@@ -256,3 +256,24 @@ def test_a_job_outlives_a_server_outage(
     assert final.is_completed and final["step"] == 19
     store.close()
     jobstatus.configure(store=None)
+
+
+def test_the_docs_example_runs(tmp_path) -> None:
+    require_service("memcached", MEMCACHED_URL, 11211)
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "stores.md").read_text()
+    section = doc[doc.index("## memcached") :]
+    end = section.find("\n## ", 1)
+    section = section if end < 0 else section[:end]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    script = tmp_path / "memcached_doc.py"
+    script.write_text("\n".join(blocks).replace("memcached://localhost:11211", MEMCACHED_URL))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["completed 3", "memcached cannot list jobs"]

@@ -342,3 +342,30 @@ def test_reads_fail_rather_than_look_empty_when_the_server_is_down(
     store.drop()
     store.close()
     logging.getLogger("jobstatus").handlers.clear()
+
+
+def test_the_docs_example_runs(tmp_path) -> None:
+    require_service("PostgreSQL", POSTGRES_URL, 5432)
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "stores.md").read_text()
+    section = doc[doc.index("## PostgreSQL") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    script = tmp_path / "postgres_doc.py"
+    script.write_text(
+        "\n".join(blocks).replace("postgresql://postgres@localhost:5432/test", POSTGRES_URL)
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        dropper = PostgresStore(POSTGRES_URL, table="docs_example")
+        dropper.drop()
+        dropper.close()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["completed", "2", "b.png", "True"]
