@@ -146,7 +146,10 @@ def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
 
 
 def test_returning_retry_after_the_last_retry_is_failed(worker: Worker) -> None:
-    s = finished(worker.queue.enqueue(tasks.returns_retry))
+    job = worker.queue.enqueue(tasks.returns_retry)
+    if not hasattr(job, "number_of_retries"):
+        pytest.skip("this RQ does not retry a job that returns Retry")
+    s = finished(job)
     assert s.is_failed and s["attempts"] == 2
     assert s["exception"]["class"] == "jobstatus.integrations.rq.RetriesExceeded"
 

@@ -113,6 +113,11 @@ def tracking_of(job: Job) -> Tracking | None:
     return setting if isinstance(setting, Tracking) else Tracking()
 
 
+def _has_retries_left(job: Job) -> bool:
+    """Whether RQ will retry the job after this failure (``Retry`` given at enqueue)."""
+    return bool(job.retries_left and job.retries_left > 0)
+
+
 def _description(job: Job) -> dict[str, Any]:
     try:
         name, args, kwargs = job.func_name, job.args, job.kwargs
@@ -141,15 +146,15 @@ class StatusJob(Job):
         try:
             result = super().perform()
         except BaseException as exc:
-            if isinstance(exc, Exception) and self.should_retry:
+            if isinstance(exc, Exception) and _has_retries_left(self):
                 running.requeue(exc)
             else:
                 running.finish(exc)
             raise
         finally:
             running.job.exit(running.token)
-        if not isinstance(result, Retry):
-            running.finish(None)
+        if not isinstance(result, Retry) or not hasattr(self, "number_of_retries"):
+            running.finish(None)  # before RQ 2.x added returning Retry, it is a plain value
         elif (self.number_of_retries or 0) >= result.max:
             running.finish(RetriesExceeded(f"still retrying after {result.max} retries"))
         else:
@@ -215,7 +220,7 @@ class StatusWorker(Worker):
             text = str(kwargs.get("exc_string") or "").strip().splitlines()
             reason = text[0] if text else "the work horse ended without an outcome"
             exc = JobStopped(reason) if stopped else WorkHorseLost(reason)
-            _record_outside(job, exc, retry=job.should_retry and not stopped)
+            _record_outside(job, exc, retry=_has_retries_left(job) and not stopped)
         return super().handle_job_failure(job, *args, **kwargs)
 
 
@@ -234,6 +239,5 @@ def _record_outside(job: Job, exc: BaseException, *, retry: bool) -> None:
 def _record_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
     """RQ's exception handler: jobs whose worker died are abandoned by its registry cleanup."""
     if exc_type is AbandonedJobError:
-        retry = bool(job.retries_left and job.retries_left > 0)
-        _record_outside(job, WorkHorseLost("abandoned: its worker died"), retry=retry)
+        _record_outside(job, WorkHorseLost("abandoned: its worker died"), retry=_has_retries_left(job))
     return True  # let the next handler run
