@@ -239,5 +239,7 @@ def _record_outside(job: Job, exc: BaseException, *, retry: bool) -> None:
 def _record_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
     """RQ's exception handler: jobs whose worker died are abandoned by its registry cleanup."""
     if exc_type is AbandonedJobError:
-        _record_outside(job, WorkHorseLost("abandoned: its worker died"), retry=_has_retries_left(job))
+        _record_outside(
+            job, WorkHorseLost("abandoned: its worker died"), retry=_has_retries_left(job)
+        )
     return True  # let the next handler run
