@@ -64,6 +64,7 @@ class _Attempt(Running):
 
 
 _instances: weakref.WeakKeyDictionary[Huey, Tracking] = weakref.WeakKeyDictionary()
+_connected: weakref.WeakSet[Huey] = weakref.WeakSet()  # untrack() keeps the handlers, idle
 _running = RunningJobs()
 
 # The failure signals that Huey sends from inside its ``except`` block, so the
@@ -98,9 +99,9 @@ def track(huey: Huey, *, store: object = None, **options: Any) -> None:
     """
     tracking = tracking_from({"store": store, **options}, f"Huey {huey.name!r}")
     assert tracking is not None
-    first = huey not in _instances
     _instances[huey] = tracking
-    if first:
+    if huey not in _connected:
+        _connected.add(huey)
         for signal, handler in _HANDLERS.items():
             huey.signal(signal)(_bound(huey, handler))
 
