@@ -21,6 +21,8 @@ from jobstatus.stores.redis_cluster import RedisClusterStore
 from .stores import IN_CI
 
 START_TIMEOUT = 20.0
+# A server must not outlive a test run that was killed before its teardown.
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
 
 
 def need_redis_server() -> None:
@@ -86,6 +88,7 @@ class RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
+                *_DIE_WITH_PARENT,
                 "redis-server",
                 "--port",
                 str(self.port),
@@ -116,7 +119,7 @@ class RedisCluster:
     """Three masters formed with ``redis-cli --cluster create``."""
 
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="jobstatus-cluster-"))
+        self.folder: Path | None = None  # made by start(), so naming the ports leaves nothing
         self.ports = [free_port(with_bus=True) for _ in range(3)]
         self.nodes: list[RedisServer] = []
 
@@ -125,6 +128,7 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
     def start(self) -> RedisCluster:
+        self.folder = Path(tempfile.mkdtemp(prefix="jobstatus-cluster-"))
         try:
             for n, port in enumerate(self.ports):
                 node = RedisServer(
@@ -167,7 +171,8 @@ class RedisCluster:
         for node in self.nodes:
             node.stop()
         self.nodes = []
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _shared: RedisCluster | None = None
