@@ -277,3 +277,22 @@ def test_the_docs_example_runs(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["completed 3", "memcached cannot list jobs"]
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "pymemcache", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'jobstatus\[memcached\]'"):
+        jobstatus.store_from_url(MEMCACHED_URL)
+
+
+def test_a_server_that_is_not_there_fails_within_the_timeout() -> None:
+    from ._own_servers import free_port
+
+    store = MemcachedStore.from_url(f"memcached://127.0.0.1:{free_port()}", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="read of job 'x' failed"):
+        store.read("x")
+    with pytest.raises(StoreError):
+        store.write("x", Change(set={"a": 1}))
+    assert time.monotonic() - started < 3
+    store.close()

@@ -369,3 +369,17 @@ def test_the_docs_example_runs(tmp_path) -> None:
         dropper.close()
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["completed", "2", "b.png", "True"]
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "psycopg", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'jobstatus\[postgres\]'"):
+        jobstatus.store_from_url(POSTGRES_URL)
+
+
+def test_messages_hide_the_password() -> None:
+    store = PostgresStore("postgresql://app:s3cret@127.0.0.1:1/db", timeout=0.5)
+    assert "s3cret" not in store.describe()
+    with pytest.raises(StoreError) as raised:
+        store.read("x")
+    assert "s3cret" not in str(raised.value)
