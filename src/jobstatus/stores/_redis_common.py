@@ -126,9 +126,11 @@ class KeyLayout:
         return ""
 
     def record(self, job_id: str) -> str:
+        """The key of the job's hash."""
         return f"{self.prefix}{self.tag(job_id)}r:{job_id}"
 
     def channel(self, job_id: str) -> str:
+        """The pub/sub channel the write script publishes the job's record on."""
         return f"{self.prefix}{self.tag(job_id)}c:{job_id}"
 
     def indexes(self, tag: str) -> list[str]:
@@ -145,9 +147,11 @@ class KeyLayout:
         return [self.index_of(tag, status) for tag in self.all_tags()]
 
     def all_tags(self) -> list[str]:
+        """Every tag a record can have: each has its own indexes."""
         return [""]
 
     def index_of(self, tag: str, status: str | None) -> str:
+        """The listing index of ``status`` (None: all jobs) under ``tag``."""
         kind = "all" if status is None else f"s:{status}"
         return f"{self.prefix}{tag}x:{kind}"
 
@@ -328,6 +332,7 @@ def merge_pages(
 
 
 def unique(ids: Iterable[str]) -> list[str]:
+    """The ids in order, without repeats."""
     return list(dict.fromkeys(ids))
 
 

@@ -33,9 +33,11 @@ class ClusterKeyLayout(KeyLayout):
     """Key names with a ``{bN}`` hash tag after the prefix."""
 
     def tag(self, job_id: str) -> str:
+        """``{bN}``: the job's bucket, from a CRC-32 of its id (never from braces in it)."""
         return f"{{b{zlib.crc32(job_id.encode('utf-8')) % BUCKETS}}}"
 
     def all_tags(self) -> list[str]:
+        """The tags of all buckets."""
         return [f"{{b{bucket}}}" for bucket in range(BUCKETS)]
 
 
