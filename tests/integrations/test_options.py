@@ -1,0 +1,91 @@
+"""Integration options and in-process paths that need no worker."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import jobstatus
+from jobstatus import ConfigurationError
+
+from ._support import APPS
+
+sys.path.insert(0, str(APPS))
+
+
+@pytest.mark.celery
+def test_celery_eager_apply_records_working_then_completed() -> None:
+    pytest.importorskip("celery")
+    import celery_tasks as tasks
+
+    result = tasks.add.apply((2, 3))
+    assert result.get() == 5
+    s = jobstatus.get(result)
+    assert s.is_completed and s["attempts"] == 1 and "queued_at" not in s
+
+
+@pytest.mark.celery
+def test_celery_eager_failure_is_failed() -> None:
+    pytest.importorskip("celery")
+    import celery_tasks as tasks
+
+    result = tasks.fail.apply(("eager",))
+    s = jobstatus.get(result)
+    assert s.is_failed and s["exception"] == {"class": "ValueError", "message": "eager"}
+
+
+@pytest.mark.celery
+def test_celery_task_called_as_a_function_records_nothing_and_has_no_status() -> None:
+    pytest.importorskip("celery")
+    import celery_tasks as tasks
+
+    assert tasks.add(1, 2) == 3
+    with pytest.raises(jobstatus.NoCurrentJob):
+        tasks.gated.status  # noqa: B018 - the property raises outside a run
+
+
+@pytest.mark.celery
+def test_celery_bad_options_are_refused_where_the_task_is_declared() -> None:
+    pytest.importorskip("celery")
+    from celery import Celery
+
+    from jobstatus.integrations.celery import StatusTask, track
+
+    app = Celery("options-test", set_as_current=False)
+    with pytest.raises(ConfigurationError, match="throttle"):
+
+        @app.task(base=StatusTask, jobstatus={"throttle": 1}, lazy=False)
+        def bad() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="expires_in"):
+        track(app, expires_in=-1)
+
+
+@pytest.mark.rq
+def test_rq_bad_options_are_refused_where_the_function_is_declared() -> None:
+    pytest.importorskip("rq")
+    from jobstatus.integrations.rq import status_options
+
+    with pytest.raises(ConfigurationError, match="includes"):
+        status_options(includes={"everything"})
+
+
+@pytest.mark.dramatiq
+def test_dramatiq_bad_options_are_refused() -> None:
+    pytest.importorskip("dramatiq")
+    from jobstatus.integrations.dramatiq import StatusMiddleware
+
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        StatusMiddleware(retries=3)
+    assert StatusMiddleware().actor_options == {"jobstatus"}
+
+
+@pytest.mark.parametrize("queue", ["celery", "rq", "dramatiq"])
+def test_a_missing_queue_library_names_the_extra(
+    queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, queue, None)  # the import fails as if not installed
+    monkeypatch.delitem(sys.modules, f"jobstatus.integrations.{queue}", raising=False)
+    with pytest.raises(ConfigurationError, match=rf"pip install 'jobstatus\[{queue}\]'"):
+        __import__(f"jobstatus.integrations.{queue}")
