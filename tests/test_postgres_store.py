@@ -175,9 +175,11 @@ def test_watchers_of_other_jobs_are_not_woken_with_their_records(store: Postgres
 def test_url_options_and_bad_tables(table: str) -> None:
     store = jobstatus.store_from_url(
         f"postgres://postgres@127.0.0.1:5432/test?table={table}&timeout=2&notify=false"
+        "&synchronous_commit=on&max_size=3"
     )
     assert isinstance(store, PostgresStore)
     assert (store.table, store.timeout, store.notify) == (table, 2.0, False)
+    assert store.synchronous_commit is True
     store.write("opt", Change(set={"a": 1}))
     assert store.read("opt") == {"a": 1}
     store.close()
@@ -254,6 +256,20 @@ def test_expired_rows_are_purged(table: str) -> None:
     now[0] += 50
     assert store.read_many(["old-0", "fresh"]) == [None, {"n": 1}]
     assert store.purge() == 20
+    store.close()
+
+
+def test_writes_purge_expired_rows_now_and_then(table: str) -> None:
+    now = [time.time()]
+    store = PostgresStore(POSTGRES_URL, table=table, clock=lambda: now[0])
+    for n in range(30):
+        store.write(f"old-{n}", Change(set={"n": n}, ttl=10, finished_ttl=10))
+    now[0] += 50
+    for _ in range(500):  # PURGE_EVERY writes of this process
+        store.write("busy", Change(incr={"n": 1}))
+    with psycopg.connect(POSTGRES_URL) as conn:
+        (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert rows == 1 and store.read("busy") == {"n": 500}
     store.close()
 
 

@@ -35,7 +35,7 @@ NOTIFY_LIMIT: Final = 8000  # bytes; PostgreSQL refuses longer NOTIFY payloads
 READ_CHUNK: Final = 5_000  # ids per query: a batch of 10,000 is two round trips
 PURGE_EVERY: Final = 500  # writes per process between purges
 PURGE_BATCH: Final = 1_000  # rows removed per purge, so a write never stalls long
-OWN_URL_OPTIONS: Final = ("table", "timeout", "notify")
+OWN_URL_OPTIONS: Final = ("table", "timeout", "notify", "synchronous_commit", "max_size")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -196,7 +196,7 @@ def decode_notify(payload: str) -> tuple[str, Record | None]:
 
 
 def split_url(url: str, options: dict[str, Any]) -> str:
-    """Move ``table``, ``timeout`` and ``notify`` from the URL's query into ``options``.
+    """Move the store's own options (OWN_URL_OPTIONS) from the URL's query into ``options``.
 
     Returns the URL without them, for libpq (which reads ``?sslmode=...`` and the
     like itself). An option given in the call wins over the one in the URL.
@@ -213,8 +213,12 @@ def split_url(url: str, options: dict[str, Any]) -> str:
                 raise ConfigurationError(
                     f"timeout in the store URL must be a number of seconds; got {value!r}"
                 ) from None
-        elif key == "notify":
-            options.setdefault("notify", value.lower() not in ("0", "false", "no", "off"))
+        elif key in ("notify", "synchronous_commit"):
+            options.setdefault(key, value.lower() not in ("0", "false", "no", "off"))
+        elif key == "max_size":
+            if not value.isdigit():
+                raise ConfigurationError(f"max_size in the store URL must be an int; got {value!r}")
+            options.setdefault("max_size", int(value))
         else:
             kept.append((key, value))
     return parts._replace(query=urlencode(kept)).geturl()
