@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import jobstatus
 from jobstatus import ConfigurationError
-from jobstatus._record import validate_job_id
+from jobstatus._record import RESERVED_KEYS, validate_job_id
 from jobstatus.stores import Store
 from jobstatus.stores._keys import safe_cache_key
 
@@ -31,9 +31,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 ids = st.text(min_size=0, max_size=600) | st.binary(max_size=20) | st.integers()
-user_keys = st.text(min_size=1, max_size=40).filter(
-    lambda key: key not in {"status", "progress", "total", "attempts"}
-)
+user_keys = st.text(min_size=1, max_size=40).filter(lambda key: key not in RESERVED_KEYS)
 
 
 def _valid(job_id: object) -> bool:

@@ -38,7 +38,7 @@ class Heartbeat:
 
     def add(self, writer: Writer) -> None:
         """Start beating for ``writer``'s job (no-op when its interval is 0)."""
-        if not writer.options.heartbeat_interval:
+        if not writer.options.heartbeat_interval or "status" not in writer.options.includes:
             return
         with self._lock:
             if self._pid != os.getpid():  # a forked child has no thread yet
@@ -65,7 +65,7 @@ class Heartbeat:
         for writer in writers:
             if now - writer.written_at >= writer.options.heartbeat_interval:
                 try:
-                    writer.flush()
+                    writer.beat()
                     beats += 1
                 except Exception:  # on_store_error="raise" must not kill the thread
                     logger.debug("heartbeat of job %r failed", writer.job_id, exc_info=True)

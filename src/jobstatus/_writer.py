@@ -96,6 +96,7 @@ class Writer:
         self.held_progress: float = 0
         self.due_at = -float("inf")  # monotonic time from which a throttled change is written
         self.written_at = time.monotonic()  # of the last successful write, for heartbeats
+        self._beat = False  # the next flush writes even when nothing is held
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
@@ -124,6 +125,12 @@ class Writer:
         with self.lock:
             self._flush_locked()
 
+    def beat(self) -> None:
+        """Write now even with nothing held: ``updated_at`` tells readers the job lives."""
+        with self.lock:
+            self._beat = True
+            self._flush_locked()
+
     def _take_locked(self) -> Change:
         """The held change, with the held progress folded in and ``updated_at`` stamped."""
         change, self._held = self._held, self._empty()
@@ -137,6 +144,9 @@ class Writer:
         return change
 
     def _flush_locked(self) -> None:
+        if not self._held and not self.held_progress and not self._beat:
+            return  # nothing to say: with includes=set() a transition writes nothing
+        self._beat = False
         change = self._take_locked()
         try:
             self.store.write(self.job_id, change)
@@ -200,6 +210,9 @@ class AsyncWriter(Writer):
                     self._task = None
                     return
                 self._due = False
+                if not self._held and not self.held_progress and not self._beat:
+                    continue
+                self._beat = False
                 change = self._take_locked()
             try:
                 await self.store.awrite(self.job_id, change)

@@ -91,6 +91,14 @@ def test_empty_includes_write_nothing_but_the_jobs_own_data(store: Store) -> Non
     assert record == {"step": "A"}
 
 
+def test_empty_includes_and_no_data_write_no_record(store: Store) -> None:
+    @jobstatus.track(includes=set())
+    def job() -> str:
+        return jobstatus.current().job_id
+
+    assert jobstatus.get(job()).exists is False
+
+
 def test_catch_exception_keeps_the_job_failed(store: Store) -> None:
     @jobstatus.track(includes={"status", "exception"})
     def job() -> str:
