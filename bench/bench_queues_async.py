@@ -122,6 +122,9 @@ def bench_huey(store: str) -> Row:
     finally:
         for storage in storages.values():
             storage.flush_all()
+            notified = list(storage.conn.scan_iter(match=f"{storage.notify_prefix}*"))
+            if notified:
+                storage.conn.delete(*notified)
     return row("Huey (RedisHuey, 1 thread worker)", medians)
 
 
@@ -163,7 +166,8 @@ def bench_arq(store: str, loop: asyncio.AbstractEventLoop) -> Row:
                 {"plain": on(loop, plain), "tracked": on(loop, tracked)}, TASKS, ROUNDS
             )
     finally:
-        loop.run_until_complete(pool.delete(*queues.values()))
+        health = [f"{queue}:health-check" for queue in queues.values()]
+        loop.run_until_complete(pool.delete(*queues.values(), *health))
         loop.run_until_complete(pool.aclose())
     return row("arq (1 worker, poll_delay 2 ms)", medians)
 
@@ -191,6 +195,7 @@ def bench_taskiq(store: str, loop: asyncio.AbstractEventLoop) -> Row:
     def side(name: str) -> Callable[[int], Coroutine[Any, Any, None]]:
         async def run(n: int) -> None:
             broker_obj.queue_name = queues[name]
+            broker_obj.result_backend.prefix_str = queues[name]  # as the worker's (taskiq_app)
             broker_obj.middlewares = others if name == "plain" else others + ours
             for _ in range(n):
                 task = await taskiq_app.noop.kiq()
@@ -208,7 +213,8 @@ def bench_taskiq(store: str, loop: asyncio.AbstractEventLoop) -> Row:
         import redis
 
         client = redis.Redis.from_url(broker)
-        client.delete(*queues.values())
+        results = [key for queue in queues.values() for key in client.scan_iter(match=f"{queue}:*")]
+        client.delete(*queues.values(), *results)
         client.close()
     return row("Taskiq (taskiq-redis ListQueueBroker, 1 worker)", medians)
 

@@ -92,7 +92,19 @@ def consumer(
     finally:
         stop(process)
         tasks.huey.storage.flush_all()
+        _delete_notifications(kind)
         purge_store(url)
+
+
+def _delete_notifications(kind: str) -> None:
+    """RedisHuey's result notifications of results nobody waited for (flush_all keeps them)."""
+    if kind != "redis":
+        return
+    storage = tasks.huey.storage
+    client = storage.conn
+    keys = list(client.scan_iter(match=f"{storage.notify_prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], log: Path) -> None:

@@ -94,6 +94,7 @@ async def result_of(job: Any) -> Any:
 def _point_broker_at(queue: str) -> None:
     """The test process's broker sends to this run's queue (the worker gets it by env)."""
     tasks.broker.queue_name = queue
+    tasks.broker.result_backend.prefix_str = queue
 
 
 @pytest.fixture(scope="module", params=RUNS)
@@ -145,7 +146,7 @@ def _purge(queue: str) -> None:
 
     client = redis.Redis.from_url(redis_url(TASKIQ_REDIS_DB))
     try:
-        client.delete(queue)
+        client.delete(queue, *client.scan_iter(match=f"{queue}:*", count=1000))
     finally:
         client.close()
 

@@ -156,7 +156,9 @@ def _wrap(function: Function, app: Tracking, default_tries: int, queue: str) -> 
         )
         running = _Running(job, max_tries)
         ctx[CTX_KEY] = running
-        await _quietly(job.astarted(serialized(function.name, args, kwargs, queue, job_id)), job_id)
+        # Queued on the job's writer, not awaited: the function starts at once and
+        # every later write of the job goes out after this one.
+        job.started(serialized(function.name, args, kwargs, queue, job_id))
         token = job.enter()
         try:
             result = await coroutine(ctx, *args, **kwargs)

@@ -105,7 +105,9 @@ class JobStatusMiddleware(TaskiqMiddleware):
         if tracking is None:
             return message
         attempt = _Attempt(self._job(tracking, message.task_id))
-        await _quietly(attempt.job.astarted(self._serialized(message)), message.task_id)
+        # Queued on the job's writer, not awaited: the task starts at once and
+        # every later write of the job goes out after this one.
+        attempt.job.started(self._serialized(message))
         attempt.token = attempt.job.enter()
         _attempt.set(attempt)
         return message

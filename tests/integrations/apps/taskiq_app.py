@@ -23,7 +23,7 @@ if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's base
 
 broker = (
     ListQueueBroker(BROKER, queue_name=QUEUE)
-    .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300))
+    .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300, prefix_str=QUEUE))
     .with_middlewares(*middlewares)
 )
 
