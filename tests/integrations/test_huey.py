@@ -214,6 +214,17 @@ def test_cancel_execution_without_retry_is_failed(consumer: Consumer) -> None:
     assert s["exception"]["message"] == "given up"
 
 
+def test_task_whose_lock_is_held_is_failed(consumer: Consumer) -> None:
+    lock = tasks.huey.lock_task("jobstatus-test-lock")
+    lock.acquire()  # held here, so the task cannot take it
+    try:
+        s = finished(tasks.locked())
+    finally:
+        lock.clear()
+    assert s.is_failed
+    assert s["exception"]["class"] == "huey.exceptions.TaskLockedException"
+
+
 def test_swallowed_exception_with_catch_exception_stays_failed(consumer: Consumer) -> None:
     result = tasks.swallow()
     assert result.get(blocking=True, timeout=TIMEOUT) == "handled"

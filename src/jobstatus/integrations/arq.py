@@ -68,9 +68,9 @@ def options(
         ConfigurationError: an unknown option or a bad value.
     """
     value: object = {"store": store, **job_options} if enabled else False
+    tracking_from(value, "arq options()")
 
     def decorate(fn: F) -> F:
-        tracking_from(value, f"arq function {getattr(fn, '__qualname__', fn)!r}")
         setattr(fn, OPTIONS_ATTRIBUTE, value)
         return fn
 

@@ -103,3 +103,9 @@ def plain_record() -> int:
 @huey.task()
 def noop() -> bool:
     return True  # Huey stores no None result by default: the benchmark waits for this
+
+
+@huey.task()
+@huey.lock_task("jobstatus-test-lock")
+def locked() -> int:
+    return 1
