@@ -148,3 +148,22 @@ def test_other_records_survive_a_failed_write(tmp_path: Path) -> None:
     job = Job("keep")
     job.status["z"] = 2
     assert jobstatus.get("keep").to_dict()["x"] == 1
+
+
+def test_the_docs_examples_of_the_embedded_stores_run(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    doc = (Path(__file__).parent.parent / "docs" / "stores.md").read_text()
+    section = doc[doc.index("## SQLite (the default)") : doc.index("## Redis and Redis Cluster")]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2
+    script = tmp_path / "doc.py"
+    script.write_text("\n".join(blocks) + "\nprint(jobstatus.get('x').exists)\n")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
+    assert "NonAtomicStoreWarning" in result.stderr
