@@ -54,7 +54,6 @@ def worker_env(store_url: str, **more: str) -> dict[str, str]:
     env = dict(os.environ)
     env["JOBSTATUS_STORE"] = store_url
     env["PYTHONPATH"] = os.pathsep.join([str(APPS), str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    env.pop("CI", None)
     env.update(more)
     return env
 
