@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,25 @@ def test_a_missing_queue_library_names_the_extra(
     monkeypatch.delitem(sys.modules, f"jobstatus.integrations.{queue}", raising=False)
     with pytest.raises(ConfigurationError, match=rf"pip install 'jobstatus\[{queue}\]'"):
         __import__(f"jobstatus.integrations.{queue}")
+
+
+@pytest.mark.celery
+def test_celery_task_cls_makes_every_task_a_status_task() -> None:
+    pytest.importorskip("celery")
+    from celery import Celery
+
+    app = Celery(
+        "task-cls-test", task_cls="jobstatus.integrations.celery:StatusTask", set_as_current=False
+    )
+
+    @app.task(bind=True, lazy=False)
+    def count(self: Any, n: int) -> float:
+        self.progress.total = n
+        for _ in range(n):
+            self.progress.increment()
+        return float(self.status.progress.current)
+
+    result = count.apply((4,))
+    assert result.get() == 4
+    s = jobstatus.get(result)
+    assert s.is_completed and s.progress.percent == 100
