@@ -209,6 +209,23 @@ def test_rejected_task_is_failed(worker: Worker) -> None:
     assert s.is_failed and s["exception"]["class"] == "celery.exceptions.Reject"
 
 
+def test_rejected_and_requeued_task_runs_again(worker: Worker) -> None:
+    result = tasks.requeued_once.delay(unique("count"))
+    s = finished(result)
+    assert s.is_completed and s["attempts"] == 2
+
+
+def test_requeue_of_an_acknowledged_message_is_failed(worker: Worker) -> None:
+    s = finished(tasks.requeue_too_late.delay())
+    assert s.is_failed and s["exception"]["class"] == "celery.exceptions.Reject"
+
+
+def test_soft_time_limit_is_failed(worker: Worker) -> None:
+    s = finished(tasks.soft_limit.delay())
+    assert s.is_failed
+    assert s["exception"]["class"] == "billiard.exceptions.SoftTimeLimitExceeded"
+
+
 def test_revoked_before_it_runs_is_failed(worker: Worker) -> None:
     task_id = unique("revoked")
     tasks.app.control.revoke(task_id, reply=True, timeout=5)

@@ -206,23 +206,28 @@ def _on_prerun(
 
 
 def _on_postrun(
-    task_id: str | None = None, retval: Any = None, state: str | None = None, **_: Any
+    task_id: str | None = None,
+    task: Any = None,
+    retval: Any = None,
+    state: str | None = None,
+    **_: Any,
 ) -> None:
     running = _running.pop(task_id)
     if running is None:
         return
     try:
-        _record_end(running, state, retval)
+        _record_end(running, state, retval, requeue_works=bool(getattr(task, "acks_late", False)))
     finally:
         if running.token is not None:
             running.job.exit(running.token)
 
 
-def _record_end(running: Running, state: str | None, retval: Any) -> None:
+def _record_end(running: Running, state: str | None, retval: Any, *, requeue_works: bool) -> None:
     exc = retval if isinstance(retval, BaseException) else None
     if state == states.RETRY:
         running.requeue(getattr(exc, "exc", None))
-    elif state == states.REJECTED and getattr(exc, "requeue", False):
+    elif state == states.REJECTED and getattr(exc, "requeue", False) and requeue_works:
+        # Only a message not acknowledged yet (acks_late) goes back to the queue.
         running.requeue(exc)
     elif state in (states.SUCCESS, states.IGNORED):
         running.finish(None)

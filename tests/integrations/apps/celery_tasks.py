@@ -108,3 +108,23 @@ def untracked() -> int:
 @app.task(name="celery_tasks.expiring", jobstatus={"expires_in": 120, "includes": {"status"}})
 def expiring() -> int:
     return 2
+
+
+@app.task(name="celery_tasks.requeued_once", acks_late=True)
+def requeued_once(counter: str) -> str:
+    """Reject (and requeue) the first delivery; the second returns."""
+    if _gate.incr(counter) == 1:
+        raise Reject("not yet", requeue=True)
+    return "second delivery"
+
+
+@app.task(name="celery_tasks.soft_limit", soft_time_limit=0.5)
+def soft_limit() -> None:
+    for _ in range(300):
+        time.sleep(0.1)
+
+
+@app.task(name="celery_tasks.requeue_too_late")
+def requeue_too_late() -> None:
+    """Asks for a requeue, but its message was acknowledged when it started."""
+    raise Reject("again", requeue=True)
