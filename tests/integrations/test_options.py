@@ -112,3 +112,70 @@ def test_celery_task_cls_makes_every_task_a_status_task() -> None:
     assert result.get() == 4
     s = jobstatus.get(result)
     assert s.is_completed and s.progress.percent == 100
+
+
+@pytest.mark.rq
+def test_rq_synchronous_queue_records_the_whole_lifecycle_in_the_caller() -> None:
+    pytest.importorskip("rq")
+    import rq_tasks as tasks
+    from redis import Redis
+
+    from jobstatus.integrations.rq import StatusQueue
+
+    from ._support import RQ_REDIS_DB, redis_url, require_redis, unique
+
+    require_redis()
+    connection = Redis.from_url(redis_url(RQ_REDIS_DB))
+    queue = StatusQueue(unique("jobstatus-rq-sync"), connection=connection, is_async=False)
+    try:
+        ok, bad = queue.enqueue(tasks.add, 1, 2), queue.enqueue(tasks.fail, "sync")
+        assert jobstatus.get(ok).is_completed and jobstatus.get(ok)["attempts"] == 1
+        assert jobstatus.get(bad).is_failed
+    finally:
+        queue.delete(delete_jobs=True)
+        connection.close()
+
+
+@pytest.mark.dramatiq
+@pytest.mark.parametrize("place", ["last", "before Retries"])
+def test_dramatiq_middleware_place_does_not_matter(place: str) -> None:
+    pytest.importorskip("dramatiq")
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+    from dramatiq.middleware import Retries
+
+    from jobstatus.integrations.dramatiq import StatusMiddleware
+
+    broker = StubBroker()
+    middleware = StatusMiddleware(includes={"status", "exception"})
+    if place == "last":
+        broker.add_middleware(middleware)
+    else:
+        broker.add_middleware(middleware, before=Retries)
+    attempts: list[int] = []
+
+    def flaky() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("first try")
+
+    def broken() -> None:
+        raise ValueError("always")
+
+    flaky_actor = dramatiq.actor(flaky, broker=broker, min_backoff=1, max_backoff=10)
+    broken_actor = dramatiq.actor(broken, broker=broker, max_retries=1, min_backoff=1)
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        first, second = flaky_actor.send(), broken_actor.send()
+        broker.join(flaky_actor.queue_name, fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.close()
+    s = jobstatus.get(first)
+    assert s.is_completed and s["attempts"] == 2
+    assert s["exception"] == {"class": "ConnectionError", "message": "first try"}  # from the retry
+    failed = jobstatus.get(second)
+    assert failed.is_failed and failed["attempts"] == 2
+    assert failed["exception"] == {"class": "ValueError", "message": "always"}

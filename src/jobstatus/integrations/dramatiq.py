@@ -20,7 +20,7 @@
 Every actor is tracked unless declared with ``jobstatus=False`` (or the
 middleware is built with ``track_all=False``: then only actors declared with
 ``jobstatus=True`` or a dict). Its place among the broker's middleware does
-not matter. The mapping of Dramatiq's outcomes (retries, ``throws``, time
+not change what is recorded. The mapping of Dramatiq's outcomes (retries, ``throws``, time
 limits, skipped messages) is in ``docs/dramatiq.md``.
 """
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigurationError
+from .._record import exception_info
 from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
 
 try:
@@ -102,8 +103,7 @@ class StatusMiddleware(Middleware):
         if isinstance(running, _Run):
             # The message being processed is sent again: the Retries middleware
             # retries it. Queued is written before any worker can start it.
-            # Before our after_process_message (middleware order), the exception is on the proxy.
-            running.requeue(running.exception or getattr(message, "_exception", None))
+            running.requeue(running.exception)
             return
         tracking = self.tracking_of(broker, message.actor_name)
         if tracking is None:
@@ -135,6 +135,9 @@ class StatusMiddleware(Middleware):
             return
         if exception is None:
             running.finish(None)
+        elif running.requeued:
+            # Placed before Retries, this hook runs after the retry was sent: add its exception.
+            self._note_retry_exception(running, exception)
         else:
             running.exception = exception  # failed or retried: decided by the Retries middleware
 
@@ -147,6 +150,17 @@ class StatusMiddleware(Middleware):
             running = _Run(tracking.job(message.message_id))
             self._running.add(running)
         running.exception = MessageSkipped("skipped by a middleware")
+
+    @staticmethod
+    def _note_retry_exception(running: _Run, exception: BaseException) -> None:
+        if "exception" not in running.job.options.includes:
+            return
+        info = exception_info(exception)
+        quietly(
+            lambda: running.job.status.update(exception=info, force=True),
+            running.job.job_id,
+            "the retry's exception",
+        )
 
     def _leave(self, message: Any) -> _Run | None:
         running = self._running.get(message.message_id)
