@@ -179,7 +179,7 @@ def bench_taskiq(store: str, loop: asyncio.AbstractEventLoop) -> Row:
     os.environ["JOBSTATUS_TEST_TASKIQ_REDIS"] = broker = redis_db(8)
     import taskiq_app
 
-    from jobstatus.integrations.taskiq import JobStatusMiddleware
+    from jobstatus.integrations.taskiq import StatusMiddleware
 
     queues = {"plain": unique("bench-taskiq-plain"), "tracked": unique("bench-taskiq-tracked")}
     command = [sys.executable, "-m", "taskiq", "worker", "taskiq_app:broker", "--workers", "1"]
@@ -189,8 +189,8 @@ def bench_taskiq(store: str, loop: asyncio.AbstractEventLoop) -> Row:
         for name, queue in queues.items()
     ]  # fmt: skip
     broker_obj = taskiq_app.broker
-    ours = [m for m in broker_obj.middlewares if isinstance(m, JobStatusMiddleware)]
-    others = [m for m in broker_obj.middlewares if not isinstance(m, JobStatusMiddleware)]
+    ours = [m for m in broker_obj.middlewares if isinstance(m, StatusMiddleware)]
+    others = [m for m in broker_obj.middlewares if not isinstance(m, StatusMiddleware)]
 
     def side(name: str) -> Callable[[int], Coroutine[Any, Any, None]]:
         async def run(n: int) -> None:

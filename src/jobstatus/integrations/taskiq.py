@@ -4,10 +4,10 @@
 
     from taskiq import SimpleRetryMiddleware
     from taskiq_redis import ListQueueBroker
-    from jobstatus.integrations.taskiq import JobStatusMiddleware
+    from jobstatus.integrations.taskiq import StatusMiddleware
 
     broker = ListQueueBroker("redis://localhost:6379").with_middlewares(
-        SimpleRetryMiddleware(), JobStatusMiddleware()   # list it last
+        SimpleRetryMiddleware(), StatusMiddleware()   # list it last
     )
 
     @broker.task(jobstatus={"throttle_interval": 0.5})   # per-task options
@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "jobstatus.integrations.taskiq needs Taskiq: pip install 'jobstatus[taskiq]'"
     ) from exc
 
-__all__ = ["JobStatusMiddleware"]
+__all__ = ["StatusMiddleware"]
 
 LABEL = "jobstatus"
 
@@ -64,7 +64,7 @@ class _Attempt:
 _attempt: ContextVar[_Attempt | None] = ContextVar("jobstatus_taskiq_attempt", default=None)
 
 
-class JobStatusMiddleware(TaskiqMiddleware):
+class StatusMiddleware(TaskiqMiddleware):
     """Record queued, working, completed, failed and retries for a broker's tasks.
 
     Args:
@@ -78,7 +78,7 @@ class JobStatusMiddleware(TaskiqMiddleware):
 
     def __init__(self, *, store: object = None, **job_options: Any) -> None:
         super().__init__()
-        tracking = tracking_from({"store": store, **job_options}, "JobStatusMiddleware")
+        tracking = tracking_from({"store": store, **job_options}, "StatusMiddleware")
         assert tracking is not None
         self.tracking = tracking
 

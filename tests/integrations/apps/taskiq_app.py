@@ -11,7 +11,7 @@ from taskiq.exceptions import NoResultError
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
 
 import jobstatus
-from jobstatus.integrations.taskiq import JobStatusMiddleware
+from jobstatus.integrations.taskiq import StatusMiddleware
 
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS", "redis://127.0.0.1:6379/8")
@@ -19,7 +19,7 @@ QUEUE = os.environ.get("JOBSTATUS_TEST_TASKIQ_QUEUE", "jobstatus-test:taskiq")
 
 middlewares = [SimpleRetryMiddleware(default_retry_count=2)]
 if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline runs without
-    middlewares.append(JobStatusMiddleware(includes={"status", "exception", "serialized_job"}))
+    middlewares.append(StatusMiddleware(includes={"status", "exception", "serialized_job"}))
 
 broker = (
     ListQueueBroker(BROKER, queue_name=QUEUE)
