@@ -43,6 +43,15 @@ def _tasks():  # imported late: importing them needs Django set up
     return tasks
 
 
+def _tasks_api(module: str):
+    """A module of ``django.tasks`` (Django 6) or of the backport (Django 5.2)."""
+    import importlib
+
+    from django.conf import settings
+
+    return importlib.import_module(f"{settings.TASKS_PACKAGE}.{module}")
+
+
 def _wait_for_file(path: Path) -> None:
     deadline = time.monotonic() + WAIT
     while not path.exists():
@@ -177,9 +186,9 @@ def test_empty_includes_record_no_lifecycle() -> None:
 
 def test_a_failure_known_only_from_the_task_result_keeps_class_and_message() -> None:
     """A backend that reports a failure outside its except block: the TaskResult's error."""
-    from django_tasks.base import TaskError
-
     from jobstatus.integrations.django import signals
+
+    TaskError = _tasks_api("base").TaskError
 
     queued = _tasks().add.using(backend="dummy").enqueue(1, 2)
     error = TaskError(
@@ -199,9 +208,9 @@ def test_a_failure_known_only_from_the_task_result_keeps_class_and_message() -> 
 
 def test_a_late_enqueue_signal_does_not_hide_a_started_task() -> None:
     """A worker may start a task before the enqueuing process handles task_enqueued."""
-    from django_tasks.backends.dummy import DummyBackend
-
     from jobstatus.integrations.django import signals
+
+    DummyBackend = _tasks_api("backends.dummy").DummyBackend
 
     result = _tasks().add.using(backend="dummy").enqueue(1, 2)
     jobstatus.Job(result.id).started()
@@ -209,10 +218,27 @@ def test_a_late_enqueue_signal_does_not_hide_a_started_task() -> None:
     assert jobstatus.get(result).status == "working"
 
 
-def test_the_backports_signals_are_hooked() -> None:
+def test_the_signals_of_the_installed_django_tasks_are_hooked() -> None:
+    from django.conf import settings
+
     from jobstatus.integrations.django import signals
 
-    assert "django_tasks.signals" in signals.connect()
+    assert f"{settings.TASKS_PACKAGE}.signals" in signals.connect()
+
+
+def test_django_6_runs_its_own_django_tasks() -> None:
+    """On Django 6 the built-in framework runs the tasks, not the backport."""
+    import django
+
+    if django.VERSION < (6,):
+        pytest.skip("Django 5.2: the django-tasks backport provides the framework")
+    from django.tasks import TaskResult, task_backends
+    from django.tasks.backends.immediate import ImmediateBackend
+
+    assert isinstance(task_backends["default"], ImmediateBackend)
+    result = _tasks().count.enqueue(2)
+    assert isinstance(result, TaskResult)
+    assert jobstatus.get(result).status == "completed"
 
 
 def test_bad_settings_are_refused_naming_the_key() -> None:
@@ -235,11 +261,13 @@ def test_the_docs_example_runs(tmp_path: Path) -> None:
     import re
     import sys
 
+    from django.conf import settings
+
     docs = (Path(__file__).parents[1] / "docs" / "django.md").read_text()
-    example = next(
+    example = next(  # the example for the installed Django: 6, or 5.2 with the backport
         block
         for block in re.findall(r"```python\n(.*?)```", docs, re.S)
-        if "settings.configure" in block
+        if "settings.configure" in block and f"from {settings.TASKS_PACKAGE} import task" in block
     )
     env = {**os.environ, "JOBSTATUS_STORE": f"sqlite:///{tmp_path / 'docs.db'}"}
     env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -8,11 +8,15 @@ the same one (see ``harness.py``).
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from urllib.parse import urlsplit
 
 POSTGRES = urlsplit(
     os.environ.get("JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 )
+
+# Django 6 has django.tasks built in; on Django 5.2 the django-tasks backport provides it.
+TASKS_PACKAGE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
 
 SECRET_KEY = "jobstatus-tests-only"
 DEBUG = False
@@ -22,7 +26,7 @@ ROOT_URLCONF = "tests.django_project.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    "django_tasks",
+    *(["django_tasks"] if TASKS_PACKAGE == "django_tasks" else []),
     "django_tasks_db",
     "jobstatus.integrations.django",
 ]
@@ -44,12 +48,12 @@ CACHES = {
 }
 
 TASKS = {
-    "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    "default": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"},
     "db": {
         "BACKEND": "django_tasks_db.DatabaseBackend",
         "QUEUES": ["default", "nobody", "forced", "dbstore"],
     },
-    "dummy": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"},
+    "dummy": {"BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"},
 }
 
 JOBSTATUS = {

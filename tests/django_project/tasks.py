@@ -6,7 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from django_tasks import task
+try:
+    from django.tasks import task  # Django 6
+except ImportError:
+    from django_tasks import task  # the backport, on Django 5.2
 
 import jobstatus
 from jobstatus.integrations.django import options
