@@ -108,14 +108,9 @@ def test_any_object_with_get_set_delete_is_a_store() -> None:
 
 
 def test_a_django_cache_is_a_store() -> None:
-    import django
-    from django.conf import settings as django_settings
+    from .django_project.harness import ensure_django
 
-    if not django_settings.configured:
-        django_settings.configure(
-            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-        )
-        django.setup()
+    ensure_django()
     from django.core.cache import caches
 
     jobstatus.configure(store=caches["default"])

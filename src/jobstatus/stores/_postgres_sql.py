@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .._errors import ConfigurationError
 from .._record import Change, Record, apply_change, dumps, loads, parse_iso
+from . import _url as url
 
 DEFAULT_TABLE: Final = "jobstatus"
 MAX_TABLE_LENGTH: Final = 48  # leaves room for index names within PostgreSQL's 63 bytes
@@ -35,7 +35,13 @@ NOTIFY_LIMIT: Final = 8000  # bytes; PostgreSQL refuses longer NOTIFY payloads
 READ_CHUNK: Final = 5_000  # ids per query: a batch of 10,000 is two round trips
 PURGE_EVERY: Final = 500  # writes per process between purges
 PURGE_BATCH: Final = 1_000  # rows removed per purge, so a write never stalls long
-OWN_URL_OPTIONS: Final = ("table", "timeout", "notify", "synchronous_commit", "max_size")
+URL_OPTIONS: Final = {
+    "table": url.text,
+    "timeout": url.seconds,
+    "notify": url.flag,
+    "synchronous_commit": url.flag,
+    "max_size": url.count,
+}
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -193,43 +199,6 @@ def decode_notify(payload: str) -> tuple[str, Record | None]:
     """``(job_id, record)`` from a notification; the record is None when it was too large."""
     job_id, newline, text = payload.partition("\n")
     return job_id, decode_record(text) if newline else None
-
-
-def split_url(url: str, options: dict[str, Any]) -> str:
-    """Move the store's own options (OWN_URL_OPTIONS) from the URL's query into ``options``.
-
-    Returns the URL without them, for libpq (which reads ``?sslmode=...`` and the
-    like itself). An option given in the call wins over the one in the URL.
-    """
-    parts = urlsplit(url)
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "table":
-            options.setdefault("table", value)
-        elif key == "timeout":
-            try:
-                options.setdefault("timeout", float(value))
-            except ValueError:
-                raise ConfigurationError(
-                    f"timeout in the store URL must be a number of seconds; got {value!r}"
-                ) from None
-        elif key in ("notify", "synchronous_commit"):
-            options.setdefault(key, value.lower() not in ("0", "false", "no", "off"))
-        elif key == "max_size":
-            if not value.isdigit():
-                raise ConfigurationError(f"max_size in the store URL must be an int; got {value!r}")
-            options.setdefault("max_size", int(value))
-        else:
-            kept.append((key, value))
-    return parts._replace(query=urlencode(kept)).geturl()
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
-    return url
 
 
 def session_options(timeout: float, synchronous_commit: bool) -> str:

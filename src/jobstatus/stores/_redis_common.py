@@ -25,10 +25,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring as _json_string
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .._errors import ConfigurationError
 from .._record import STATES, Change, Record, dumps, loads, parse_iso
+from . import _url as url
 
 DEFAULT_PREFIX: Final = "jobstatus:"
 MAX_PREFIX_LENGTH: Final = 200
@@ -186,39 +186,7 @@ def check_timeout(timeout: object) -> float:
 
 _decode = json.JSONDecoder().decode
 
-OWN_URL_OPTIONS: Final = ("prefix", "timeout")
-
-
-def split_url(url: str, options: dict[str, Any]) -> str:
-    """Move ``prefix`` and ``timeout`` from the URL's query into ``options``.
-
-    Returns the URL without them; the driver reads the remaining query options
-    (``?ssl_cert_reqs=none`` and the like) itself. An option given in the call
-    wins over the one in the URL.
-    """
-    parts = urlsplit(url)
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "prefix":
-            options.setdefault("prefix", value)
-        elif key == "timeout":
-            try:
-                options.setdefault("timeout", float(value))
-            except ValueError:
-                raise ConfigurationError(
-                    f"timeout in the store URL must be a number of seconds; got {value!r}"
-                ) from None
-        else:
-            kept.append((key, value))
-    return parts._replace(query=urlencode(kept)).geturl()
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        return parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)).geturl()
-    return url
+URL_OPTIONS: Final = {"prefix": url.text, "timeout": url.seconds}
 
 
 def _amount_text(amount: float) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError
+from ._url import redact
 from .base import Store
 
 # scheme -> (module, class, extra to install). Modules import without their driver.
@@ -63,7 +64,7 @@ def store_from_url(url: str, **options: Any) -> Store:
         raise ConfigurationError(f"malformed store URL: {exc}") from exc
     if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in SCHEMES)
-        raise ConfigurationError(f"unknown store URL {_redact(url)!r}; known schemes: {known}")
+        raise ConfigurationError(f"unknown store URL {redact(url)!r}; known schemes: {known}")
     store_class = _store_class(*SCHEMES[scheme])
     try:
         store: Store = store_class.from_url(url, **options)
@@ -97,15 +98,3 @@ def resolve_store(value: object) -> Store:
     if isinstance(value, str):
         return store_from_url(value)
     return store_from_client(value)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed>"
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url

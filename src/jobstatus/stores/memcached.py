@@ -24,10 +24,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError
 from .._record import Change, Record, apply_change, dumps, loads
+from . import _url
 from ._keys import safe_cache_key
 from .base import DEFAULT_TIMEOUT, PerProcess, Store, require
 
@@ -98,19 +99,8 @@ class MemcachedStore(Store):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemcachedStore:
         """A store from ``memcached://host:port[,host:port]`` (``?prefix=...&timeout=...``)."""
-        parts = urlsplit(url)
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key == "prefix":
-                options.setdefault("prefix", value)
-            elif key == "timeout":
-                try:
-                    options.setdefault("timeout", float(value))
-                except ValueError:
-                    raise ConfigurationError(
-                        f"timeout in the store URL must be a number of seconds; got {value!r}"
-                    ) from None
-            else:
-                raise ConfigurationError(f"unknown memcached URL option {key!r} in {url!r}")
+        own = {"prefix": _url.text, "timeout": _url.seconds}
+        parts = urlsplit(_url.take_options(url, options, own, driver_reads_rest=False))
         return cls(_parse_servers(parts.netloc, url), **options)
 
     def describe(self) -> str:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 from .._errors import ConfigurationError, StoreError
 from .._record import Change, Record
 from . import _postgres_sql as q
+from ._url import redact, take_options
 from .base import (
     DEFAULT_TIMEOUT,
     AsyncSubscription,
@@ -126,10 +127,10 @@ class PostgresStore(Store, Listing):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
         """A store from ``postgresql://`` (``?table=...&timeout=...&notify=false``)."""
-        return cls(q.split_url(url, options), **options)
+        return cls(take_options(url, options, q.URL_OPTIONS, driver_reads_rest=True), **options)
 
     def describe(self) -> str:
-        where = q.redact(self._url) if self._url is not None else type(self._given).__name__
+        where = redact(self._url) if self._url is not None else type(self._given).__name__
         return f"{where} (table {self.table})"
 
     # -- connections -----------------------------------------------------------

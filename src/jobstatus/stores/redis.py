@@ -24,6 +24,7 @@ from ._redis_common import (
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     READ_CHUNK,
+    URL_OPTIONS,
     WRITE_SCRIPT,
     KeyLayout,
     ListingPlan,
@@ -32,10 +33,9 @@ from ._redis_common import (
     decode_hash,
     decode_hashes,
     decode_message,
-    redact,
-    split_url,
     write_args,
 )
+from ._url import redact, take_options
 from .base import (
     DEFAULT_TIMEOUT,
     AsyncSubscription,
@@ -133,7 +133,7 @@ class RedisStore(Store, Listing):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
         """A store from ``redis://`` or ``rediss://`` (``?prefix=...&timeout=...``)."""
-        return cls(split_url(url, options), **options)
+        return cls(take_options(url, options, URL_OPTIONS, driver_reads_rest=True), **options)
 
     # -- clients ---------------------------------------------------------------
 

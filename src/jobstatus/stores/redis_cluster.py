@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from .._errors import ConfigurationError
-from ._redis_common import KeyLayout, redact
+from ._redis_common import KeyLayout
+from ._url import redact
 from .redis import RedisStore
 
 BUCKETS = 128

@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError
 from .._record import STATES, Change, Record, apply_change, dumps, loads, parse_iso
+from ._url import seconds, take_options
 from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Store
 
 SCHEMA = """
@@ -99,10 +100,7 @@ class SQLiteStore(Store, Listing):
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if not path:
             raise ConfigurationError(f"SQLite URL {url!r} names no file")
-        for key, value in parse_qsl(parts.query):
-            if key != "timeout":
-                raise ConfigurationError(f"unknown SQLite URL option {key!r} in {url!r}")
-            options.setdefault("timeout", float(value))
+        take_options(url, options, {"timeout": seconds}, driver_reads_rest=False)
         return cls(path, **options)
 
     def describe(self) -> str:
