@@ -11,23 +11,29 @@ ratio is the plain time divided by the time with jobstatus (1.0 = no overhead).
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import django
 from django.conf import settings
 
+# Django 6 has django.tasks built in; Django 5.2 has the django-tasks backport.
+BUILT_IN = find_spec("django.tasks") is not None
+PACKAGE = "django.tasks" if BUILT_IN else "django_tasks"
+
 settings.configure(
-    INSTALLED_APPS=["django_tasks", "jobstatus.integrations.django"],
-    TASKS={"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}},
+    INSTALLED_APPS=[*([] if BUILT_IN else ["django_tasks"]), "jobstatus.integrations.django"],
+    TASKS={"default": {"BACKEND": f"{PACKAGE}.backends.immediate.ImmediateBackend"}},
     CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
     DATABASES={},
     USE_TZ=True,
 )
 django.setup()
 
-from django_tasks import task  # noqa: E402
+task = importlib.import_module(PACKAGE).task
 
 import jobstatus  # noqa: E402
 from jobstatus.integrations.django import signals  # noqa: E402
