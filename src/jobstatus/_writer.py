@@ -232,10 +232,6 @@ class AsyncWriter(Writer):
         if task is not None:
             await asyncio.shield(task)
 
-    def flush(self) -> None:
-        with self.lock:
-            self._flush_locked()
-
     async def asubmit(self, change: Change, *, force: bool) -> None:
         self.submit(change, force=force)
         if force or not self.interval:
