@@ -217,8 +217,16 @@ def command_demo(args: argparse.Namespace) -> int:
         f"\nDone: {batch.counts['completed']} completed, {batch.counts['failed']} failed "
         "(the email job fails on purpose). Try:"
     )
-    print(f"  jobstatus get {ids[2]}")
+    print(f"  {_this_command()} get {ids[2]}")
     return EXIT_OK if code in (EXIT_OK, EXIT_FAILED) else code
+
+
+def _this_command() -> str:
+    """How the user can run this command again (the venv's script, or python -m)."""
+    script = sys.argv[0] if sys.argv else ""
+    if script.endswith("__main__.py") or not script:
+        return f"{sys.executable} -m jobstatus"
+    return script
 
 
 def command_migrate(args: argparse.Namespace) -> int:
