@@ -488,6 +488,22 @@ def test_a_worker_runs_a_task_queued_working_completed(on_worker: str) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
+def test_aenqueue_to_a_worker(on_worker: str) -> None:
+    """The database backend's aenqueue sends task_enqueued with asend, to our sync receiver."""
+    import asyncio
+
+    async def main() -> str:
+        result = await _tasks().count.using(backend="db").aenqueue(3)
+        return result.id
+
+    final = jobstatus.get(asyncio.run(main())).wait(timeout=WAIT)
+    assert final.status == "completed"
+    assert final.progress.current == 3
+    assert final["serialized_job"]["name"] == "tests.django_project.tasks.count"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_a_worker_records_a_failure_with_its_exception(on_worker: str) -> None:
     result = _tasks().fails.using(backend="db").enqueue("in the worker")
     final = jobstatus.get(result).wait(timeout=WAIT)
