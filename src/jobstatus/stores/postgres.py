@@ -43,6 +43,9 @@ T = TypeVar("T")
 
 DEFAULT_MAX_SIZE = 10  # connections per process (and per event loop)
 RECONNECT_PAUSE = 0.2  # seconds a watcher waits before listening again after an error
+# Seconds past `timeout` the client waits for a reply: the server's own
+# statement_timeout answers first when it runs; a frozen server does not.
+REPLY_GRACE = 0.5
 
 
 class PostgresStore(Store, Listing):
@@ -59,7 +62,9 @@ class PostgresStore(Store, Listing):
         table: the table's name (default ``jobstatus``), created on first use.
         timeout: seconds every call may take: connecting (libpq rounds up to
             whole seconds, at least 2), each statement and lock wait, and
-            waiting for a free pooled connection. Default 5.
+            waiting for a free pooled connection. Default 5. A reply that has
+            not come ``timeout`` + 0.5 s after a query (a frozen server) gives
+            up and closes that connection.
         notify: send each write to watchers with NOTIFY (default True). Off,
             watchers poll; writes skip NOTIFY's commit-time lock.
         synchronous_commit: wait for each commit to reach disk (default False:
@@ -168,12 +173,16 @@ class PostgresStore(Store, Listing):
             "tcp_user_timeout": max(1, round(self.timeout * 1000)),
         }
 
+    def _reply_limit(self) -> float:
+        return self.timeout + REPLY_GRACE
+
     def _connect(self) -> Any:
-        return _pooled(self._pg.Connection.connect(self._conninfo, **self._connect_kwargs()))
+        conn = self._pg.Connection.connect(self._conninfo, **self._connect_kwargs())
+        return _pooled(_bounded(self._pg, conn, self._reply_limit()))
 
     async def _aconnect(self) -> Any:
         conn = await self._pg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs())
-        return _pooled(conn)
+        return _pooled(_abounded(self._pg, conn, self._reply_limit()))
 
     def _new_pool(self) -> _Pool:
         return _Pool(self._connect, self._max_size, self.timeout)
@@ -247,8 +256,8 @@ class PostgresStore(Store, Listing):
                 with self._lease() as (conn, reused):
                     try:
                         return run(conn)
-                    except pg.OperationalError:
-                        if attempt == 1 and reused and conn.closed:
+                    except pg.OperationalError as exc:
+                        if attempt == 1 and reused and conn.closed and not _no_reply(exc):
                             continue
                         raise
             except (pg.Error, OSError) as exc:
@@ -266,8 +275,8 @@ class PostgresStore(Store, Listing):
                 async with self._alease() as (conn, reused):
                     try:
                         return await run(conn)
-                    except pg.OperationalError:
-                        if attempt == 1 and reused and conn.closed:
+                    except pg.OperationalError as exc:
+                        if attempt == 1 and reused and conn.closed and not _no_reply(exc):
                             continue
                         raise
             except (pg.Error, OSError) as exc:
@@ -526,6 +535,67 @@ class PostgresStore(Store, Listing):
         if entry is not None:
             await entry.pool.aclose()
         await asyncio.to_thread(self.close)
+
+
+def _bounded(pg: Any, conn: Any, limit: float) -> Any:
+    """Make ``conn`` give up on a reply after ``limit`` seconds, and close itself.
+
+    psycopg waits for a reply without end, and ``statement_timeout`` needs a
+    server that runs: a frozen server (SIGSTOP, a stalled VM) would hold a call
+    forever. Waits that name their own timeout (``notifies``) keep it. A psycopg
+    without timed waits (no ``errors._WaitTimeout``) leaves connections as they are.
+    """
+    expired = getattr(pg.errors, "_WaitTimeout", None)
+    if expired is None:
+        return conn
+    wait = conn.wait
+
+    def bounded_wait(gen: Any, interval: Any = None, timeout: float | None = None) -> Any:
+        if timeout is not None:  # the caller's own bound, and its own handling
+            return wait(gen, **_wait_options(interval, timeout))
+        try:
+            return wait(gen, **_wait_options(interval, limit))
+        except expired as exc:
+            conn.close()  # mid-reply: the connection cannot be used again
+            raise _reply_timeout(pg, limit) from exc
+
+    conn.wait = bounded_wait
+    return conn
+
+
+def _abounded(pg: Any, conn: Any, limit: float) -> Any:
+    """Async twin of :func:`_bounded`."""
+    expired = getattr(pg.errors, "_WaitTimeout", None)
+    if expired is None:
+        return conn
+    wait = conn.wait
+
+    async def bounded_wait(gen: Any, interval: Any = None, timeout: float | None = None) -> Any:
+        if timeout is not None:  # the caller's own bound, and its own handling
+            return await wait(gen, **_wait_options(interval, timeout))
+        try:
+            return await wait(gen, **_wait_options(interval, limit))
+        except expired as exc:
+            await conn.close()
+            raise _reply_timeout(pg, limit) from exc
+
+    conn.wait = bounded_wait
+    return conn
+
+
+def _wait_options(interval: Any, timeout: float) -> dict[str, Any]:
+    return {"timeout": timeout} if interval is None else {"interval": interval, "timeout": timeout}
+
+
+def _reply_timeout(pg: Any, limit: float) -> Exception:
+    error: Exception = pg.OperationalError(f"no reply from the server within {limit:g} s")
+    error.jobstatus_no_reply = True  # type: ignore[attr-defined]
+    return error
+
+
+def _no_reply(exc: BaseException) -> bool:
+    """True when the server may have run the call without answering: never run it again."""
+    return getattr(exc, "jobstatus_no_reply", False) is True
 
 
 def _pooled(conn: Any) -> Any:
