@@ -17,6 +17,7 @@ measured and bounded. The tallies are printed at the end of the module (``-s``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -365,8 +366,9 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.remove()
 
 
-def _postmaster(server: PostgresServer) -> int:
-    return int((server.data / "postmaster.pid").read_text().split()[0])
+def _every_postgres_process(server: PostgresServer) -> list[int]:
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    return [postmaster, *_children(postmaster)]
 
 
 @pytest.mark.postgres
@@ -405,15 +407,49 @@ def test_postgres_paused_mid_job(
     store = PostgresStore(postgres_server.url, timeout=TIMEOUT, table="faults_pause")
     store.migrate()
 
-    def every_process() -> list[int]:
-        postmaster = _postmaster(postgres_server)
-        return [postmaster, *_children(postmaster)]
-
     try:
-        _run_pause(store, "PostgreSQL", every_process, caplog)
+        _run_pause(store, "PostgreSQL", lambda: _every_postgres_process(postgres_server), caplog)
     finally:
         store.drop()
         store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_async_calls_give_up_on_a_paused_server(postgres_server: PostgresServer) -> None:
+    from jobstatus.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_server.url, timeout=TIMEOUT, table="faults_async")
+    took: list[float] = []
+
+    async def scenario() -> None:
+        await store.awrite("paused", Change(incr={"n": 1}))  # a pooled async connection
+        pids = _every_postgres_process(postgres_server)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for call in (store.awrite("paused", Change(incr={"n": 1})), store.aread("paused")):
+                started = time.monotonic()
+                with pytest.raises(StoreError):
+                    await call
+                took.append(time.monotonic() - started)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        # Awake again: the write that timed out may have run (n is 1 or 2), never more.
+        record = await store.aread("paused")
+        assert record is not None and record["n"] in (1, 2)
+        await store.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.drop()
+        store.close()
+    print(
+        f"\nPostgreSQL paused, async write and read gave up after {took[0]:.2f} s, {took[1]:.2f} s"
+    )
+    assert max(took) < CALL_BOUND, f"an async call took {max(took):.1f} s"
 
 
 # -- memcached -------------------------------------------------------------------------
