@@ -132,11 +132,12 @@ def test_records_expire_after_their_last_write(
     store: Store, case: StoreCase, clock: FakeClock
 ) -> None:
     # Stores with a server-side clock may count whole seconds: leave them room.
-    ttl = 30 if case.uses_clock else 3
+    # (memcached's clock ticks once a second and may run behind under load).
+    ttl = 30 if case.uses_clock else 5
     write(store, "short", ttl=ttl, a=1)
-    _expire(case, clock, ttl * 0.4)
+    _expire(case, clock, ttl * 0.3)
     write(store, "short", ttl=ttl, b=2)  # refreshes the expiry
-    _expire(case, clock, ttl * 0.4)
+    _expire(case, clock, ttl * 0.3)
     assert jobstatus.get("short").to_dict() == {"a": 1, "b": 2}
     _expire(case, clock, ttl + 1.5)
     assert jobstatus.get("short").exists is False
