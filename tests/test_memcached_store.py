@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ from jobstatus import ConfigurationError, NotSupportedError, StoreError
 from jobstatus._record import Change
 
 from . import _workers
+from ._outage import job_through_outage
 from ._own_servers import MemcachedServer
 from .stores import MEMCACHED_URL, namespace, require_service
 
@@ -211,48 +211,13 @@ def test_a_job_outlives_a_server_outage(
     timeout = 1.0
     store = MemcachedStore.from_url(own_server.url, timeout=timeout)
     jobstatus.configure(store=store, on_store_error="warn")
-    server_down, server_back = threading.Event(), threading.Event()
-    ids: list[str] = []
-    slowest: list[float] = []
-
-    @jobstatus.track
-    def job() -> str:
-        status = jobstatus.current()
-        ids.append(status.job_id)
-        status.progress.total = 20
-        for n in range(20):
-            if n == 5:
-                server_down.wait(30)
-            if n == 15:
-                server_back.wait(30)
-            started = time.monotonic()
-            status.update(step=n, force=True)
-            status.progress.increment()
-            slowest.append(time.monotonic() - started)
-        return "done"
-
-    results: list[str] = []
-    runner = threading.Thread(target=lambda: results.append(job()))
-    runner.start()
-    while not ids or not jobstatus.get(ids[0]).exists:
-        time.sleep(0.05)
-    own_server.stop()
-    try:
-        server_down.set()
-        time.sleep(1.0)  # the job writes during the outage
-        started = time.monotonic()
-        with pytest.raises(StoreError):
-            jobstatus.get(ids[0])
-        assert time.monotonic() - started < timeout + 2
-    finally:
-        own_server.start()  # an empty server: memcached keeps nothing across restarts
-    server_back.set()
-    runner.join(60)
-    assert results == ["done"]
+    outage = job_through_outage(own_server, timeout)
+    assert outage.result == "done"
+    assert outage.read_while_down < timeout + 2
     warnings = [r for r in caplog.records if "could not write the status" in r.getMessage()]
     assert 1 <= len(warnings) < 10  # rate-limited: one warning for many failed writes
-    assert max(slowest) < 2 * timeout + 2  # no write hung past its timeout
-    final = jobstatus.get(ids[0])
+    assert outage.slowest_write < 2 * timeout + 2  # no write hung past its timeout
+    final = jobstatus.get(outage.job_id)
     assert final.is_completed and final["step"] == 19
     store.close()
     jobstatus.configure(store=None)
