@@ -21,17 +21,16 @@ import contextlib
 import gc
 import importlib.util
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._harness import Row, alternate, report
+from ._workers import env as _env
+from ._workers import unique, workers
 
 ROOT = Path(__file__).parents[1]
 APPS = Path(__file__).parent / "apps"
@@ -43,12 +42,13 @@ ROUNDS = 5
 sys.path.insert(0, str(APPS))
 
 
+def env(store: str, **more: str) -> dict[str, str]:
+    """A worker's environment with this benchmark's apps folder."""
+    return _env(store, APPS, **more)
+
+
 def redis_db(db: int) -> str:
     return REDIS_URL.rsplit("/", 1)[0] + f"/{db}"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def store_url(folder: Path) -> str:
@@ -56,32 +56,6 @@ def store_url(folder: Path) -> str:
         separator = "&" if "?" in REDIS_URL else "?"
         return f"{REDIS_URL}{separator}prefix={unique('bench-queues')}:"
     return f"sqlite:///{folder / 'status.db'}"
-
-
-def env(store: str, **more: str) -> dict[str, str]:
-    environment = dict(os.environ, JOBSTATUS_STORE=store, **more)
-    paths = [str(APPS), str(ROOT / "src"), environment.get("PYTHONPATH", "")]
-    environment["PYTHONPATH"] = os.pathsep.join(paths)
-    return environment
-
-
-@contextlib.contextmanager
-def workers(commands: list[tuple[list[str], dict[str, str]]]) -> Iterator[None]:
-    """Start worker processes (each in its own process group); stop them all at the end."""
-    processes = [
-        subprocess.Popen(
-            command, env=environment, cwd=ROOT, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for command, environment in commands
-    ]  # fmt: skip
-    try:
-        yield
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def measure(tracked: Callable[[], None], plain: Callable[[], None]) -> dict[str, float]:

@@ -15,18 +15,16 @@ Redis on 127.0.0.1:6379 (JOBSTATUS_TEST_REDIS_URL); takes about a minute.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from ._harness import Row, alternate, report
+from ._workers import env as _env
+from ._workers import unique, workers
 
 ROOT = Path(__file__).parents[1]
 APPS = ROOT / "tests" / "integrations" / "apps"
@@ -38,38 +36,13 @@ INCLUDES = {"status", "exception", "serialized_job"}  # what the workers record 
 sys.path.insert(0, str(APPS))
 
 
+def env(store: str, **more: str) -> dict[str, str]:
+    """A worker's environment with this benchmark's apps folder."""
+    return _env(store, APPS, **more)
+
+
 def redis_db(db: int) -> str:
     return REDIS_URL.rsplit("/", 1)[0] + f"/{db}"
-
-
-def env(store: str, **more: str) -> dict[str, str]:
-    environment = dict(os.environ, JOBSTATUS_STORE=store, **more)
-    paths = [str(APPS), str(ROOT / "src"), environment.get("PYTHONPATH", "")]
-    environment["PYTHONPATH"] = os.pathsep.join(paths)
-    return environment
-
-
-@contextlib.contextmanager
-def workers(commands: list[tuple[list[str], dict[str, str]]]) -> Iterator[None]:
-    """Start worker processes (each in its own process group); kill them all at the end."""
-    processes = [
-        subprocess.Popen(
-            command, env=environment, cwd=ROOT, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for command, environment in commands
-    ]  # fmt: skip
-    try:
-        yield
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def row(what: str, medians: dict[str, float]) -> Row:
