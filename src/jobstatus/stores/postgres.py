@@ -260,9 +260,7 @@ class PostgresStore(Store, Listing):
                         if attempt == 1 and reused and conn.closed and not _no_reply(exc):
                             continue
                         raise
-            except (pg.Error, OSError) as exc:
-                raise self._failed(what, exc) from exc
-            except _PoolTimeout as exc:
+            except (pg.Error, OSError, _PoolTimeout) as exc:
                 raise self._failed(what, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -279,9 +277,7 @@ class PostgresStore(Store, Listing):
                         if attempt == 1 and reused and conn.closed and not _no_reply(exc):
                             continue
                         raise
-            except (pg.Error, OSError) as exc:
-                raise self._failed(what, exc) from exc
-            except _PoolTimeout as exc:
+            except (pg.Error, OSError, _PoolTimeout) as exc:
                 raise self._failed(what, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
