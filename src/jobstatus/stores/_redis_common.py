@@ -35,6 +35,8 @@ MAX_PREFIX_LENGTH: Final = 200
 READ_CHUNK: Final = 5_000  # ids per pipeline: 10,000 members are two round trips
 PRUNE_BATCH: Final = 32  # expired index entries a write removes, so no write stalls
 MAX_INT_DIGITS: Final = 18  # HINCRBY works on 64-bit ints; longer ones go through floats
+REBUILD_LIVE: Final = 10_000  # a sweep rebuilds indexes holding at most this many live ids
+SWEEP_CHUNK: Final = 1_000  # dead ids per sweep call
 
 # A write, atomically: merge the set fields, apply the increments, refresh the
 # expiry from the resulting status, keep the indexes in step, drop a few expired
@@ -142,6 +144,11 @@ class KeyLayout:
         """KEYS for the write and delete scripts: the record, then its indexes."""
         return [self.record(job_id), *self.indexes(self.tag(job_id))]
 
+    def sweep_keys(self, tag: str, job_ids: Sequence[str]) -> list[str]:
+        """KEYS for the sweep script: the tag's indexes, its scratch key, the ids' records."""
+        scratch = f"{self.prefix}{tag}x:scratch"
+        return [*self.indexes(tag), scratch, *(self.record(job_id) for job_id in job_ids)]
+
     def listing_keys(self, status: str | None) -> list[str]:
         """Every index to scan when listing ``status`` (None: all statuses)."""
         return [self.index_of(tag, status) for tag in self.all_tags()]
@@ -154,6 +161,45 @@ class KeyLayout:
         """The listing index of ``status`` (None: all jobs) under ``tag``."""
         kind = "all" if status is None else f"s:{status}"
         return f"{self.prefix}{tag}x:{kind}"
+
+
+# A sweep of one tag's indexes, run when a listing met ids whose records are
+# gone (expired, most often: writes prune only a few expired entries each, so a
+# store left idle past its records' lifetime keeps them all). When few records
+# are still alive the indexes are rebuilt from them, so a million expired
+# entries cost one call instead of a walk past each; otherwise the dead ids
+# given are removed, each only if its record is still absent.
+# KEYS: the six index keys of the tag (as KeyLayout.indexes), a scratch key of
+# the same tag, then the record key of each id in ARGV[2:].
+# ARGV: the most live ids to rebuild from, then the dead ids.
+SWEEP_SCRIPT: Final = """
+local exp = KEYS[2]
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local live = redis.call('ZCOUNT', exp, '(' .. now_ms, '+inf')
+if live <= tonumber(ARGV[1]) and live < redis.call('ZCARD', exp) then
+  local ids = redis.call('ZRANGEBYSCORE', exp, '(' .. now_ms, '+inf')
+  local scratch = KEYS[7]
+  for k = 1, 6 do
+    redis.call('DEL', scratch)
+    for _, id in ipairs(ids) do
+      local score = redis.call('ZSCORE', KEYS[k], id)
+      if score then redis.call('ZADD', scratch, score, id) end
+    end
+    redis.call('UNLINK', KEYS[k])
+    if redis.call('EXISTS', scratch) == 1 then redis.call('RENAME', scratch, KEYS[k]) end
+  end
+  return -1
+end
+local removed = 0
+for n = 2, #ARGV do
+  if redis.call('EXISTS', KEYS[6 + n]) == 0 then
+    for k = 1, 6 do redis.call('ZREM', KEYS[k], ARGV[n]) end
+    removed = removed + 1
+  end
+end
+return removed
+"""
 
 
 def check_prefix(prefix: object, *, forbid: str = "") -> str:
@@ -319,6 +365,21 @@ def keep_listed(
             continue
         kept.append((job_id, record))
     return kept
+
+
+def dead_by_tag(
+    layout: KeyLayout, ids: Sequence[str], records: Sequence[Record | None]
+) -> list[tuple[str, list[str]]]:
+    """The ids whose record was missing, grouped by tag in chunks of SWEEP_CHUNK."""
+    groups: dict[str, list[str]] = {}
+    for job_id, record in zip(ids, records, strict=True):
+        if record is None:
+            groups.setdefault(layout.tag(job_id), []).append(job_id)
+    return [
+        (tag, dead[start : start + SWEEP_CHUNK])
+        for tag, dead in groups.items()
+        for start in range(0, len(dead), SWEEP_CHUNK)
+    ]
 
 
 def upper_bound(before: float | None) -> str:

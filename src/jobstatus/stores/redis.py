@@ -24,12 +24,15 @@ from ._redis_common import (
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     READ_CHUNK,
+    REBUILD_LIVE,
+    SWEEP_SCRIPT,
     URL_OPTIONS,
     WRITE_SCRIPT,
     KeyLayout,
     ListingPlan,
     check_prefix,
     check_timeout,
+    dead_by_tag,
     decode_hash,
     decode_hashes,
     decode_message,
@@ -74,6 +77,13 @@ class _Scripts:
     client: Any
     write: Any
     delete: Any
+    sweep: Any
+
+    @classmethod
+    def register(cls, client: Any) -> _Scripts:
+        """The client with the store's scripts registered on it."""
+        scripts = (WRITE_SCRIPT, DELETE_SCRIPT, SWEEP_SCRIPT)
+        return cls(client, *(client.register_script(script) for script in scripts))
 
 
 class RedisStore(Store, Listing):
@@ -185,9 +195,7 @@ class RedisStore(Store, Listing):
         if self._sync is None:
             client = self._given if self._given is not None and not self._given_is_async else None
             client = client if client is not None else self._build_sync()
-            self._sync = _Scripts(
-                client, client.register_script(WRITE_SCRIPT), client.register_script(DELETE_SCRIPT)
-            )
+            self._sync = _Scripts.register(client)
         return self._sync
 
     async def _ascripts(self) -> _Scripts:
@@ -198,14 +206,7 @@ class RedisStore(Store, Listing):
             self._forget_closed_loops()
             given = self._given if self._given_is_async else None
             client = given if given is not None else self._build_async()
-            entry = _LoopClient(
-                _Scripts(
-                    client,
-                    client.register_script(WRITE_SCRIPT),
-                    client.register_script(DELETE_SCRIPT),
-                ),
-                owned=given is None,
-            )
+            entry = _LoopClient(_Scripts.register(client), owned=given is None)
             await entry.start()
             self._loops[loop] = entry
         return entry.scripts
@@ -306,7 +307,9 @@ class RedisStore(Store, Listing):
             with self._errors("list_recent"):
                 pages = self._queue_pages(client.pipeline(transaction=False), plan).execute()
             unread = plan.take_pages(pages)
-            listed = plan.take_records(unread, self.read_many(unread))
+            records = self.read_many(unread)
+            self._sweep(unread, records)
+            listed = plan.take_records(unread, records)
             if listed is not None:
                 return listed
 
@@ -320,9 +323,24 @@ class RedisStore(Store, Listing):
                 pipe = self._queue_pages(client.pipeline(transaction=False), plan)
                 pages = await pipe.execute()
             unread = plan.take_pages(pages)
-            listed = plan.take_records(unread, await self.aread_many(unread))
+            records = await self.aread_many(unread)
+            await self._asweep(unread, records)
+            listed = plan.take_records(unread, records)
             if listed is not None:
                 return listed
+
+    def _sweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
+        """Drop the index entries of records found gone (see SWEEP_SCRIPT)."""
+        scripts = self._scripts()
+        with self._errors("list_recent"):
+            for tag, dead in dead_by_tag(self._layout, ids, records):
+                scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
+
+    async def _asweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
+        scripts = await self._ascripts()
+        with self._errors("list_recent"):
+            for tag, dead in dead_by_tag(self._layout, ids, records):
+                await scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
 
     # -- push ------------------------------------------------------------------
 
