@@ -1,52 +1,65 @@
-"""Redis and PostgreSQL as records pile up: is the cost per call flat, and what does a record cost?
+"""Redis and PostgreSQL with a million records: flat cost per call, bytes per record, expiry.
 
-    python -m bench.bench_scale_stores
+    python -m bench.bench_scale_stores                  # 1,000 then 1,000,000 records
+    BENCH_SCALE_RECORDS=100000 python -m bench.bench_scale_stores   # a quicker run
 
-Loads records through the ordinary store API (a tenth of them failed), at 1,000
-and then 20,000 records, and times ``get``, an unthrottled write,
-``recent(status="failed", limit=10)`` and five pages of ``recent(before=...)``.
-The reference of each row is the same call at 1,000 records. Memory per record
-on Redis is the ``used_memory`` delta; disk per record on PostgreSQL is
-``pg_total_relation_size``. Uses the prefix ``scalebench:`` and the table
-``scalebench``, removed afterwards.
+Fills each store through its own write path, pipelined (``bench/_bulk.py``: the
+same Lua script or SQL statement as ``store.write``, a tenth of the records
+failed), to 1,000 and then to a million records, and at each size times
+``get``, an unthrottled write, ``recent(status="failed", limit=10)``, five pages
+of ``recent(limit=10, before=...)`` and a ``Batch`` of 1,000 ids. The reference
+of each row is the same call at 1,000 records. Memory per record on Redis is the
+``used_memory`` delta; disk per record on PostgreSQL is ``pg_total_relation_size``
+after ``VACUUM``.
+
+Then every record expires at once, the worst case for the listing indexes:
+
+- PostgreSQL, through an injected clock two hours ahead: ``get`` and ``recent``
+  see nothing, and ``purge()`` removes every row (its count and time reported);
+- Redis, by deleting every record hash and back-dating the expiry index, which
+  is the state a mass expiry leaves before writes prune the indexes: the first
+  ``recent()`` after it, the next one, and how many index entries remain.
+
+Uses the prefix ``scalebench:`` and the table ``scalebench``, removed afterwards.
+Takes about six minutes for a million records.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 import jobstatus
+from jobstatus import Batch
 from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores import Store
 from jobstatus.stores.postgres import PostgresStore
 from jobstatus.stores.redis import RedisStore
 
+from ._bulk import finished_jobs, load_postgres, load_redis
 from ._harness import Row, alternate, report
 
 REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-SIZES = (1_000, 20_000)
-
-
-def load(store: Store, start: int, stop: int) -> None:
-    for n in range(start, stop):
-        state = "failed" if n % 10 == 0 else "completed"
-        fields = {"status": state, "progress": 1.0, "updated_at": utc_now_iso()}
-        store.write(f"job-{n:07d}", Change(set=fields, ttl=3600, finished_ttl=3600))
+RECORDS = int(os.environ.get("BENCH_SCALE_RECORDS", "1000000"))
+SIZES = (1_000, RECORDS)
+PROBE = "job-0000500"
 
 
 def calls(store: Store) -> dict[str, Callable[[int], None]]:
+    batch_ids = [f"job-{n:07d}" for n in range(0, 1_000)]
+
     def get(n: int) -> None:
         for _ in range(n):
-            jobstatus.get("job-0000500", store=store)
+            jobstatus.get(PROBE, store=store)
 
     def write(n: int) -> None:
         for _ in range(n):
             fields = {"progress": 0.5, "updated_at": utc_now_iso()}
-            store.write("job-0000500", Change(set=fields, ttl=3600, finished_ttl=3600))
+            store.write(PROBE, Change(set=fields, ttl=3600, finished_ttl=3600))
 
     def failed(n: int) -> None:
         for _ in range(n):
@@ -58,44 +71,83 @@ def calls(store: Store) -> dict[str, Callable[[int], None]]:
             for _ in range(5):
                 before = jobstatus.recent(limit=10, before=before, store=store)[-1]["updated_at"]
 
-    return {"get": get, "write": write, "recent": failed, "5 pages": pages}
+    def batch(n: int) -> None:
+        for _ in range(n):
+            assert sum(Batch(batch_ids, store=store).counts.values()) == len(batch_ids)
+
+    return {"get": get, "write": write, "recent": failed, "5 pages": pages, "Batch(1,000)": batch}
 
 
-def measure(name: str, store: Store, size_of: Callable[[], int]) -> list[Row]:
+def measure(
+    name: str, store: Store, load: Callable[[int, int], float], size_of: Callable[[], int]
+) -> tuple[list[Row], dict[str, float]]:
     base_size = size_of()
-    results, loaded = {}, 0
+    results, load_seconds, loaded = {}, 0.0, 0
     for size in SIZES:
-        load(store, loaded, size)
+        load_seconds += load(loaded, size)
         loaded = size
-        results[size] = alternate(calls(store), n=100, rounds=3)
-    per_record = (size_of() - base_size) / SIZES[-1]
-    return [
+        results[size] = alternate(calls(store), n=50, rounds=3)
+    figures = {
+        "bytes_per_record": (size_of() - base_size) / RECORDS,
+        "load_seconds": load_seconds,
+        "loaded_per_second": RECORDS / load_seconds,
+    }
+    rows = [
         Row(
-            f"{name}: `{call}` at {SIZES[-1]:,} records",
-            results[SIZES[-1]][call] * 1e3,
+            f"{name}: `{call}` at {RECORDS:,} records",
+            results[RECORDS][call] * 1e3,
             f"same at {SIZES[0]:,}",
             results[SIZES[0]][call] * 1e3,
             "ms",
             "flat (>= 0.8x)",
-            {"bytes_per_record": per_record},
+            figures,
         )
         for call in results[SIZES[0]]
     ]
+    return rows, figures
+
+
+def timed(run: Callable[[], object]) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
 
 
 def redis_rows() -> list[Row]:
     store = RedisStore.from_url(REDIS_URL, prefix="scalebench:")
     client = store._scripts().client
 
+    def load(start: int, stop: int) -> float:
+        return timed(lambda: load_redis(store, finished_jobs(start, stop)))[1]
+
     def used_memory() -> int:
         return int(client.info("memory")["used_memory"])
 
+    def index_entries() -> int:
+        return sum(int(client.zcard(key)) for key in client.scan_iter(match="scalebench:x:*"))
+
     try:
-        return measure("Redis", store, used_memory)
+        rows, figures = measure("Redis", store, load, used_memory)
+        # A mass expiry: every record gone at once, its index entries not yet pruned.
+        for keys in _batches(client.scan_iter(match="scalebench:r:*", count=10_000), 10_000):
+            client.unlink(*keys)
+        client.zunionstore("scalebench:x:exp", {"scalebench:x:exp": 0})
+        entries_before = index_entries()
+        first, first_seconds = timed(lambda: jobstatus.recent(limit=10, store=store))
+        second, second_seconds = timed(lambda: jobstatus.recent(limit=10, store=store))
+        assert first == [] and second == [], "expired records were listed"
+        figures = {
+            **figures,
+            "index_entries_after_expiry": entries_before,
+            "first_recent_after_expiry_s": first_seconds,
+            "second_recent_after_expiry_s": second_seconds,
+            "index_entries_after_listing": index_entries(),
+        }
+        rows.append(_expiry_row("Redis: first `recent()` after every record expired", figures))
+        return rows
     finally:
-        keys = list(client.scan_iter(match="scalebench:*", count=5000))
-        for start in range(0, len(keys), 5000):
-            client.delete(*keys[start : start + 5000])
+        for keys in _batches(client.scan_iter(match="scalebench:*", count=10_000), 10_000):
+            client.unlink(*keys)
         store.close()
 
 
@@ -103,24 +155,63 @@ def postgres_rows() -> list[Row]:
     import psycopg
 
     store = PostgresStore.from_url(POSTGRES_URL, table="scalebench")
+    store.drop()
     store.migrate()
+
+    def load(start: int, stop: int) -> float:
+        return timed(lambda: load_postgres(store, finished_jobs(start, stop)))[1]
 
     def table_size() -> int:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute("VACUUM ANALYZE scalebench")
             row = connection.execute("SELECT pg_total_relation_size('scalebench')").fetchone()
         return int(row[0]) if row else 0
 
     try:
-        return measure("PostgreSQL", store, table_size)
+        rows, figures = measure("PostgreSQL", store, load, table_size)
+        later = PostgresStore.from_url(
+            POSTGRES_URL, table="scalebench", clock=lambda: time.time() + 7200
+        )
+        try:
+            listed, listing_seconds = timed(lambda: jobstatus.recent(limit=10, store=later))
+            assert listed == [] and later.read(PROBE) is None, "expired records were read"
+            removed, purge_seconds = timed(later.purge)
+        finally:
+            later.close()
+        figures = {
+            **figures,
+            "recent_after_expiry_s": listing_seconds,
+            "purged_rows": float(removed),  # type: ignore[arg-type]
+            "purge_seconds": purge_seconds,
+        }
+        rows.append(_expiry_row("PostgreSQL: `recent()` after every record expired", figures))
+        return rows
     finally:
+        store.drop()
         store.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            connection.execute("DROP TABLE IF EXISTS scalebench")
+
+
+def _expiry_row(what: str, figures: dict[str, float]) -> Row:
+    seconds = figures.get("first_recent_after_expiry_s", figures.get("recent_after_expiry_s", 0))
+    return Row(what, seconds * 1e3, "(no reference)", seconds * 1e3, "ms", "", figures)
+
+
+def _batches(items: object, size: int) -> list[list[object]]:
+    batch: list[object] = []
+    out = []
+    for item in items:  # type: ignore[attr-defined]
+        batch.append(item)
+        if len(batch) == size:
+            out.append(batch)
+            batch = []
+    if batch:
+        out.append(batch)
+    return out
 
 
 def main() -> str:
     rows = redis_rows() + postgres_rows()
-    return report("Scale on Redis and PostgreSQL", rows, "scale_stores")
+    return report(f"Scale on Redis and PostgreSQL ({RECORDS:,} records)", rows, "scale_stores")
 
 
 if __name__ == "__main__":
