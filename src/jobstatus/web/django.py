@@ -18,11 +18,12 @@ The routes and answers are those of :func:`jobstatus.web.create_app`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from .._record import Record
 from ..stores.base import require
-from .core import WebOptions
+from .core import ApiError, WebOptions
 from .sync import Answer, SyncEndpoint
 
 
@@ -61,8 +62,8 @@ def urls(
                 extra["base"] = _base(request.path, suffix(kwargs))
             if route == "events":
                 extra["last_event_id"] = request.headers.get("Last-Event-ID") or None
-            params = {key: values for key, values in request.GET.lists()}
             query = request.META.get("QUERY_STRING", "")
+            params = partial(_params, request)
             return _response(endpoint.answer(route, request, query, params, **extra))
 
         return require_GET(view)
@@ -80,6 +81,16 @@ def urls(
         ),
         path("jobs/<path:job_id>", serve("job"), name="jobstatus-job"),
     ]
+
+
+def _params(request: Any) -> dict[str, list[str]]:
+    from django.core.exceptions import TooManyFieldsSent
+
+    try:
+        return {key: values for key, values in request.GET.lists()}
+    except TooManyFieldsSent as exc:
+        # Django would answer its own HTML 400; the endpoint's errors are JSON.
+        raise ApiError(400, "too many query parameters") from exc
 
 
 def _base(path: str, suffix: str) -> str:

@@ -16,6 +16,7 @@ The routes and answers are those of :func:`jobstatus.web.create_app`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from .._record import Record
@@ -61,7 +62,7 @@ def blueprint(
                 extra["base"] = _base(request.script_root + request.path, suffix(kwargs))
             if route == "events":
                 extra["last_event_id"] = request.headers.get("Last-Event-ID") or None
-            params = {key: request.args.getlist(key) for key in request.args}
+            params = partial(_params, request.args)
             query = request.query_string.decode("latin-1")
             real_request = request._get_current_object()
             return _response(flask, endpoint.answer(route, real_request, query, params, **extra))
@@ -81,6 +82,10 @@ def blueprint(
     )
     bp.add_url_rule("/jobs/<path:job_id>", view_func=serve("job"), methods=["GET"])
     return bp
+
+
+def _params(args: Any) -> dict[str, list[str]]:
+    return {key: args.getlist(key) for key in args}
 
 
 def _base(path: str, suffix: str) -> str:

@@ -68,12 +68,18 @@ class SyncEndpoint:
             self._store = self.options.resolve_store()
         return self._store
 
-    def answer(self, route: str, request: Any, query: str, params: Params, **kw: Any) -> Answer:
-        """Serve one route, turning request and store errors into JSON answers."""
+    def answer(
+        self, route: str, request: Any, query: str, params: Callable[[], Params], **kw: Any
+    ) -> Answer:
+        """Serve one route, turning request and store errors into JSON answers.
+
+        ``params`` parses the query string; it is called once the query's size is
+        checked and may raise :class:`ApiError` (Django refuses too many fields).
+        """
         try:
             core.check_query(query, self.options)
             handler = getattr(self, f"route_{route}")
-            result: Answer = handler(request, params, **kw)
+            result: Answer = handler(request, params(), **kw)
             return result
         except ApiError as error:
             return _error(error)
