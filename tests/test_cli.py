@@ -13,6 +13,8 @@ import pytest
 
 import jobstatus
 from jobstatus import Job
+from jobstatus._record import Change
+from jobstatus.stores import SQLiteStore
 
 
 @pytest.fixture
@@ -96,3 +98,19 @@ def test_job_data_is_never_read_as_terminal_markup(url: str) -> None:
     result = run("get", "markup", "--store", url)
     assert result.returncode == 0
     assert "[red]not red[/red] [bold]" in result.stdout
+
+
+def test_purge_deletes_expired_records_now(url: str) -> None:
+    store = SQLiteStore(url.removeprefix("sqlite:///"))
+    for n in range(3):
+        store.write(f"old-{n}", Change(set={"status": "completed"}, ttl=0.2, finished_ttl=0.2))
+    store.write("kept", Change(set={"status": "completed"}, ttl=600, finished_ttl=600))
+    time.sleep(0.5)
+    result = run("purge", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert "removed 3 expired records" in result.stdout
+    assert jobstatus.get("kept").status == "completed"
+    again = run("purge", "--store", url)
+    assert "removed 0 expired records" in again.stdout
+    by_itself = run("purge", "--store", "memory://")
+    assert by_itself.returncode == 0 and "removes expired records by itself" in by_itself.stdout

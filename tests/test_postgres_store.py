@@ -24,6 +24,7 @@ pytestmark = pytest.mark.postgres
 psycopg = pytest.importorskip("psycopg")
 spawn = multiprocessing.get_context("spawn")
 
+from jobstatus.stores import _postgres_sql as q  # noqa: E402
 from jobstatus.stores.postgres import PostgresStore  # noqa: E402 - after the driver check
 
 
@@ -248,7 +249,8 @@ def test_ready_pools_and_connections_work(table: str) -> None:
     PostgresStore(POSTGRES_URL, table="jobstatus").delete("pooled")
 
 
-def test_expired_rows_are_purged(table: str) -> None:
+def test_expired_rows_are_purged(table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(q, "PURGE_ALL_BATCH", 7)  # purge() goes in batches: 7 + 7 + 6
     now = [time.time()]
     store = PostgresStore(POSTGRES_URL, table=table, clock=lambda: now[0])
     for n in range(20):

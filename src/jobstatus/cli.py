@@ -1,4 +1,4 @@
-"""The ``jobstatus`` command: get, watch, demo, migrate (and serve, list with the web extra).
+"""The ``jobstatus`` command: get, watch, demo, migrate, purge (and serve, list with the web extra).
 
 Every command takes ``--store URL``; without it, ``JOBSTATUS_STORE`` or the
 embedded SQLite default is used.
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", parents=[store], help="create the store's tables (PostgreSQL)"
     )
     migrate.set_defaults(handler=command_migrate)
+
+    purge = commands.add_parser(
+        "purge", parents=[store], help="delete expired records now (SQLite, PostgreSQL)"
+    )
+    purge.set_defaults(handler=command_purge)
 
     try:
         from .web.cli import add_arguments
@@ -237,6 +242,17 @@ def command_migrate(args: argparse.Namespace) -> int:
         return EXIT_OK
     migrate()
     print(f"{store.describe()} is ready")
+    return EXIT_OK
+
+
+def command_purge(args: argparse.Namespace) -> int:
+    store = settings.store()
+    purge = getattr(store, "purge", None)
+    if purge is None:
+        print(f"{store.describe()} removes expired records by itself")
+        return EXIT_OK
+    removed = purge()
+    print(f"removed {removed:,} expired records from {store.describe()}")
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ NOTIFY_LIMIT: Final = 8000  # bytes; PostgreSQL refuses longer NOTIFY payloads
 READ_CHUNK: Final = 5_000  # ids per query: a batch of 10,000 is two round trips
 PURGE_EVERY: Final = 500  # writes per process between purges
 PURGE_BATCH: Final = 1_000  # rows removed per purge, so a write never stalls long
+PURGE_ALL_BATCH: Final = 20_000  # rows per statement of purge(), well within a timeout
 URL_OPTIONS: Final = {
     "table": url.text,
     "timeout": url.seconds,
@@ -114,7 +115,6 @@ DELETE: Final = "DELETE FROM {t} WHERE job_id = %s"
 PURGE: Final = """DELETE FROM {t} WHERE expires_at <= %(now)s AND job_id IN (
   SELECT job_id FROM {t} WHERE expires_at <= %(now)s LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )"""
-PURGE_ALL: Final = "DELETE FROM {t} WHERE expires_at <= %s"
 LIST_ALL: Final = (
     "SELECT job_id, record FROM {t} WHERE expires_at > %s AND updated_at < %s "
     "ORDER BY updated_at DESC, job_id DESC LIMIT %s"

@@ -298,7 +298,6 @@ class PostgresStore(Store, Listing):
             "read_many": build(q.READ_MANY),
             "delete": build(q.DELETE),
             "purge": build(q.PURGE),
-            "purge_all": build(q.PURGE_ALL),
             "list_all": build(q.LIST_ALL),
             "list_status": build(q.LIST_STATUS),
             "listen": sql.SQL("LISTEN {}").format(sql.Identifier(self.table)),
@@ -401,12 +400,21 @@ class PostgresStore(Store, Listing):
         await self._acall("write", run)
 
     def purge(self) -> int:
-        """Delete every expired row now; return how many were removed."""
-        removed: int = self._call(
-            "purge",
-            lambda conn: conn.execute(self._statements["purge_all"], (self._clock(),)).rowcount,
-        )
-        return removed
+        """Delete every expired row now; return how many were removed.
+
+        Rows go in batches of ``PURGE_ALL_BATCH``, one statement each, so every
+        statement stays within ``timeout`` however many rows expired, and
+        writers are never held up for long.
+        """
+        params = {"now": self._clock(), "limit": q.PURGE_ALL_BATCH}
+        total = 0
+        while True:
+            removed: int = self._call(
+                "purge", lambda conn: conn.execute(self._statements["purge"], params).rowcount
+            )
+            total += removed
+            if removed < q.PURGE_ALL_BATCH:
+                return total
 
     def read(self, job_id: str) -> Record | None:
         now = self._clock()
