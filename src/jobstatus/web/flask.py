@@ -24,6 +24,8 @@ from ..stores.base import require
 from .core import WebOptions
 from .sync import Answer, SyncEndpoint
 
+JOB_ID = "jobstatus_job_id"  # the URL converter of job ids in the blueprint's routes
+
 
 def blueprint(
     store: object = None,
@@ -74,14 +76,31 @@ def blueprint(
     bp.add_url_rule("/jobs", view_func=serve("jobs"), methods=["GET"])
     bp.add_url_rule("/events", view_func=serve("many_events"), methods=["GET"])
     bp.add_url_rule("/static/<name>", view_func=serve("static"), methods=["GET"])
-    bp.add_url_rule("/jobs/<path:job_id>/events", view_func=serve("events"), methods=["GET"])
+    # Werkzeug's own path converter refuses an id that starts with "/" and its
+    # slash merging redirected such a request to another job's URL.
+    converter = _job_id_converter()
+    bp.record_once(lambda state: state.app.url_map.converters.setdefault(JOB_ID, converter))
+    by_id = {"methods": ["GET"], "merge_slashes": False}
+    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>/events", view_func=serve("events"), **by_id)
     bp.add_url_rule(
-        "/jobs/<path:job_id>/view",
+        f"/jobs/<{JOB_ID}:job_id>/view",
         view_func=serve("view", lambda kw: f"/jobs/{kw['job_id']}/view"),
-        methods=["GET"],
+        **by_id,
     )
-    bp.add_url_rule("/jobs/<path:job_id>", view_func=serve("job"), methods=["GET"])
+    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>", view_func=serve("job"), **by_id)
     return bp
+
+
+def _job_id_converter() -> type:
+    from werkzeug.routing import PathConverter
+
+    class JobIdConverter(PathConverter):
+        """Any job id, even one that starts with "/" or is empty (which answers a 400)."""
+
+        regex = ".*?"
+        part_isolating = False
+
+    return JobIdConverter
 
 
 def _params(args: Any) -> dict[str, list[str]]:
