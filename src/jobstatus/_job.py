@@ -235,8 +235,11 @@ class Job:
 
 
 @dataclass(frozen=True)
-class Tracking:
-    """How a tracked function runs: its name, store and per-job options."""
+class TrackedFunction:
+    """How a ``@track``-ed function runs: its name, store and per-job options.
+
+    The queue integrations keep the same per task in ``integrations._common.Tracking``.
+    """
 
     name: str
     store: object = None
@@ -277,12 +280,12 @@ class Tracking:
 TRACKING_ATTRIBUTE = "__jobstatus_tracking__"
 
 
-def _tracking_of(fn: Callable[..., Any]) -> tuple[Callable[..., Any], Tracking]:
-    """The undecorated function and its Tracking (defaults for a plain function)."""
+def _tracking_of(fn: Callable[..., Any]) -> tuple[Callable[..., Any], TrackedFunction]:
+    """The undecorated function and its TrackedFunction (defaults for a plain function)."""
     tracking = getattr(fn, TRACKING_ATTRIBUTE, None)
-    if isinstance(tracking, Tracking):
+    if isinstance(tracking, TrackedFunction):
         return fn.__wrapped__, tracking  # type: ignore[attr-defined]
-    return fn, Tracking(name=_name_of(fn))
+    return fn, TrackedFunction(name=_name_of(fn))
 
 
 def _name_of(fn: Callable[..., Any]) -> str:
@@ -341,7 +344,7 @@ def track(
     checked = validate_options(options)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        tracking = Tracking(name or _name_of(function), store, checked)
+        tracking = TrackedFunction(name or _name_of(function), store, checked)
         wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(function):
 
