@@ -11,27 +11,15 @@ from hypothesis import strategies as st
 
 import jobstatus
 from jobstatus import ConfigurationError
-from jobstatus._record import RESERVED_KEYS, validate_job_id
+from jobstatus._record import validate_job_id
 from jobstatus.stores import Store
 from jobstatus.stores._keys import safe_cache_key
+
+from ._strategies import ids, json_values, user_keys
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**53), max_value=2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=50),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-ids = st.text(min_size=0, max_size=600) | st.binary(max_size=20) | st.integers()
-user_keys = st.text(min_size=1, max_size=40).filter(lambda key: key not in RESERVED_KEYS)
 
 
 def _valid(job_id: object) -> bool:
