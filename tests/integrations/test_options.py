@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -55,12 +56,36 @@ def test_celery_bad_options_are_refused_where_the_task_is_declared() -> None:
 
     app = Celery("options-test", set_as_current=False)
     with pytest.raises(ConfigurationError, match="throttle"):
-
-        @app.task(base=StatusTask, jobstatus={"throttle": 1}, lazy=False)
+        # Not shared: a shared task's constructor would run, and raise, in every app
+        # finalized later in the session.
+        @app.task(base=StatusTask, jobstatus={"throttle": 1}, lazy=False, shared=False)
         def bad() -> None: ...
 
     with pytest.raises(ConfigurationError, match="expires_in"):
         track(app, expires_in=-1)
+
+
+@pytest.mark.celery
+def test_celery_task_published_from_another_thread_records_queued() -> None:
+    """Celery's current app is per thread: in a thread of a threaded web server it
+    is Celery's default app, whose copy of the task is untracked; queued is recorded."""
+    pytest.importorskip("celery")
+    from celery import Celery
+
+    from jobstatus.integrations.celery import track
+
+    app = Celery("thread-test", broker="memory://", set_as_current=False)
+    track(app)
+
+    @app.task(name="thread_test.add", lazy=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    ids: list[str] = []
+    thread = threading.Thread(target=lambda: ids.append(add.delay(1, 2).id))
+    thread.start()
+    thread.join()
+    assert jobstatus.get(ids[0]).is_queued
 
 
 @pytest.mark.rq

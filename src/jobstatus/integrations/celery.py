@@ -175,7 +175,7 @@ def _on_publish(
         running.requeue(sys.exc_info()[1])
         return
     app = current_app._get_current_object()
-    task = app.tasks.get(name)
+    task = _published_task(app, name)
     tracking = tracking_of(task) if task is not None else _apps.get(app)
     if tracking is None:
         return
@@ -186,6 +186,23 @@ def _on_publish(
         task_id,
         "queued",
     )
+
+
+def _published_task(app: Celery, name: str) -> Any:
+    """The task called ``name`` in the first of these apps that has it: the current
+    app if it is tracked, the tracked apps, the current app; None if none has it.
+
+    Celery's current app is per thread: a thread other than the one that made
+    the app (a threaded web server's) sees Celery's default app, which has its
+    own untracked copy of every shared task, so the tracked apps come first.
+    """
+    tracked = list(_apps.keys())
+    for candidate in ([app] if app in _apps else []) + tracked + [app]:
+        if candidate.finalized or candidate.autofinalize:  # else .tasks raises
+            task = candidate.tasks.get(name)
+            if task is not None:
+                return task
+    return None
 
 
 # -- running (the worker process that runs the task) ----------------------------------
