@@ -32,6 +32,10 @@ RESERVED_KEYS: Final = frozenset(
 )
 MAX_JOB_ID_LENGTH: Final = 512
 MAX_NESTING: Final = 32
+# Stores keep, under this key (no status key may be empty), the last write
+# sequence applied per writer, so a write re-sent after a timeout applies once.
+WRITES_KEY: Final = ""
+MAX_WRITERS: Final = 16  # writers remembered per record; a 17th starts the list anew
 
 JSONValue = Any  # str | int | float | bool | None | list[JSONValue] | dict[str, JSONValue]
 Record = dict[str, JSONValue]
@@ -163,6 +167,9 @@ class Change:
     incr: dict[str, float] = field(default_factory=dict)
     ttl: float = 3600.0
     finished_ttl: float = 3600.0
+    #: ``(writer id, sequence)`` of a write a job's writer may send again after
+    #: a timeout; stores apply it only if that writer's last sequence is lower.
+    origin: tuple[str, int] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.set or self.incr)
@@ -200,6 +207,40 @@ def apply_change(record: Record | None, change: Change) -> Record:
             current = 0
         merged[key] = current + amount
     return merged
+
+
+def apply_write(record: Record | None, change: Change) -> Record | None:
+    """``apply_change``, once per origin: None when ``record`` already has this write.
+
+    Stores that merge in Python call this; the stored record keeps the
+    writers' last sequences under ``WRITES_KEY``, which :func:`public` removes.
+    """
+    if change.origin is None:
+        return apply_change(record, change)
+    writer, sequence = change.origin
+    stored = record.get(WRITES_KEY) if record else None
+    seen = dict(stored) if isinstance(stored, dict) else {}
+    if seen.get(writer, 0) >= sequence:
+        return None
+    if len(seen) >= MAX_WRITERS and writer not in seen:
+        seen = {}
+    seen[writer] = sequence
+    merged = apply_change(record, change)
+    merged[WRITES_KEY] = seen
+    return merged
+
+
+def public(record: Record) -> Record:
+    """The record as readers see it: without the stores' write bookkeeping."""
+    if WRITES_KEY in record:
+        record = dict(record)
+        del record[WRITES_KEY]
+    return record
+
+
+def loads_record(text: str | bytes) -> Record:
+    """A stored record's JSON text, as readers see it."""
+    return public(loads(text))
 
 
 def utc_now_iso(epoch: float | None = None) -> str:

@@ -6,6 +6,12 @@ goes out with the next write; a forced change or a lifecycle transition writes
 everything held at once. So nothing held is ever lost: the job's final
 transition carries it.
 
+Inside a job, every write that adds to a number carries the writer's id and
+the next sequence number. When such a write fails, the store may have applied
+it anyway (a reply that timed out), so it is sent again as it was, same
+sequence, before anything newer: the store applies it only if it has not
+already, and increments count once.
+
 ``Writer`` writes in the caller's thread. ``AsyncWriter``, used by async jobs,
 hands writes to one task on the event loop that drains them in order, so job
 code never blocks the loop and may still call the plain (sync) methods.
@@ -17,6 +23,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 
 from ._config import JobOptions
@@ -97,6 +104,9 @@ class Writer:
         self.due_at = -float("inf")  # monotonic time from which a throttled change is written
         self.written_at = time.monotonic()  # of the last successful write, for heartbeats
         self._beat = False  # the next flush writes even when nothing is held
+        self._id = uuid.uuid4().hex[:16] if in_job else None  # names this writer's writes
+        self._sequence = 0
+        self._unsure: Change | None = None  # a failed write with increments, to send again
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
@@ -141,27 +151,45 @@ class Writer:
         change.set["updated_at"] = stamp = utc_now_iso()
         self.record["updated_at"] = stamp
         change.ttl, change.finished_ttl = self.options.expires_in, self.options.finished_ttl
+        if change.incr and self._id is not None:
+            self._sequence += 1
+            change.origin = (self._id, self._sequence)
         return change
 
-    def _flush_locked(self) -> None:
+    def _next_locked(self) -> Change | None:
+        """What to write next: a failed write with increments first, as it was."""
+        if self._unsure is not None:
+            change, self._unsure = self._unsure, None
+            return change
         if not self._held and not self.held_progress and not self._beat:
-            return  # nothing to say: with includes=set() a transition writes nothing
+            return None  # nothing to say: with includes=set() a transition writes nothing
         self._beat = False
-        change = self._take_locked()
-        try:
-            self.store.write(self.job_id, change)
-        except StoreError as exc:
-            self._failed(change, exc)
-        else:
+        return self._take_locked()
+
+    def _flush_locked(self) -> None:
+        while (change := self._next_locked()) is not None:
+            try:
+                self.store.write(self.job_id, change)
+            except StoreError as exc:
+                self._failed(change, exc)
+                return
             self.written_at = time.monotonic()
             self.due_at = self.written_at + self.interval
 
     def _failed(self, change: Change, exc: StoreError) -> None:
-        """Keep the change for the next write, then warn or raise as configured."""
+        """Keep the change for the next write, then warn or raise as configured.
+
+        A change with increments is kept apart, to be sent again unchanged (its
+        origin lets the store drop it if it was applied after all); the others
+        fold into what is held.
+        """
         if not self.in_job:
             raise exc
-        change.merge(self._held)
-        self._held = change
+        if change.origin is not None:
+            self._unsure = change
+        else:
+            change.merge(self._held)
+            self._held = change
         if self.options.on_store_error == "raise":
             raise exc
         store_error_log.warn(self.store, self.job_id, exc)
@@ -209,11 +237,11 @@ class AsyncWriter(Writer):
                 if not self._due:
                     self._task = None
                     return
-                self._due = False
-                if not self._held and not self.held_progress and not self._beat:
+                # A re-sent write leaves the flush due: what is held goes next.
+                self._due = self._unsure is not None
+                change = self._next_locked()
+                if change is None:
                     continue
-                self._beat = False
-                change = self._take_locked()
             try:
                 await self.store.awrite(self.job_id, change)
             except StoreError as exc:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .._errors import ConfigurationError
-from .._record import Change, Record, apply_change, dumps, loads, parse_iso
+from .._record import MAX_WRITERS, WRITES_KEY, Change, Record, apply_write, dumps, loads, parse_iso
 from . import _url as url
 
 DEFAULT_TABLE: Final = "jobstatus"
@@ -88,17 +88,30 @@ FROM (
 # columns that use it, which would compute it three times.
 
 _LIVE_BASE = "CASE WHEN t.expires_at > %(now)s THEN t.record ELSE jsonb_build_object() END"
+# The writers' last sequences (see WRITES_KEY), stored like any value: as JSON text.
+_SEEN = f"COALESCE((({_LIVE_BASE}) ->> '')::jsonb, jsonb_build_object())"
+_SEEN_AFTER = f"""CASE
+  WHEN {_SEEN} ? %(writer)s::text
+    OR (SELECT count(*) FROM jsonb_object_keys({_SEEN})) < {MAX_WRITERS}
+    THEN {_SEEN} || jsonb_build_object(%(writer)s::text, %(sequence)s::bigint)
+  ELSE jsonb_build_object(%(writer)s::text, %(sequence)s::bigint)
+END"""
 # A new row's values are computed in Python (the merge into nothing); the
 # server merges only into a row that exists.
 _UPSERT = f"""INSERT INTO {{t}} AS t (job_id, record, status, updated_at, expires_at)
 VALUES (%(id)s, %(fresh)s::jsonb, %(fresh_status)s, COALESCE(%(updated)s, %(now)s),
         %(now)s + %(fresh_ttl)s)
 ON CONFLICT (job_id) DO UPDATE SET (record, status, updated_at, expires_at) = (
-  SELECT m.record, m.status,
+  SELECT CASE WHEN %(writer)s::text IS NULL THEN m.record
+              ELSE m.record || jsonb_build_object('', ({_SEEN_AFTER})::text) END,
+         m.status,
          COALESCE(%(updated)s, CASE WHEN t.expires_at > %(now)s THEN t.updated_at END, %(now)s),
          %(now)s + m.ttl
   FROM ({_MERGE.replace("__BASE__", _LIVE_BASE)}) AS m
-)"""
+)
+WHERE %(writer)s::text IS NULL
+   OR COALESCE(({_SEEN} ->> %(writer)s::text)::bigint, 0) < %(sequence)s::bigint"""
+# The WHERE skips a write this writer already applied (re-sent after a timeout).
 
 WRITE: Final = _UPSERT
 WRITE_AND_NOTIFY: Final = f"""WITH written AS (
@@ -168,7 +181,7 @@ def decode_key(key: str) -> str:
 def decode_record(stored: Mapping[str, str] | str) -> Record:
     """A record from the ``record`` column (as psycopg loads it, or as jsonb text)."""
     fields = loads(stored) if isinstance(stored, str) else stored
-    return {decode_key(key): loads(text) for key, text in fields.items()}
+    return {decode_key(key): loads(text) for key, text in fields.items() if key != WRITES_KEY}
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
@@ -178,7 +191,8 @@ def encode_record(record: Mapping[str, Any]) -> str:
 
 def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[str, Any]:
     """The parameters of WRITE and WRITE_AND_NOTIFY."""
-    fresh = apply_change(None, change)
+    fresh = apply_write(None, change)
+    assert fresh is not None  # a write into nothing always applies
     status = fresh.get("status")
     return {
         "id": job_id,
@@ -192,6 +206,8 @@ def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[
         "updated": parse_iso(change.set.get("updated_at")),
         "now": now,
         "channel": channel,
+        "writer": change.origin[0] if change.origin else None,
+        "sequence": change.origin[1] if change.origin else 0,
     }
 
 

@@ -27,7 +27,7 @@ from json.encoder import encode_basestring as _json_string
 from typing import Any, Final
 
 from .._errors import ConfigurationError
-from .._record import STATES, Change, Record, dumps, loads, parse_iso
+from .._record import MAX_WRITERS, STATES, Change, Record, dumps, loads_record, parse_iso
 from . import _url as url
 
 DEFAULT_PREFIX: Final = "jobstatus:"
@@ -46,10 +46,24 @@ local record, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local by_status = {['"queued"'] = KEYS[4], ['"working"'] = KEYS[5],
                    ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7]}
 local member, channel = ARGV[1], ARGV[2]
+local writer = ARGV[7]
+if writer ~= '' then  -- a write that may be re-sent: apply it once (see WRITES_KEY)
+  local sequence = tonumber(ARGV[8])
+  local stored = redis.call('HGET', record, '')
+  local seen = stored and cjson.decode(stored) or {}
+  if (tonumber(seen[writer]) or 0) >= sequence then return 0 end
+  if seen[writer] == nil then
+    local writers = 0
+    for _ in pairs(seen) do writers = writers + 1 end
+    if writers >= %(writers)d then seen = {} end
+  end
+  seen[writer] = sequence
+  redis.call('HSET', record, '', cjson.encode(seen))
+end
 local old_status = redis.call('HGET', record, 'status')
 local status = old_status
-local i, last = 7, 6 + 2 * tonumber(ARGV[6])
-if last > 6 then
+local i, last = 9, 8 + 2 * tonumber(ARGV[6])
+if last > 8 then
   local fields = {}
   while i < last do
     fields[#fields + 1] = ARGV[i]
@@ -104,11 +118,11 @@ if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
   local flat = redis.call('HGETALL', record)
   local parts = {}
   for k = 1, #flat, 2 do
-    parts[#parts + 1] = cjson.encode(flat[k]) .. ':' .. flat[k + 1]
+    if flat[k] ~= '' then parts[#parts + 1] = cjson.encode(flat[k]) .. ':' .. flat[k + 1] end
   end
   redis.call('PUBLISH', channel, '{' .. table.concat(parts, ',') .. '}')
 end
-""".replace("%(prune)d", str(PRUNE_BATCH))
+""".replace("%(prune)d", str(PRUNE_BATCH)).replace("%(writers)d", str(MAX_WRITERS))
 
 # A delete: the record and its index entries go together.
 DELETE_SCRIPT: Final = """
@@ -251,6 +265,7 @@ def write_args(job_id: str, channel: str, change: Change) -> list[str | int]:
         _milliseconds(change.finished_ttl),
         "" if updated is None else f"{updated:.6f}",
         len(change.set),
+        *(change.origin or ("", 0)),
     ]
     for key, value in change.set.items():
         args += [key, dumps(value)]
@@ -274,10 +289,10 @@ def decode_hash(raw: Mapping[Any, Any] | None) -> Record | None:
         return None
     # One JSON document decodes about three times faster than a loads() per field.
     if _bytes_answer(raw):
-        document = b"{" + b",".join([_key_json(key) + value for key, value in raw.items()]) + b"}"
-        record: Record = _decode(document.decode("utf-8"))
+        fields = [_key_json(key) + value for key, value in raw.items() if key]
+        record: Record = _decode((b"{" + b",".join(fields) + b"}").decode("utf-8"))
     else:  # a client made with decode_responses=True
-        fields = [f"{_json_string(key)}:{value}" for key, value in raw.items()]
+        fields = [f"{_json_string(key)}:{value}" for key, value in raw.items() if key]
         record = _decode("{" + ",".join(fields) + "}")
     return record
 
@@ -287,7 +302,7 @@ def decode_hashes(raws: Sequence[Mapping[Any, Any] | None]) -> list[Record | Non
     if not all(not raw or _bytes_answer(raw) for raw in raws):
         return [decode_hash(raw) for raw in raws]
     objects = [
-        b"{" + b",".join([_key_json(key) + value for key, value in raw.items()]) + b"}"
+        b"{" + b",".join([_key_json(key) + value for key, value in raw.items() if key]) + b"}"
         if raw
         else b"null"
         for raw in raws
@@ -314,8 +329,7 @@ def _key_json(key: bytes) -> bytes:
 
 def decode_message(data: bytes | str) -> Record:
     """A record from a published message."""
-    record: Record = loads(data)
-    return record
+    return loads_record(data)
 
 
 def cut(pages: Sequence[Sequence[tuple[bytes | str, float]]], size: int) -> tuple[Any, ...] | None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .._errors import StoreError
-from .._record import Change, Record, apply_change, dumps, loads
+from .._record import Change, Record, apply_write, dumps, loads, public
 from ._keys import safe_cache_key
 from .base import DEFAULT_TIMEOUT, Store
 
@@ -77,17 +77,23 @@ class CacheStore(Store):
         except Exception as exc:
             raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
 
-    def _decode(self, raw: Any) -> Record | None:
+    def _stored(self, raw: Any) -> Record | None:
         if raw is None:
             return None
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8")
         return loads(raw) if isinstance(raw, str) else None
 
+    def _decode(self, raw: Any) -> Record | None:
+        record = self._stored(raw)
+        return public(record) if record is not None else None
+
     def write(self, job_id: str, change: Change) -> None:
         key = self._key(job_id)
         with self._lock:
-            record = apply_change(self._decode(self._call("get", self.cache.get, key)), change)
+            record = apply_write(self._stored(self._call("get", self.cache.get, key)), change)
+            if record is None:
+                return  # this write was applied already
             ttl = max(1, round(change.ttl_for(record)))
             self._call("set", self.cache.set, key, dumps(record), ttl)
 

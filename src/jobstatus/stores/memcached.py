@@ -27,7 +27,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError
-from .._record import Change, Record, apply_change, dumps, loads
+from .._record import Change, Record, apply_write, dumps, loads, loads_record
 from . import _url
 from ._keys import safe_cache_key
 from .base import DEFAULT_TIMEOUT, PerProcess, Store, require
@@ -175,7 +175,9 @@ class MemcachedStore(Store):
         """One gets + cas (or add) round; False when another writer got there first."""
         with ring.client_for(key) as client:
             raw, token = client.gets(key)
-            record = apply_change(loads(raw) if raw is not None else None, change)
+            record = apply_write(loads(raw) if raw is not None else None, change)
+            if record is None:
+                return True  # this write was applied already
             data = self._encode(job_id, record)
             expire = _expire(change.ttl_for(record))
             if raw is None:
@@ -191,7 +193,7 @@ class MemcachedStore(Store):
                 return client.get(key)
 
         raw = self._retrying("read", job_id, run)
-        return loads(raw) if raw is not None else None
+        return loads_record(raw) if raw is not None else None
 
     def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         keys = {job_id: self.key(job_id) for job_id in job_ids}
@@ -202,7 +204,7 @@ class MemcachedStore(Store):
             chunk = unique_keys[start : start + READ_CHUNK]
             found.update(self._retrying("read_many", None, functools.partial(ring.get_many, chunk)))
         return [
-            loads(found[key]) if found.get(key) is not None else None
+            loads_record(found[key]) if found.get(key) is not None else None
             for key in (keys[job_id] for job_id in job_ids)
         ]
 

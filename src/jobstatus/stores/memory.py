@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from .._record import Change, Record, apply_change, parse_iso
+from .._record import Change, Record, apply_write, parse_iso, public
 from .base import AsyncSubscription, Clock, Listing, Store, Subscription
 
 
@@ -64,7 +64,9 @@ class MemoryStore(Store, Listing):
     def write(self, job_id: str, change: Change) -> None:
         with self._lock:
             now = self._clock()
-            record = apply_change(self._live(job_id, now), change)
+            record = apply_write(self._live(job_id, now), change)
+            if record is None:
+                return  # this write was applied already
             self._records[job_id] = (record, now + change.ttl_for(record))
             self._version += 1
             self._changed.notify_all()
@@ -72,13 +74,13 @@ class MemoryStore(Store, Listing):
     def read(self, job_id: str) -> Record | None:
         with self._lock:
             record = self._live(job_id, self._clock())
-            return dict(record) if record is not None else None
+            return public(dict(record)) if record is not None else None
 
     def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         with self._lock:
             now = self._clock()
             records = [self._live(job_id, now) for job_id in job_ids]
-        return [dict(r) if r is not None else None for r in records]
+        return [public(dict(r)) if r is not None else None for r in records]
 
     def delete(self, job_id: str) -> None:
         with self._lock:
@@ -108,7 +110,7 @@ class MemoryStore(Store, Listing):
                 continue
             if before is not None and updated >= before:
                 continue
-            rows.append((updated, job_id, dict(record)))
+            rows.append((updated, job_id, public(dict(record))))
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
         return [(job_id, record) for _, job_id, record in rows[:limit]]
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError
-from .._record import STATES, Change, Record, apply_change, dumps, loads, parse_iso
+from .._record import STATES, Change, Record, apply_write, dumps, loads, loads_record, parse_iso
 from ._url import seconds, take_options
 from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Store
 
@@ -141,7 +141,10 @@ class SQLiteStore(Store, Listing):
             row = db.execute(
                 "SELECT record FROM jobstatus WHERE job_id = ? AND expires_at > ?", (job_id, now)
             ).fetchone()
-            record = apply_change(loads(row[0]) if row else None, change)
+            record = apply_write(loads(row[0]) if row else None, change)
+            if record is None:
+                db.execute("COMMIT")
+                return  # this write was applied already
             updated = parse_iso(record.get("updated_at")) or now
             db.execute(
                 UPSERT,
@@ -174,7 +177,7 @@ class SQLiteStore(Store, Listing):
                 "SELECT record FROM jobstatus WHERE job_id = ? AND expires_at > ?",
                 (job_id, self._clock()),
             ).fetchone()
-        return loads(row[0]) if row else None
+        return loads_record(row[0]) if row else None
 
     def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
@@ -187,7 +190,7 @@ class SQLiteStore(Store, Listing):
                     "WHERE job_id IN (SELECT value FROM json_each(?)) AND expires_at > ?",
                     (chunk, now),
                 )
-                found.update((job_id, loads(record)) for job_id, record in rows)
+                found.update((job_id, loads_record(record)) for job_id, record in rows)
         return [found.get(job_id) for job_id in job_ids]
 
     def delete(self, job_id: str) -> None:
@@ -214,7 +217,7 @@ class SQLiteStore(Store, Listing):
                 "LIMIT ?",
                 [*params, limit],
             ).fetchall()
-        return [(job_id, loads(record)) for job_id, record in rows]
+        return [(job_id, loads_record(record)) for job_id, record in rows]
 
     def close(self) -> None:
         connection = self._connections.get()

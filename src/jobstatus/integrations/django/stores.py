@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
-from ..._record import Change, Record, apply_change, dumps, loads, parse_iso
+from ..._record import Change, Record, apply_write, dumps, loads, loads_record, parse_iso
 from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, require
 from ...stores.cache import CacheStore
 
@@ -186,7 +186,9 @@ class DjangoDatabaseStore(Store, Listing):
             # first writers never both see "no row" (on SQLite this takes the write lock).
             self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
             row = self._rows().select_for_update().get(job_id=job_id)
-            record = apply_change(loads(row.record) if row.expires_at > now else None, change)
+            record = apply_write(loads(row.record) if row.expires_at > now else None, change)
+            if record is None:
+                return  # this write was applied already
             row.record = dumps(record)
             row.status = record.get("status") or ""
             row.updated_at = parse_iso(record.get("updated_at")) or now
@@ -220,7 +222,7 @@ class DjangoDatabaseStore(Store, Listing):
                 .values_list("record", flat=True)
                 .first()
             )
-        return loads(found) if found is not None else None
+        return loads_record(found) if found is not None else None
 
     def _read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
@@ -229,9 +231,8 @@ class DjangoDatabaseStore(Store, Listing):
             for start in range(0, len(job_ids), READ_CHUNK):
                 chunk = list(job_ids[start : start + READ_CHUNK])
                 rows = self._rows().filter(job_id__in=chunk, expires_at__gt=now)
-                found.update(
-                    (job_id, loads(text)) for job_id, text in rows.values_list("job_id", "record")
-                )
+                pairs = rows.values_list("job_id", "record")
+                found.update((job_id, loads_record(text)) for job_id, text in pairs)
         return [found.get(job_id) for job_id in job_ids]
 
     def _delete(self, job_id: str) -> None:
@@ -250,7 +251,7 @@ class DjangoDatabaseStore(Store, Listing):
             found = list(
                 rows.order_by("-updated_at", "-job_id").values_list("job_id", "record")[:limit]
             )
-        return [(job_id, loads(text)) for job_id, text in found]
+        return [(job_id, loads_record(text)) for job_id, text in found]
 
     # Django refuses ORM calls from a thread running an event loop; a plain call
     # from async code must still work, so such a call runs in a helper thread.
