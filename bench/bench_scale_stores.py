@@ -114,8 +114,10 @@ def timed(run: Callable[[], object]) -> tuple[object, float]:
 
 
 def redis_rows() -> list[Row]:
+    import redis
+
     store = RedisStore.from_url(REDIS_URL, prefix="scalebench:")
-    client = store._scripts().client
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=300)  # for the bench's own calls
 
     def load(start: int, stop: int) -> float:
         return timed(lambda: load_redis(store, finished_jobs(start, stop)))[1]
@@ -148,6 +150,7 @@ def redis_rows() -> list[Row]:
     finally:
         for keys in _batches(client.scan_iter(match="scalebench:*", count=10_000), 10_000):
             client.unlink(*keys)
+        client.close()
         store.close()
 
 
@@ -159,7 +162,10 @@ def postgres_rows() -> list[Row]:
     store.migrate()
 
     def load(start: int, stop: int) -> float:
-        return timed(lambda: load_postgres(store, finished_jobs(start, stop)))[1]
+        seconds = timed(lambda: load_postgres(store, finished_jobs(start, stop)))[1]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute("ANALYZE scalebench")  # as autovacuum would, soon after
+        return seconds
 
     def table_size() -> int:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
