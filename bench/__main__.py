@@ -24,8 +24,10 @@ def main(only: list[str]) -> int:
         print(f"== {module}", flush=True)
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", f"bench.{module}"], cwd=HERE.parent,
-            capture_output=True, text=True,
+            [sys.executable, "-m", f"bench.{module}"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
         )
         print(result.stdout, flush=True)
         if result.returncode != 0:
