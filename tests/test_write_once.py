@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,26 @@ def test_sets_held_behind_a_lost_reply_still_land_in_order() -> None:
     job_id = job()
     final = jobstatus.get(job_id, store=store)
     assert final["step"] == "upload" and final.progress.current == 2
+
+
+def _increment_current(times: int) -> None:
+    for _ in range(times):
+        jobstatus.current().progress.increment()
+
+
+def test_a_forked_child_writing_through_its_parents_status_counts_apart(tmp_path: Path) -> None:
+    fork = multiprocessing.get_context("fork")
+    store = SQLiteStore(tmp_path / "fork.db")
+    jobstatus.configure(store=store, throttle_interval=0)
+
+    @jobstatus.track
+    def job() -> str:
+        _increment_current(50)  # the parent's writer has sent 50 numbered writes
+        child = fork.Process(target=_increment_current, args=(STEPS,))
+        child.start()
+        _increment_current(STEPS)
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        return jobstatus.current().job_id
+
+    assert jobstatus.get(job(), store=store).progress.current == 50 + 2 * STEPS

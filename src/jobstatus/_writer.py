@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -106,6 +107,7 @@ class Writer:
         self._beat = False  # the next flush writes even when nothing is held
         self._id = uuid.uuid4().hex[:16] if in_job else None  # names this writer's writes
         self._sequence = 0
+        self._pid = os.getpid()
         self._unsure: Change | None = None  # a failed write with increments, to send again
 
     def _empty(self) -> Change:
@@ -152,9 +154,16 @@ class Writer:
         self.record["updated_at"] = stamp
         change.ttl, change.finished_ttl = self.options.expires_in, self.options.finished_ttl
         if change.incr and self._id is not None:
-            self._sequence += 1
-            change.origin = (self._id, self._sequence)
+            change.origin = self._next_origin()
         return change
+
+    def _next_origin(self) -> tuple[str, int]:
+        if self._pid != os.getpid():
+            # A forked child writing through its parent's Status: its writes are
+            # its own, or the store would take them for copies of the parent's.
+            self._pid, self._id, self._sequence = os.getpid(), uuid.uuid4().hex[:16], 0
+        self._sequence += 1
+        return (str(self._id), self._sequence)
 
     def _next_locked(self) -> Change | None:
         """What to write next: a failed write with increments first, as it was."""
