@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+import _worker_options
 import redis.asyncio
 from arq import Retry, func
 from arq.connections import RedisSettings
@@ -16,6 +17,7 @@ from jobstatus.integrations.arq import options, track
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER = os.environ.get("JOBSTATUS_TEST_ARQ_REDIS", "redis://127.0.0.1:6379/7")
 QUEUE = os.environ.get("JOBSTATUS_TEST_ARQ_QUEUE", "jobstatus-test:arq")
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
 async def wait_at_gate(name: str, timeout: float = 60.0) -> None:

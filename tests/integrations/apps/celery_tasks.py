@@ -7,6 +7,7 @@ import signal
 import time
 
 import _gate
+import _worker_options
 from celery import Celery
 from celery.exceptions import Ignore, Reject
 
@@ -25,6 +26,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 track(app, includes={"status", "exception", "serialized_job"})
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
 @app.task(name="celery_tasks.add")

@@ -6,6 +6,7 @@ import os
 import time
 
 import _gate
+import _worker_options
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
@@ -28,6 +29,7 @@ def make_broker(url: str) -> dramatiq.Broker:
 
 broker = make_broker(os.environ.get("JOBSTATUS_TEST_DRAMATIQ_BROKER", "redis://127.0.0.1:6379/5"))
 dramatiq.set_broker(broker)
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)

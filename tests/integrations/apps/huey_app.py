@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import _gate
+import _worker_options
 from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.exceptions import CancelExecution
@@ -24,6 +25,7 @@ def make_huey(kind: str, name: str) -> Huey:
 
 
 huey = make_huey(KIND, NAME)
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 if os.environ.get("JOBSTATUS_TEST_HUEY_PLAIN") != "1":  # the benchmark's baseline runs without
     track(huey, includes={"status", "exception", "serialized_job"})
 

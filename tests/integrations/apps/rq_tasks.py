@@ -7,12 +7,14 @@ import signal
 import time
 
 import _gate
+import _worker_options
 from rq import Retry
 
 import jobstatus
 from jobstatus.integrations.rq import status_options
 
 FULL = {"status", "exception", "serialized_job"}
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
 @status_options(includes=FULL)

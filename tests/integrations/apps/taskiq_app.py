@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import _worker_options
 import redis.asyncio
 from taskiq import SimpleRetryMiddleware
 from taskiq.exceptions import NoResultError
@@ -16,6 +17,7 @@ from jobstatus.integrations.taskiq import StatusMiddleware
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS", "redis://127.0.0.1:6379/8")
 QUEUE = os.environ.get("JOBSTATUS_TEST_TASKIQ_QUEUE", "jobstatus-test:taskiq")
+_worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 middlewares = [SimpleRetryMiddleware(default_retry_count=2)]
 if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline runs without
