@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 import jobstatus
 import jobstatus.web
+from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores import CacheStore, MemoryStore
 
 from ._support import SCRIPT, events, owner_is, put, seed
@@ -159,6 +161,15 @@ def test_a_batch_summarises_its_members(store: MemoryStore) -> None:
     assert "exception" not in body["jobs"][1]
     repeated = get(app, "/jobs?ids=run&ids=done,run").json()
     assert [job["job_id"] for job in repeated["jobs"]] == ["run", "done"]
+
+
+def test_a_batch_counts_working_jobs_gone_quiet_as_stale(store: MemoryStore) -> None:
+    quiet_since = utc_now_iso(time.time() - 3600)  # its worker died an hour ago
+    store.write("dead", Change(set={"status": "working", "updated_at": quiet_since}))
+    app = jobstatus.web.create_app(store=store)
+    body = get(app, "/jobs?ids=run,dead,done").json()
+    assert body["stale"] == 1 and body["counts"]["working"] == 2
+    assert get(app, "/jobs?ids=run,done").json()["stale"] == 0
 
 
 def test_a_batch_counts_forbidden_members_as_missing(store: MemoryStore) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import jobstatus
-from jobstatus._record import utc_now_iso
+from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores import SQLiteStore
 
 from ..stores import IN_CI
@@ -194,3 +194,28 @@ def test_a_script_in_the_dashboard_stays_text(server: tuple[str, SQLiteStore], p
     assert SCRIPT in row.locator(".detail").inner_text()
     assert page.evaluate("window.__pwned") is None
     page.screenshot(path=str(OUTPUT / "dashboard-escaped.png"))
+
+
+def test_a_working_job_gone_quiet_shows_as_stale(
+    server: tuple[str, SQLiteStore], page: Any
+) -> None:
+    base, store = server
+    put(store, "alive-1", status="working", progress=2, total=10)
+    quiet_since = utc_now_iso(time.time() - 3600)  # no heartbeat for an hour: its worker died
+    fields = {"status": "working", "progress": 4, "total": 10, "updated_at": quiet_since}
+    store.write("orphan-2", Change(set=fields))
+    page.goto(base + "/")
+
+    orphan = page.locator('tr[data-job="orphan-2"]')
+    orphan.locator(".stale-badge").wait_for()
+    assert orphan.get_attribute("data-stale") == "true"
+    assert orphan.locator(".state").inner_text() == "working"
+    alive = page.locator('tr[data-job="alive-1"]')
+    assert alive.locator(".stale-badge").count() == 0
+    assert "1 stale" in page.locator("#summary").inner_text()
+    page.screenshot(path=str(OUTPUT / "dashboard-stale.png"), full_page=True)
+
+    page.goto(base + "/jobs/orphan-2/view")
+    page.locator(".stale-badge").wait_for()
+    assert page.locator(".state").inner_text() == "working"
+    page.screenshot(path=str(OUTPUT / "job-stale.png"))

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Final
 
 from .._batch import Batch
+from .._config import settings
 from .._errors import NotSupportedError, StoreError
 from .._read import MAX_RECENT, store_or_default
 from .._record import FINISHED_STATES, STATES, Record, dumps, parse_iso, validate_job_id
@@ -269,6 +270,7 @@ def batch_json(batch: Batch, allowed: Sequence[bool], options: WebOptions) -> Re
     return {
         "status": batch.status,
         "counts": batch.counts,
+        "stale": batch.stale,
         "progress": {"current": progress.current, "total": progress.total, "ratio": progress.ratio},
         "jobs": [with_id(s.job_id, s._record if s.exists else None, options) for s in statuses],
     }
@@ -341,9 +343,20 @@ def static_file(name: str) -> tuple[bytes, str]:
 
 
 def render_page(name: str, *, base: str, **values: str) -> str:
-    """A page from ``templates/``; every value is HTML-escaped before it is placed."""
+    """A page from ``templates/``; every value is HTML-escaped before it is placed.
+
+    Every page also gets ``stale_after`` (seconds) and the server's clock
+    (``now``), so its script can mark working jobs whose ``updated_at`` is
+    older than that as stale, as ``Status.is_stale`` does, whatever the
+    browser's clock says.
+    """
     escaped = {key: html.escape(value, quote=True) for key, value in values.items()}
-    return _template(name).substitute(base=html.escape(base.rstrip("/"), quote=True), **escaped)
+    return _template(name).substitute(
+        base=html.escape(base.rstrip("/"), quote=True),
+        stale_after=f"{settings.options.stale_after:g}",
+        now=f"{time.time():.3f}",
+        **escaped,
+    )
 
 
 def dashboard_page(base: str, *, refresh_seconds: float = 10.0) -> str:

@@ -8,6 +8,11 @@
   const RESERVED = new Set(["status", "progress", "total", "exception", "serialized_job",
     "queued_at", "started_at", "finished_at", "updated_at", "attempts", "job_id"]);
   const ORDER = { failed: 0, working: 1, queued: 2, completed: 3 };
+  // Staleness as Status.is_stale judges it, on the server's clock (the page says
+  // what time it was there when it was made).
+  const STALE_AFTER = parseFloat(body.dataset.staleAfter) || 60;
+  const CLOCK_SKEW = (parseFloat(body.dataset.now) || Date.now() / 1000) - Date.now() / 1000;
+  const RECHECK = 5000; // ms between two looks at which working jobs went quiet
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -22,6 +27,21 @@
 
   function finished(record) {
     return record.status === "completed" || record.status === "failed";
+  }
+
+  // Working, but silent for longer than stale_after: its worker probably died.
+  function stale(record) {
+    if (record.status !== "working" || typeof record.updated_at !== "string") return false;
+    const updated = Date.parse(record.updated_at);
+    if (isNaN(updated)) return false;
+    return Date.now() / 1000 + CLOCK_SKEW - updated / 1000 > STALE_AFTER;
+  }
+
+  function staleBadge() {
+    const badge = el("span", "stale-badge", "stale");
+    badge.title = "no word from this job for over " + duration(STALE_AFTER) +
+      ": its worker may have died";
+    return badge;
   }
 
   // current / total in [0, 1]; a completed job without a total is whole.
@@ -118,13 +138,18 @@
       state.dataset.state = record.status || "";
       const stateCell = el("td");
       stateCell.appendChild(state);
+      if (stale(record)) {
+        tr.dataset.stale = "true";
+        stateCell.appendChild(staleBadge());
+      }
       tr.appendChild(stateCell);
       const barCell = el("td", "bar-col");
       barCell.appendChild(bar(record));
       const r = ratio(record);
       barCell.appendChild(el("span", "percent", r === null ? "" : Math.round(r * 100) + "%"));
       tr.appendChild(barCell);
-      tr.appendChild(el("td", "eta", record.status === "working" ? duration(eta(record)) : ""));
+      const live = record.status === "working" && !stale(record); // a dead job has no ETA
+      tr.appendChild(el("td", "eta", live ? duration(eta(record)) : ""));
       tr.appendChild(el("td", "detail", detail(record)));
       tr.appendChild(el("td", "updated muted", shortTime(record.updated_at)));
       return tr;
@@ -140,11 +165,17 @@
       tbody.replaceChildren(...entries.map(function (e) { return row(e[0], e[1]); }));
       document.getElementById("empty").hidden = entries.length > 0;
       const counts = {};
-      for (const [, record] of entries) counts[record.status] = (counts[record.status] || 0) + 1;
-      document.getElementById("summary").textContent = ["failed", "working", "queued", "completed"]
+      for (const [, record] of entries) {
+        counts[record.status] = (counts[record.status] || 0) + 1;
+        if (stale(record)) counts.stale = (counts.stale || 0) + 1;
+      }
+      document.getElementById("summary").textContent = ["failed", "working", "stale", "queued", "completed"]
         .filter(function (s) { return counts[s]; })
         .map(function (s) { return counts[s] + " " + s; }).join(" · ");
     }
+
+    // A job goes stale by not changing: look again now and then.
+    setInterval(function () { if (jobs.size) render(); }, RECHECK);
 
     function watch() {
       const ids = [];
@@ -224,14 +255,20 @@
     const outer = section.querySelector(".bar");
     const fill = section.querySelector(".fill");
 
+    let last = null;
+
     function render(record) {
+      last = record;
       const state = section.querySelector(".state");
       state.textContent = record.status || "unknown";
       state.dataset.state = record.status || "";
+      const badge = section.querySelector(".stale-badge");
+      if (stale(record) && !badge) state.after(staleBadge());
+      if (!stale(record) && badge) badge.remove();
       setBar(outer, fill, record);
       const r = ratio(record);
       section.querySelector(".percent").textContent = r === null ? "" : Math.round(r * 100) + "%";
-      const left = record.status === "working" ? eta(record) : null;
+      const left = record.status === "working" && !stale(record) ? eta(record) : null;
       section.querySelector(".eta").textContent = left === null ? "" : "about " + duration(left) + " left";
       section.querySelector(".detail").textContent = detail(record);
       const fields = section.querySelector(".fields");
@@ -243,6 +280,8 @@
       }
       fields.replaceChildren(...items);
     }
+
+    setInterval(function () { if (last) render(last); }, RECHECK);
 
     const source = new EventSource(jobUrl(jobId, "/events"));
     source.onmessage = function (event) {
