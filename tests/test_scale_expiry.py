@@ -113,6 +113,26 @@ def test_a_sweep_never_drops_a_record_written_meanwhile(redis_store: RedisStore)
     assert _index_entries(redis_store) == 3
 
 
+@pytest.mark.redis
+def test_a_read_only_user_lists_without_sweeping(redis_store: RedisStore) -> None:
+    _fill_redis(redis_store, 0, 20)
+    _fill_redis(redis_store, 300, 0)
+    time.sleep(2.1)
+    admin = redis_store._scripts().client
+    user = f"reader-{namespace()}"
+    admin.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@read"])
+    reader = RedisStore.from_url(
+        REDIS_URL.replace("redis://", f"redis://{user}:pw@"), prefix=redis_store.prefix
+    )
+    try:
+        listed = jobstatus.recent(limit=5, store=reader)
+        assert [s.job_id for s in listed] == [f"l{n}" for n in range(19, 14, -1)]
+        assert _index_entries(redis_store) > 3 * 20  # it could not sweep: nothing lost for that
+    finally:
+        reader.close()
+        admin.acl_deluser(user)
+
+
 @pytest.mark.redis_cluster
 def test_a_listing_sweeps_expired_entries_on_a_cluster() -> None:
     store = TidyRedisClusterStore.from_url(shared_cluster().url, prefix=f"t{namespace()}:")

@@ -330,15 +330,19 @@ class RedisStore(Store, Listing):
                 return listed
 
     def _sweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
-        """Drop the index entries of records found gone (see SWEEP_SCRIPT)."""
+        """Drop the index entries of records found gone (see SWEEP_SCRIPT).
+
+        Housekeeping only: a listing skips such entries anyway, so where the
+        sweep cannot write (a read-only replica or user) it is left undone.
+        """
         scripts = self._scripts()
-        with self._errors("list_recent"):
+        with suppress(self._redis.exceptions.RedisError):
             for tag, dead in dead_by_tag(self._layout, ids, records):
                 scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
 
     async def _asweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
         scripts = await self._ascripts()
-        with self._errors("list_recent"):
+        with suppress(self._redis.exceptions.RedisError):
             for tag, dead in dead_by_tag(self._layout, ids, records):
                 await scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
 
