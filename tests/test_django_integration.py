@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -583,3 +584,82 @@ def test_a_worker_writing_to_the_database_store(db_store: Store, tmp_path: Path)
         assert [s.job_id for s in jobstatus.recent(status="completed")] == [result.id]
     finally:
         stop_worker(process)
+
+
+# -- a db_worker killed with SIGKILL mid-task (issue 8, "Dead and stuck jobs") -----------
+
+# As in tests/integrations/test_killed_workers.py: the heartbeat thread looks at its jobs
+# once a second, so with a 0.3 s interval a live task writes about every second.
+HEARTBEAT_INTERVAL = 0.3
+STALE_AFTER = 2.0
+STARTUP = 60.0  # seconds the worker may take to start and pick the task up on a loaded machine
+
+
+def _wait_for_status(
+    result: object, predicate: Callable[[jobstatus.Status], bool], log: Path, timeout: float
+) -> jobstatus.Status:
+    """Poll the task's status until ``predicate`` holds; fail with it and the worker's log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = jobstatus.get(result)
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"last status: {status.to_dict()}\nworker log:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def _stays_fresh(result: object, seconds: float) -> jobstatus.Status:
+    """Read the task's status for ``seconds``: it must never look stale; return the last read."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = jobstatus.get(result)
+        assert status.is_working and not status.is_stale, status.to_dict()
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def _assert_halfway(status: jobstatus.Status) -> None:
+    assert status.is_working
+    assert (status.progress.current, status.progress.total) == (5, 10)
+    assert status["step"] == "halfway"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_killed_mid_task_leaves_the_job_working_then_stale(tmp_path: Path) -> None:
+    """SIGKILL (or the out-of-memory killer) lets the worker report nothing: the task
+    stays ``working`` with its last progress, and turns stale once its heartbeat stops."""
+    ensure_database()
+    from django_tasks_db.models import DBTaskResult
+
+    store_url, log = f"sqlite:///{tmp_path / 'status.db'}", tmp_path / "worker.log"
+    jobstatus.configure(store=store_url, stale_after=STALE_AFTER)
+    heartbeat = {"JOBSTATUS_TEST_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL)}
+    process = start_worker(store_url, log, queue="killed", own_group=True, env=heartbeat)
+    result = _tasks().halfway.using(backend="db", queue_name="killed").enqueue(str(tmp_path))
+    try:
+        # halfway publishes 5 of 10 and waits for a "go" file that never comes.
+        working = _wait_for_status(
+            result, lambda s: s.is_working and s.get("step") == "halfway", log, STARTUP
+        )
+        _assert_halfway(working)
+        # Silent for longer than stale_after, yet fresh: the worker's heartbeat writes.
+        alive = _stays_fresh(result, STALE_AFTER + 1.0)
+        assert alive["updated_at"] > working["updated_at"]
+
+        os.killpg(process.pid, signal.SIGKILL)  # db_worker runs tasks in its own process
+        process.wait(timeout=WAIT)
+        dead = jobstatus.get(result)
+        _assert_halfway(dead)
+
+        stale = _wait_for_status(result, lambda s: s.is_stale, log, WAIT)
+        _assert_halfway(stale)
+        assert stale["updated_at"] == dead["updated_at"]  # nobody wrote after the kill
+        batch = jobstatus.Batch([result])
+        assert batch.stale == 1
+        assert batch.counts["working"] == 1 and batch.status == "working"
+    finally:
+        stop_worker(process)
+        DBTaskResult.objects.filter(id=result.id).delete()  # left RUNNING by the dead worker

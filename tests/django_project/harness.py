@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..stores import POSTGRES_URL, require_service
@@ -67,20 +68,35 @@ def _drop() -> None:
     _admin(f'DROP DATABASE IF EXISTS "{_name()}" WITH (FORCE)')
 
 
-def worker_env(store_url: str) -> dict[str, str]:
-    """The environment of a worker that shares this process's database and status store."""
+def worker_env(store_url: str, **more: str) -> dict[str, str]:
+    """The environment of a worker that shares this process's database and status store.
+
+    ``more`` adds variables, such as ``JOBSTATUS_TEST_HEARTBEAT_INTERVAL`` (read by settings).
+    """
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE=SETTINGS,
         JOBSTATUS_DJANGO_DATABASE=_name(),
         JOBSTATUS_STORE=store_url,
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+        **more,
     )
     return env
 
 
-def start_worker(store_url: str, log: Path, queue: str = "default") -> subprocess.Popen[bytes]:
-    """A real ``manage.py db_worker`` for the ``db`` backend's ``queue``, polling every 50 ms."""
+def start_worker(
+    store_url: str,
+    log: Path,
+    queue: str = "default",
+    *,
+    own_group: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real ``manage.py db_worker`` for the ``db`` backend's ``queue``, polling every 50 ms.
+
+    ``own_group`` starts it in a process group of its own (``os.killpg`` kills just
+    the worker); ``env`` adds variables to its environment.
+    """
     command = [
         sys.executable,
         "-m",
@@ -95,7 +111,12 @@ def start_worker(store_url: str, log: Path, queue: str = "default") -> subproces
     ]
     with log.open("wb") as output:
         return subprocess.Popen(
-            command, cwd=ROOT, env=worker_env(store_url), stdout=output, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=worker_env(store_url, **(env or {})),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
 
 

@@ -51,13 +51,25 @@ TASKS = {
     "default": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"},
     "db": {
         "BACKEND": "django_tasks_db.DatabaseBackend",
-        "QUEUES": ["default", "nobody", "forced", "dbstore"],
+        "QUEUES": ["default", "nobody", "forced", "dbstore", "killed"],
     },
     "dummy": {"BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"},
 }
+
+
+def _worker_options() -> dict[str, float]:
+    """``HEARTBEAT_INTERVAL`` from ``JOBSTATUS_TEST_HEARTBEAT_INTERVAL`` when a test gives it.
+
+    The same variable as tests/integrations/apps/_worker_options.py; unset, jobstatus'
+    default stays.
+    """
+    interval = os.environ.get("JOBSTATUS_TEST_HEARTBEAT_INTERVAL")
+    return {"HEARTBEAT_INTERVAL": float(interval)} if interval else {}
+
 
 JOBSTATUS = {
     "INCLUDES": ["status", "exception", "serialized_job"],
     "TASKS": {"tests.django_project.tasks.configured": {"THROTTLE_INTERVAL": 60}},
     "AUTHORIZE": "tests.django_project.auth.may_read",
+    **_worker_options(),
 }
