@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from ..stores import REDIS_URL, namespace
 
 HAS_REDIS_STORE = importlib.util.find_spec("jobstatus.stores.redis") is not None
@@ -21,3 +23,10 @@ def store_url(kind: str, folder: Path) -> str:
 def stores_for_second_run() -> str:
     """The store of the second broker's run: Redis when its store exists, else SQLite."""
     return "redis" if HAS_REDIS_STORE else "sqlite"
+
+
+# A module's worker runs twice: statuses in SQLite, then in the second run's store.
+STORE_RUNS = [
+    pytest.param("sqlite", id="sqlite-store"),
+    pytest.param(stores_for_second_run(), id=f"{stores_for_second_run()}-store"),
+]

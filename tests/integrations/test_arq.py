@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 import jobstatus
-from jobstatus import Status
 
-from ._stores import store_url, stores_for_second_run
+from ._stores import STORE_RUNS, store_url
 from ._support import (
     APPS,
+    ARQ_REDIS_DB,
     TIMEOUT,
+    Worker,
+    afinished,
+    await_status,
     python,
     redis_url,
     require_redis,
@@ -41,20 +41,7 @@ from jobstatus.integrations.arq import enqueue_job  # noqa: E402
 
 pytestmark = [pytest.mark.arq, pytest.mark.timeout(120)]
 
-ARQ_REDIS_DB = 7
 T = TypeVar("T")
-
-RUNS = [
-    pytest.param("sqlite", id="sqlite-store"),
-    pytest.param(stores_for_second_run(), id=f"{stores_for_second_run()}-store"),
-]
-
-
-@dataclass
-class Worker:
-    store_url: str
-    queue: str
-    log: Path
 
 
 def run(scenario: Callable[[ArqRedis], Awaitable[T]], worker: Worker) -> T:
@@ -71,23 +58,7 @@ def run(scenario: Callable[[ArqRedis], Awaitable[T]], worker: Worker) -> T:
     return asyncio.run(main())
 
 
-async def until(job: Any, predicate: Callable[[Status], bool], timeout: float = TIMEOUT) -> Status:
-    """Poll the job's status (from this process) until ``predicate`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await jobstatus.aget(job)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting; last status: {status.to_dict()}")
-        await asyncio.sleep(0.05)
-
-
-async def finished(job: Any) -> Status:
-    return await until(job, lambda s: s.is_finished)
-
-
-@pytest.fixture(scope="module", params=RUNS)
+@pytest.fixture(scope="module", params=STORE_RUNS)
 def worker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
@@ -136,7 +107,7 @@ def test_queued_then_working_with_progress_then_completed(worker: Worker) -> Non
     async def scenario(pool: ArqRedis) -> None:
         gate = unique("gate")
         job = await enqueue_job(pool, "gated", gate, 5)
-        s = await until(job, lambda s: s.is_working and s.get("step") == "waiting")
+        s = await await_status(job, lambda s: s.is_working and s.get("step") == "waiting")
         assert s["queued_at"] <= s["started_at"]
         assert s.progress.current == 1 and s.progress.total == 5
         assert s["attempts"] == 1
@@ -169,7 +140,7 @@ def test_queued_is_recorded_before_enqueueing(worker: Worker) -> None:
 def test_failure_records_the_exception(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
         job = await enqueue_job(pool, "fail", "no such row")
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_failed
         assert s["exception"] == {"class": "ValueError", "message": "no such row"}
 
@@ -179,9 +150,9 @@ def test_failure_records_the_exception(worker: Worker) -> None:
 def test_retry_goes_back_to_queued_and_counts_attempts(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
         job = await enqueue_job(pool, "retry_once")
-        queued_again = await until(job, lambda s: s.is_queued and s.get("attempts") == 1)
+        queued_again = await await_status(job, lambda s: s.is_queued and s.get("attempts") == 1)
         assert queued_again["exception"]["class"] == "arq.worker.Retry"
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_completed and s["attempts"] == 2
         assert await job.result(timeout=TIMEOUT) == 2
 
@@ -190,7 +161,7 @@ def test_retry_goes_back_to_queued_and_counts_attempts(worker: Worker) -> None:
 
 def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
-        s = await finished(await enqueue_job(pool, "always_retry"))
+        s = await afinished(await enqueue_job(pool, "always_retry"))
         assert s.is_failed and s["attempts"] == 2
         assert s["exception"] == {
             "class": "arq.worker.JobExecutionFailed",
@@ -202,7 +173,7 @@ def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
 
 def test_timeout_is_failed(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
-        s = await finished(await enqueue_job(pool, "too_slow"))
+        s = await afinished(await enqueue_job(pool, "too_slow"))
         assert s.is_failed and s["exception"]["class"] == "TimeoutError"
 
     run(scenario, worker)
@@ -212,9 +183,9 @@ def test_aborted_while_running_is_failed(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
         job = await enqueue_job(pool, "gated", unique("gate"), 3)
         assert job is not None
-        await until(job, lambda s: s.is_working)
+        await await_status(job, lambda s: s.is_working)
         assert await job.abort(timeout=TIMEOUT, poll_delay=0.1)
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_failed and s["exception"]["class"] == "asyncio.exceptions.CancelledError"
 
     run(scenario, worker)
@@ -224,7 +195,7 @@ def test_swallowed_exception_with_catch_exception_stays_failed(worker: Worker) -
     async def scenario(pool: ArqRedis) -> None:
         job = await enqueue_job(pool, "swallow")
         assert await job.result(timeout=TIMEOUT) == "handled"
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_failed
         assert s["exception"] == {"class": "KeyError", "message": "'missing row'"}
 
@@ -245,7 +216,7 @@ def test_jobs_enqueued_without_jobstatus_are_recorded_by_the_worker(worker: Work
     async def scenario(pool: ArqRedis) -> None:
         job = await pool.enqueue_job("add", 20, 22)
         assert job is not None
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_completed and "queued_at" not in s and s["attempts"] == 1
 
     run(scenario, worker)
@@ -253,7 +224,7 @@ def test_jobs_enqueued_without_jobstatus_are_recorded_by_the_worker(worker: Work
 
 def test_per_function_options_apply(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
-        s = await finished(await enqueue_job(pool, "plain_record"))
+        s = await afinished(await enqueue_job(pool, "plain_record"))
         assert s.is_completed
         assert "serialized_job" not in s  # the function's includes replace the worker's
 

@@ -16,6 +16,7 @@ import jobstatus
 from ._stores import store_url, stores_for_second_run
 from ._support import (
     APPS,
+    HUEY_REDIS_DB,
     TIMEOUT,
     finished,
     python,
@@ -39,8 +40,6 @@ from huey.exceptions import ResultTimeout  # noqa: E402
 from huey.storage import RedisStorage, SqliteStorage  # noqa: E402
 
 pytestmark = [pytest.mark.huey, pytest.mark.timeout(120)]
-
-HUEY_REDIS_DB = 6
 
 RUNS = [
     pytest.param(("redis", "sqlite"), id="redis-huey-sqlite-store"),

@@ -29,9 +29,12 @@ from jobstatus import Status
 
 from ._support import (
     APPS,
+    ARQ_REDIS_DB,
     CELERY_REDIS_DB,
     DRAMATIQ_REDIS_DB,
+    HUEY_REDIS_DB,
     RQ_REDIS_DB,
+    TASKIQ_REDIS_DB,
     python,
     redis_url,
     require_redis,
@@ -56,9 +59,6 @@ HEARTBEAT_INTERVAL = 0.3
 STALE_AFTER = 2.0
 STARTUP = 60.0  # seconds a worker may take to start and pick the job up on a loaded machine
 STEPS = 3
-HUEY_REDIS_DB = 6
-ARQ_REDIS_DB = 7
-TASKIQ_REDIS_DB = 8
 
 
 @dataclass

@@ -8,21 +8,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 import jobstatus
-from jobstatus import Status
 
-from ._stores import store_url, stores_for_second_run
+from ._stores import STORE_RUNS, store_url
 from ._support import (
     APPS,
+    TASKIQ_REDIS_DB,
     TIMEOUT,
+    Worker,
+    afinished,
+    await_status,
     python,
     redis_url,
     require_redis,
@@ -41,20 +41,7 @@ import taskiq_app as tasks  # noqa: E402
 
 pytestmark = [pytest.mark.taskiq, pytest.mark.timeout(120)]
 
-TASKIQ_REDIS_DB = 8
 T = TypeVar("T")
-
-RUNS = [
-    pytest.param("sqlite", id="sqlite-store"),
-    pytest.param(stores_for_second_run(), id=f"{stores_for_second_run()}-store"),
-]
-
-
-@dataclass
-class Worker:
-    store_url: str
-    queue: str
-    log: Path
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:
@@ -70,22 +57,6 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def until(job: Any, predicate: Callable[[Status], bool], timeout: float = TIMEOUT) -> Status:
-    """Poll the job's status (from this process) until ``predicate`` holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await jobstatus.aget(job)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting; last status: {status.to_dict()}")
-        await asyncio.sleep(0.05)
-
-
-async def finished(job: Any) -> Status:
-    return await until(job, lambda s: s.is_finished)
-
-
 async def result_of(job: Any) -> Any:
     result = await job.wait_result(timeout=TIMEOUT)
     return result.return_value
@@ -97,7 +68,7 @@ def _point_broker_at(queue: str) -> None:
     tasks.broker.result_backend.prefix_str = queue
 
 
-@pytest.fixture(scope="module", params=RUNS)
+@pytest.fixture(scope="module", params=STORE_RUNS)
 def worker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
@@ -160,7 +131,7 @@ def test_queued_then_working_with_progress_then_completed(worker: Worker) -> Non
     async def scenario() -> None:
         gate = unique("gate")
         job = await tasks.gated.kiq(gate, 5)
-        s = await until(job, lambda s: s.is_working and s.get("step") == "waiting")
+        s = await await_status(job, lambda s: s.is_working and s.get("step") == "waiting")
         assert s["queued_at"] <= s["started_at"]
         assert s.progress.current == 1 and s.progress.total == 5
         assert s["attempts"] == 1
@@ -183,13 +154,13 @@ def test_queued_is_recorded_before_sending(worker: Worker) -> None:
     async def scenario() -> None:
         gate = unique("gate")
         busy = await tasks.gated.kiq(gate, 1)  # the worker's one slot is taken
-        await until(busy, lambda s: s.is_working)
+        await await_status(busy, lambda s: s.is_working)
         job = await tasks.add.kiq(2, 2)
         s = await jobstatus.aget(job)
         assert s.is_queued and "queued_at" in s and "attempts" not in s
         assert s.job_id == job.task_id
         _gate.open_gate(gate)
-        assert (await finished(job)).is_completed
+        assert (await afinished(job)).is_completed
         _gate.close(gate)
 
     run(scenario)
@@ -199,7 +170,7 @@ def test_sync_task_runs_in_a_thread_as_the_job(worker: Worker) -> None:
     async def scenario() -> None:
         job = await tasks.sync_add.kiq(20, 22)
         assert await result_of(job) == 42
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_completed and s["thread"] is True
 
     run(scenario)
@@ -207,7 +178,7 @@ def test_sync_task_runs_in_a_thread_as_the_job(worker: Worker) -> None:
 
 def test_failure_records_the_exception(worker: Worker) -> None:
     async def scenario() -> None:
-        s = await finished(await tasks.fail.kiq("no such row"))
+        s = await afinished(await tasks.fail.kiq("no such row"))
         assert s.is_failed
         assert s["exception"] == {"class": "ValueError", "message": "no such row"}
 
@@ -217,16 +188,16 @@ def test_failure_records_the_exception(worker: Worker) -> None:
 def test_retry_goes_back_to_queued_and_counts_attempts(worker: Worker) -> None:
     async def scenario() -> None:
         job = await tasks.retry_once.kiq(unique("once"))
-        await until(job, lambda s: s.is_working)
+        await await_status(job, lambda s: s.is_working)
         gate = unique("gate")
         busy = await tasks.gated.kiq(gate, 1)  # runs before the retry: the retry waits
-        queued_again = await until(job, lambda s: s.is_queued and s.get("attempts") == 1)
+        queued_again = await await_status(job, lambda s: s.is_queued and s.get("attempts") == 1)
         assert queued_again["exception"]["class"] == "ConnectionError"
         _gate.open_gate(gate)
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_completed and s["attempts"] == 2
         assert await result_of(job) == "second try"
-        assert (await finished(busy)).is_completed
+        assert (await afinished(busy)).is_completed
         _gate.close(gate)
 
     run(scenario)
@@ -234,7 +205,7 @@ def test_retry_goes_back_to_queued_and_counts_attempts(worker: Worker) -> None:
 
 def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
     async def scenario() -> None:
-        s = await finished(await tasks.always_fail.kiq())
+        s = await afinished(await tasks.always_fail.kiq())
         assert s.is_failed and s["attempts"] == 2
         assert s["exception"] == {"class": "ValueError", "message": "always"}
 
@@ -243,7 +214,7 @@ def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
 
 def test_timeout_is_failed(worker: Worker) -> None:
     async def scenario() -> None:
-        s = await finished(await tasks.too_slow.kiq())
+        s = await afinished(await tasks.too_slow.kiq())
         assert s.is_failed and s["exception"]["class"] == "TimeoutError"
 
     run(scenario)
@@ -251,7 +222,7 @@ def test_timeout_is_failed(worker: Worker) -> None:
 
 def test_no_result_error_is_completed(worker: Worker) -> None:
     async def scenario() -> None:
-        s = await finished(await tasks.no_result.kiq())
+        s = await afinished(await tasks.no_result.kiq())
         assert s.is_completed and "exception" not in s
 
     run(scenario)
@@ -261,7 +232,7 @@ def test_swallowed_exception_with_catch_exception_stays_failed(worker: Worker) -
     async def scenario() -> None:
         job = await tasks.swallow.kiq()
         assert await result_of(job) == "handled"
-        s = await finished(job)
+        s = await afinished(job)
         assert s.is_failed
         assert s["exception"] == {"class": "KeyError", "message": "'missing row'"}
 
@@ -279,7 +250,7 @@ def test_task_opted_out_is_not_recorded(worker: Worker) -> None:
 
 def test_per_task_options_apply(worker: Worker) -> None:
     async def scenario() -> None:
-        s = await finished(await tasks.plain_record.kiq())
+        s = await afinished(await tasks.plain_record.kiq())
         assert s.is_completed
         assert "serialized_job" not in s  # the task's includes replace the middleware's
 
