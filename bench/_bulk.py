@@ -8,7 +8,8 @@ expiries they leave are exactly those of ordinary writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores._redis_common import write_args
@@ -16,13 +17,15 @@ from jobstatus.stores.postgres import PostgresStore
 from jobstatus.stores.redis import RedisStore
 
 Writes = Iterable[tuple[str, Change]]
+T = TypeVar("T")
 CHUNK = 2_000
 
 
-def _chunks(writes: Writes, size: int) -> Iterable[list[tuple[str, Change]]]:
-    chunk: list[tuple[str, Change]] = []
-    for write in writes:
-        chunk.append(write)
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -35,7 +38,7 @@ def load_redis(store: RedisStore, writes: Writes) -> int:
     scripts = store._scripts()
     layout = store._layout
     count = 0
-    for chunk in _chunks(writes, CHUNK):
+    for chunk in chunks(writes, CHUNK):
         pipe = scripts.client.pipeline(transaction=False)
         for job_id, change in chunk:
             args = write_args(job_id, layout.channel(job_id), change)
@@ -51,7 +54,7 @@ def load_postgres(store: PostgresStore, writes: Writes) -> int:
     store.migrate()
     count = 0
     with store._lease() as (conn, _):
-        for chunk in _chunks(writes, CHUNK * 5):
+        for chunk in chunks(writes, CHUNK * 5):
             params = [store._write_params(job_id, change) for job_id, change in chunk]
             with conn.cursor() as cursor:
                 cursor.executemany(store._statements["write"], params)

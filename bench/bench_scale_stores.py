@@ -37,7 +37,7 @@ from jobstatus.stores import Store
 from jobstatus.stores.postgres import PostgresStore
 from jobstatus.stores.redis import RedisStore
 
-from ._bulk import finished_jobs, load_postgres, load_redis
+from ._bulk import chunks, finished_jobs, load_postgres, load_redis
 from ._harness import Row, alternate, report
 
 REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -131,7 +131,7 @@ def redis_rows() -> list[Row]:
     try:
         rows, figures = measure("Redis", store, load, used_memory)
         # A mass expiry: every record gone at once, its index entries not yet pruned.
-        for keys in _batches(client.scan_iter(match="scalebench:r:*", count=10_000), 10_000):
+        for keys in chunks(client.scan_iter(match="scalebench:r:*", count=10_000), 10_000):
             client.unlink(*keys)
         client.zunionstore("scalebench:x:exp", {"scalebench:x:exp": 0})
         entries_before = index_entries()
@@ -148,7 +148,7 @@ def redis_rows() -> list[Row]:
         rows.append(_expiry_row("Redis: first `recent()` after every record expired", figures))
         return rows
     finally:
-        for keys in _batches(client.scan_iter(match="scalebench:*", count=10_000), 10_000):
+        for keys in chunks(client.scan_iter(match="scalebench:*", count=10_000), 10_000):
             client.unlink(*keys)
         client.close()
         store.close()
@@ -200,19 +200,6 @@ def postgres_rows() -> list[Row]:
 def _expiry_row(what: str, figures: dict[str, float]) -> Row:
     seconds = figures.get("first_recent_after_expiry_s", figures.get("recent_after_expiry_s", 0))
     return Row(what, seconds * 1e3, "(no reference)", seconds * 1e3, "ms", "", figures)
-
-
-def _batches(items: object, size: int) -> list[list[object]]:
-    batch: list[object] = []
-    out = []
-    for item in items:  # type: ignore[attr-defined]
-        batch.append(item)
-        if len(batch) == size:
-            out.append(batch)
-            batch = []
-    if batch:
-        out.append(batch)
-    return out
 
 
 def main() -> str:

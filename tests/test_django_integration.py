@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from jobstatus import ConfigurationError
 from jobstatus.stores.base import Store
 
 from .django_project.harness import ensure_database, ensure_django, start_worker, stop_worker
+from .integrations._support import stays_fresh, wait_for
 
 pytestmark = pytest.mark.django
 
@@ -595,31 +596,6 @@ STALE_AFTER = 2.0
 STARTUP = 60.0  # seconds the worker may take to start and pick the task up on a loaded machine
 
 
-def _wait_for_status(
-    result: object, predicate: Callable[[jobstatus.Status], bool], log: Path, timeout: float
-) -> jobstatus.Status:
-    """Poll the task's status until ``predicate`` holds; fail with it and the worker's log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = jobstatus.get(result)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"last status: {status.to_dict()}\nworker log:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
-def _stays_fresh(result: object, seconds: float) -> jobstatus.Status:
-    """Read the task's status for ``seconds``: it must never look stale; return the last read."""
-    deadline = time.monotonic() + seconds
-    while True:
-        status = jobstatus.get(result)
-        assert status.is_working and not status.is_stale, status.to_dict()
-        if time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
-
-
 def _assert_halfway(status: jobstatus.Status) -> None:
     assert status.is_working
     assert (status.progress.current, status.progress.total) == (5, 10)
@@ -641,12 +617,12 @@ def test_a_worker_killed_mid_task_leaves_the_job_working_then_stale(tmp_path: Pa
     result = _tasks().halfway.using(backend="db", queue_name="killed").enqueue(str(tmp_path))
     try:
         # halfway publishes 5 of 10 and waits for a "go" file that never comes.
-        working = _wait_for_status(
-            result, lambda s: s.is_working and s.get("step") == "halfway", log, STARTUP
+        working = wait_for(
+            result, lambda s: s.is_working and s.get("step") == "halfway", STARTUP, log=log
         )
         _assert_halfway(working)
         # Silent for longer than stale_after, yet fresh: the worker's heartbeat writes.
-        alive = _stays_fresh(result, STALE_AFTER + 1.0)
+        alive = stays_fresh(result, STALE_AFTER + 1.0)
         assert alive["updated_at"] > working["updated_at"]
 
         os.killpg(process.pid, signal.SIGKILL)  # db_worker runs tasks in its own process
@@ -654,7 +630,7 @@ def test_a_worker_killed_mid_task_leaves_the_job_working_then_stale(tmp_path: Pa
         dead = jobstatus.get(result)
         _assert_halfway(dead)
 
-        stale = _wait_for_status(result, lambda s: s.is_stale, log, WAIT)
+        stale = wait_for(result, lambda s: s.is_stale, WAIT, log=log)
         _assert_halfway(stale)
         assert stale["updated_at"] == dead["updated_at"]  # nobody wrote after the kill
         batch = jobstatus.Batch([result])

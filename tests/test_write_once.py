@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ STEPS = 100
 class Faulty:
     """Makes a store's writes number ``lost`` lose their reply, ``refused`` fail unapplied."""
 
-    def __init__(self, store: Store, lost: set[int] = frozenset(), refused: set[int] = frozenset()):
+    def __init__(
+        self, store: Store, lost: Collection[int] = (), refused: Collection[int] = ()
+    ) -> None:
         self.store, self.lost, self.refused = store, set(lost), set(refused)
         self.calls = 0
         self.resent = 0

@@ -104,16 +104,36 @@ def python() -> str:
     return sys.executable
 
 
-def wait_for(job: object, predicate: Callable[[Status], bool], timeout: float = TIMEOUT) -> Status:
-    """Poll the job's status until ``predicate`` holds; fail with the last one seen."""
+def wait_for(
+    job: object,
+    predicate: Callable[[Status], bool],
+    timeout: float = TIMEOUT,
+    *,
+    log: Path | None = None,
+) -> Status:
+    """Poll the job's status until ``predicate`` holds; fail with the last one seen
+    (and the worker's ``log``, when given)."""
     deadline = time.monotonic() + timeout
     while True:
         status = jobstatus.get(job)
         if predicate(status):
             return status
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting; last status: {status.to_dict()}")
+            more = f"\nworker log:\n{log.read_text()}" if log is not None else ""
+            raise AssertionError(f"gave up waiting; last status: {status.to_dict()}{more}")
         time.sleep(0.05)
+
+
+def stays_fresh(job: object, seconds: float) -> Status:
+    """Read the job for ``seconds``: it must stay working and never look stale; return
+    the last read (a live worker's heartbeats keep it fresh)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = jobstatus.get(job)
+        assert status.is_working and not status.is_stale, status.to_dict()
+        if time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
 
 
 def finished(job: object, timeout: float = TIMEOUT) -> Status:

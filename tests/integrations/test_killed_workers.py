@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from ._support import (
     require_redis,
     scratch_dir,
     start,
+    stays_fresh,
     stop,
     unique,
     wait_for,
@@ -329,23 +329,12 @@ QUEUES = [
 
 def _waiting_at_gate(running: Running) -> Status:
     """The job's status once the worker runs it and it waits at its gate."""
-    try:
-        return wait_for(
-            running.job, lambda s: s.is_working and s.get("step") == "waiting", timeout=STARTUP
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\nworker log:\n{running.log.read_text()}") from None
-
-
-def _stays_fresh(job: Any, seconds: float) -> Status:
-    """Read the job for ``seconds``: it must never look stale; return the last read."""
-    deadline = time.monotonic() + seconds
-    while True:
-        status = jobstatus.get(job)
-        assert status.is_working and not status.is_stale, status.to_dict()
-        if time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
+    return wait_for(
+        running.job,
+        lambda s: s.is_working and s.get("step") == "waiting",
+        timeout=STARTUP,
+        log=running.log,
+    )
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -396,7 +385,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_working_then_stale(launch: Launc
                 working = _waiting_at_gate(running)
                 _assert_last_progress(working)
                 # Silent for longer than stale_after, yet fresh: the worker's heartbeat writes.
-                alive = _stays_fresh(running.job, STALE_AFTER + 1.0)
+                alive = stays_fresh(running.job, STALE_AFTER + 1.0)
                 assert alive["updated_at"] > working["updated_at"]
 
                 _kill_group(running.process)
