@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,104 +12,25 @@ import pytest
 import jobstatus
 from jobstatus.stores import MemoryStore
 
+from . import _mounts
 from ._support import SCRIPT, events, owner_is, put, seed
 
 pytestmark = pytest.mark.web
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    text: str
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.text)
-
-
-Get = Callable[..., Answer]
-
-
-def _django(store: MemoryStore, **options: Any) -> Iterator[Get]:
-    from django.conf import settings
-
-    if not settings.configured:
-        from tests.django_project.harness import ensure_django
-
-        ensure_django()
-    import django
-
-    django.setup()
-    from django.test import Client, override_settings
-    from django.urls import include, path
-
-    import jobstatus.web.django
-
-    urlconf = ModuleType("jobstatus_web_test_urls")
-    urlconf.urlpatterns = [  # type: ignore[attr-defined]
-        path("status/", include(jobstatus.web.django.urls(store=store, **options)))
-    ]
-    client = Client()
-
-    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
-        response = getattr(client, method)("/status" + url, headers=headers or {})
-        if response.streaming:
-            text = b"".join(response.streaming_content).decode()
-            response.close()
-        else:
-            text = response.content.decode()
-        return Answer(response.status_code, {k.lower(): v for k, v in response.items()}, text)
-
-    with override_settings(ROOT_URLCONF=urlconf, ALLOWED_HOSTS=["*"], MIDDLEWARE=[]):
-        yield get
-
-
-def _flask(store: MemoryStore, **options: Any) -> Iterator[Get]:
-    import flask
-
-    import jobstatus.web.flask
-
-    app = flask.Flask("jobstatus_test")
-    app.register_blueprint(
-        jobstatus.web.flask.blueprint(store=store, **options), url_prefix="/status"
-    )
-    client = app.test_client()
-
-    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
-        response = getattr(client, method)("/status" + url, headers=headers or {})
-        text = response.get_data(as_text=True)
-        response.close()
-        return Answer(
-            response.status_code, {k.lower(): v for k, v in response.headers.items()}, text
-        )
-
-    yield get
-
-
 @pytest.fixture(
     params=[
-        pytest.param(_django, marks=pytest.mark.django, id="django"),
-        pytest.param(_flask, id="flask"),
+        pytest.param(_mounts.django, marks=pytest.mark.django, id="django"),
+        pytest.param(_mounts.flask, id="flask"),
     ]
 )
-def serve(request: pytest.FixtureRequest) -> Iterator[Callable[..., Get]]:
+def serve(request: pytest.FixtureRequest) -> Iterator[_mounts.Mounts]:
     """``serve(**options)`` mounts the adapter under /status on a seeded memory store."""
     store = MemoryStore()
     seed(store)
-    opened: list[Iterator[Get]] = []
-
-    def start(**options: Any) -> Get:
-        factory = request.param(options.pop("store", store), **options)
-        opened.append(factory)
-        return next(factory)
-
-    start.store = store  # type: ignore[attr-defined]
-    yield start
-    for factory in opened:
-        for _ in factory:
-            pass
+    mounts = _mounts.Mounts(request.param, store)
+    yield mounts
+    mounts.close()
 
 
 def test_a_job_without_private_keys(serve: Any) -> None:
