@@ -1,12 +1,13 @@
-"""Helpers shared by the web tests: records to serve and SSE parsing."""
+"""Helpers shared by the web tests: records to serve (checked or not) and SSE parsing."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import jobstatus
-from jobstatus.stores import Store
+from jobstatus.stores import MemoryStore, Store
 
 SCRIPT = "<script>window.__pwned = 1</script>"
 
@@ -54,3 +55,11 @@ def owner_is(user_header: str = "x-user"):
         return record.get("owner") == headers.get(user_header)
 
     return authorize
+
+
+def plant(store: MemoryStore, job_id: str, record: dict[str, Any]) -> None:
+    """Put ``record`` into the memory store as it is, past every check a write makes.
+
+    What old data, or a store of the application's own, can hand the endpoint.
+    """
+    store._records[job_id] = (record, time.time() + 3600)

@@ -478,3 +478,16 @@ def test_on_redis_streams_follow_pushes_between_reads(ns: str) -> None:
         assert seen[-1]["status"] == "completed"
     finally:
         store.close()
+
+
+def test_an_async_authorize_hook_that_raises_is_a_logged_no(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def authorize(request: Any, job_id: str, record: dict[str, Any]) -> bool:
+        raise LookupError(record["token"])
+
+    app = jobstatus.web.create_app(store=store, authorize=authorize)
+    with caplog.at_level("ERROR", logger="jobstatus.web"):
+        answer = get(app, "/jobs/bad")
+    assert answer.status_code == 404 and answer.content == b'{"error":"no such job"}'
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [LookupError]

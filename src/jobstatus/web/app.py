@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from .._batch import Batch
 from .._errors import NotSupportedError, StoreError
 from .._read import aread_status, arecent
-from .._record import Record, dumps
+from .._record import Record
 from ..stores.base import Store
 from . import core
 from .core import ApiError, WebOptions
@@ -92,7 +92,7 @@ def create_app(
     )
     endpoint = _Endpoint(options)
     routes = [
-        Route("/", endpoint.guard(endpoint.dashboard), methods=["GET"]),
+        Route("/", endpoint.guard(endpoint.dashboard, listing=True), methods=["GET"]),
         Route("/jobs", endpoint.guard(endpoint.jobs), methods=["GET"]),
         Route("/events", endpoint.guard(endpoint.many_events), methods=["GET"]),
         Route("/static/{name}", endpoint.guard(endpoint.static), methods=["GET"]),
@@ -117,7 +117,7 @@ def create_app(
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        dumps(body),
+        core.to_json(body),
         status_code=status,
         media_type="application/json",
         headers={**core.JSON_HEADERS, **(headers or {})},
@@ -176,11 +176,17 @@ class _Endpoint:
             )
         return self._hub
 
-    def guard(self, handler: Handler) -> Handler:
-        """Turn the errors a request can cause into short JSON answers."""
+    def guard(self, handler: Handler, *, listing: bool = False) -> Handler:
+        """Turn the errors a request can cause into short JSON answers.
+
+        ``listing``: a route served only when listing is allowed (404 otherwise,
+        whatever the query).
+        """
 
         async def guarded(request: Request) -> Response:
             try:
+                if listing:
+                    core.require_listing(self.options)
                 core.check_query(request.url.query, self.options)
                 return await handler(request)
             except ApiError as error:
@@ -194,9 +200,12 @@ class _Endpoint:
         hook = self.options.authorize
         if hook is None:
             return True
-        verdict = hook(request, job_id, record)
+        verdict = core.authorized(hook, request, job_id, record)
         if inspect.isawaitable(verdict):
-            verdict = await verdict
+            try:
+                verdict = await verdict
+            except Exception:
+                return core.hook_failed(job_id)
         return verdict is True
 
     async def readable(self, request: Request, job_id: str) -> Record:
@@ -226,9 +235,8 @@ class _Endpoint:
         if "ids" in params:
             core.only_params(params, ("ids",))
             return _json(await self.batch(request, core.parse_ids(params, self.options)))
+        core.require_listing(self.options)
         query = core.parse_listing(params, self.options)
-        if not self.options.listing_allowed:
-            raise core.not_found()
         try:
             rows = await arecent(query.status, query.limit, query.before, store=self.store)
         except NotSupportedError as exc:
@@ -280,7 +288,12 @@ class _Endpoint:
             release()
             raise
         resume = core.last_event_id(request.headers)
-        shown = {job_id: record} if resume and core.event_id(record) == resume else {}
+        if core.stream_over(record, resume):
+            self.hub.forget(listener)
+            release()
+            return Response(status_code=204, headers=core.SSE_HEADERS)
+        seen = core.already_seen(record, resume)
+        shown = {job_id: seen} if seen is not None else {}
         body = self._stream(request, listener, {job_id: record}, shown, single=True)
         return _EventStream(body, release)
 
@@ -322,15 +335,14 @@ class _Endpoint:
                     if record is None or not await self.allowed(request, job_id, record):
                         remaining.discard(job_id)
                         continue
-                    if not core.is_newer(record, shown.get(job_id)):
-                        continue
-                    shown[job_id] = record
-                    if single:
-                        yield core.sse_event(
-                            core.visible(record, options), event_id=core.event_id(record)
-                        )
-                    else:
-                        yield core.sse_event(core.with_id(job_id, record, options))
+                    if core.is_newer(record, shown.get(job_id)):
+                        shown[job_id] = record
+                        if single:
+                            yield core.sse_event(
+                                core.visible(record, options), event_id=core.event_id(record)
+                            )
+                        else:
+                            yield core.sse_event(core.with_id(job_id, record, options))
                     if core.is_finished(record):
                         remaining.discard(job_id)
                 if not remaining:
@@ -345,8 +357,6 @@ class _Endpoint:
 
     async def dashboard(self, request: Request) -> Response:
         core.only_params(self.params(request), ())
-        if not self.options.listing_allowed:
-            raise core.not_found()
         return HTMLResponse(core.dashboard_page(_base(request)), headers=core.PAGE_HEADERS)
 
     async def view(self, request: Request) -> Response:

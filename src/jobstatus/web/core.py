@@ -3,12 +3,16 @@
 The Starlette app and the Django and Flask adapters all call this module, so a
 request means the same thing whichever framework serves it: which ids and
 query strings are valid, which keys a reader may see, who may read a job, the
-JSON of a batch and of a listing, and the text of a server-sent event.
+JSON of a batch and of a listing, the text of a server-sent event, and when
+an event stream is over before it starts.
 """
 
 from __future__ import annotations
 
 import html
+import logging
+import math
+import re
 import string
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,7 +25,16 @@ from .._batch import Batch
 from .._config import settings
 from .._errors import NotSupportedError, StoreError
 from .._read import MAX_RECENT, store_or_default
-from .._record import FINISHED_STATES, STATES, Record, dumps, parse_iso, validate_job_id
+from .._record import (
+    FINISHED_STATES,
+    MAX_NESTING,
+    STATES,
+    JSONValue,
+    Record,
+    dumps,
+    parse_iso,
+    validate_job_id,
+)
 from .._status import Status
 from ..stores.base import Store
 
@@ -32,6 +45,8 @@ NOT_FOUND: Final = "no such job"
 STATIC_FILES: Final = {"jobstatus.js": "text/javascript", "jobstatus.css": "text/css"}
 
 Authorize = Callable[[Any, str, Record], Any]
+
+log = logging.getLogger("jobstatus.web")
 
 
 class ApiError(Exception):
@@ -216,6 +231,16 @@ def parse_listing(params: Mapping[str, Sequence[str]], options: WebOptions) -> L
     return ListingQuery(status, limit, before)
 
 
+def require_listing(options: WebOptions) -> None:
+    """The one 404 for the listing and the dashboard while listing is off.
+
+    Asked before the query is looked at, so no query string (unknown, malformed
+    or too long) tells these routes apart from a path the app does not serve.
+    """
+    if not options.listing_allowed:
+        raise not_found()
+
+
 def _int(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
@@ -239,6 +264,25 @@ def with_id(job_id: str, record: Record | None, options: WebOptions) -> Record:
     if record is None:
         return {"job_id": job_id, "status": None}
     return {**visible(record, options), "job_id": job_id}
+
+
+def authorized(hook: Authorize, request: Any, job_id: str, record: Record) -> Any:
+    """The hook's verdict on one job (an awaitable from an async hook); False if it raised.
+
+    A hook is only asked about jobs that exist, so an error answer would tell
+    whoever sent the request that the job is there: a hook that raises is a no,
+    the same 404 as an unknown job, and its exception goes to the log.
+    """
+    try:
+        return hook(request, job_id, record)
+    except Exception:
+        return hook_failed(job_id)
+
+
+def hook_failed(job_id: str) -> bool:
+    """Log the ``authorize`` hook's exception (the one being handled); the verdict is no."""
+    log.exception("jobstatus.web: the authorize hook raised for job %r; it is not served", job_id)
+    return False
 
 
 def is_finished(record: Record) -> bool:
@@ -283,10 +327,66 @@ def listing_json(rows: Sequence[Status], options: WebOptions) -> Record:
     return {"jobs": jobs, "next_before": last if isinstance(last, str) else None}
 
 
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+
+
+def to_json(value: object) -> str:
+    """``value`` as JSON text for a reader, whatever the store handed back.
+
+    Writes are checked, but old data or a custom store can hold what JSON
+    cannot: one such job must not turn a whole answer (a batch, a listing)
+    into an error. The answer is then served with every such value replaced
+    as :func:`servable` says, and the rest unchanged.
+    """
+    try:
+        text = dumps(value)
+    except (ValueError, TypeError, RecursionError):
+        return dumps(servable(value))
+    return dumps(servable(value)) if _SURROGATES.search(text) else text
+
+
+def servable(value: object, depth: int = 0) -> JSONValue:
+    """A copy of ``value`` that JSON and UTF-8 can carry.
+
+    NaN and the infinities become null (as ``JSON.stringify`` does in a
+    browser); so do values of other types (bytes, sets, objects), integers
+    too long to print and anything nested deeper than writes allow (32
+    levels). A lone surrogate in a string or key becomes U+FFFD; a key that
+    is not a str is served as JSON would name it (``str()``; null, true, false).
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:  # more digits than int -> str allows
+            return None
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > MAX_NESTING:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [servable(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {_key_text(key): servable(item, depth + 1) for key, item in value.items()}
+    return None
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, str):
+        return _SURROGATES.sub("\ufffd", key)
+    if key is None or isinstance(key, bool):
+        return dumps(key)  # JSON's own spelling: null, true, false
+    return _SURROGATES.sub("\ufffd", str(key))
+
+
 def sse_event(record: Record, *, event_id: str | None = None) -> str:
     """One server-sent event whose ``data`` is ``record`` as JSON (one line)."""
     head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}data: {dumps(record)}\n\n"
+    return f"{head}data: {to_json(record)}\n\n"
 
 
 def event_id(record: Record) -> str | None:
@@ -307,6 +407,32 @@ PAGE_HEADERS: Final = {
         "img-src 'self' data:; base-uri 'none'; form-action 'none'"
     ),
 }
+
+
+def stream_over(record: Record, resume_from: str | None) -> bool:
+    """Whether a client resuming at ``resume_from`` already has this job's final event.
+
+    An EventSource reconnects whenever its stream closes, ``Last-Event-ID``
+    set to the last event it received; after a job's final event that is the
+    final event's id (or, from an odd client, a later one). Such a request
+    gets a 204 and no stream: the one answer that tells an EventSource to stop
+    reconnecting. Sending the final state again would make a client that does
+    not close its EventSource itself reconnect, and be sent it, forever.
+    """
+    if not resume_from or not is_finished(record):
+        return False
+    final = event_id(record)
+    if final is None:
+        return False
+    if resume_from == final:
+        return True
+    seen, last = parse_iso(resume_from), parse_iso(final)
+    return seen is not None and last is not None and seen >= last
+
+
+def already_seen(record: Record, resume_from: str | None) -> Record | None:
+    """The record a resuming client already has: this one if ``resume_from`` names it."""
+    return record if resume_from and event_id(record) == resume_from else None
 
 
 def is_newer(record: Record, than: Record | None) -> bool:
@@ -393,7 +519,7 @@ def sync_events(
     while nothing changes. The stream also ends when the record disappears or
     the reader loses the right to see it.
     """
-    shown: Record | None = first if resume_from and event_id(first) == resume_from else None
+    shown = already_seen(first, resume_from)
     record: Record | None = first
     last_sent = time.monotonic()
     with store.subscribe(job_id) as subscription:

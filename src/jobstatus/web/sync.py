@@ -17,12 +17,13 @@ from typing import Any
 from .._batch import Batch
 from .._errors import NotSupportedError, StoreError
 from .._read import read_status, recent
-from .._record import Record, dumps
+from .._record import Record
 from ..stores.base import Store
 from . import core
 from .core import ApiError, WebOptions
 
 Params = Mapping[str, Sequence[str]]
+LISTING_ROUTES = frozenset({"dashboard"})  # 404 while listing is off, whatever the query
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Answer:
 
 
 def _json(body: object, status: int = 200) -> Answer:
-    return Answer(status, dumps(body), headers=dict(core.JSON_HEADERS))
+    return Answer(status, core.to_json(body), headers=dict(core.JSON_HEADERS))
 
 
 def _error(error: ApiError) -> Answer:
@@ -77,6 +78,8 @@ class SyncEndpoint:
         checked and may raise :class:`ApiError` (Django refuses too many fields).
         """
         try:
+            if route in LISTING_ROUTES:
+                core.require_listing(self.options)
             core.check_query(query, self.options)
             handler = getattr(self, f"route_{route}")
             result: Answer = handler(request, params(), **kw)
@@ -89,7 +92,7 @@ class SyncEndpoint:
     def allowed(self, request: Any, job_id: str, record: Record) -> bool:
         """Whether the application's hook lets this request read the job."""
         hook = self.options.authorize
-        return hook is None or hook(request, job_id, record) is True
+        return hook is None or core.authorized(hook, request, job_id, record) is True
 
     def readable(self, request: Any, job_id: str) -> Record:
         """The record of a job this request may read, or the one 404."""
@@ -116,9 +119,8 @@ class SyncEndpoint:
                 s.exists and self.allowed(request, s.job_id, s.to_dict()) for s in batch.statuses
             ]
             return _json(core.batch_json(batch, allowed, self.options))
+        core.require_listing(self.options)
         query = core.parse_listing(params, self.options)
-        if not self.options.listing_allowed:
-            raise core.not_found()
         try:
             rows = recent(query.status, query.limit, query.before, store=self.store)
         except NotSupportedError as exc:
@@ -133,6 +135,8 @@ class SyncEndpoint:
         job_id = core.parse_job_id(job_id)
         core.only_params(params, ())
         record = self.readable(request, job_id)
+        if core.stream_over(record, last_event_id):
+            return Answer(204, "", "text/event-stream", dict(core.SSE_HEADERS))
         events = core.sync_events(
             self.store,
             job_id,
@@ -152,8 +156,6 @@ class SyncEndpoint:
     def route_dashboard(self, request: Any, params: Params, *, base: str) -> Answer:
         """``GET /``."""
         core.only_params(params, ())
-        if not self.options.listing_allowed:
-            raise core.not_found()
         return _page(core.dashboard_page(base))
 
     def route_view(self, request: Any, params: Params, *, job_id: str, base: str) -> Answer:
