@@ -212,6 +212,16 @@ def test_function_opted_out_is_not_recorded_by_the_worker(worker: Worker) -> Non
     run(scenario, worker)
 
 
+def test_function_opted_out_but_enqueued_with_jobstatus_leaves_no_record(worker: Worker) -> None:
+    async def scenario(pool: ArqRedis) -> None:
+        job = await enqueue_job(pool, "untracked")  # records queued: it sees only the name
+        assert job is not None
+        assert await job.result(timeout=TIMEOUT) == 1
+        assert not (await jobstatus.aget(job)).exists  # the worker deleted it before the run
+
+    run(scenario, worker)
+
+
 def test_jobs_enqueued_without_jobstatus_are_recorded_by_the_worker(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
         job = await pool.enqueue_job("add", 20, 22)

@@ -68,9 +68,24 @@ def test_class_settings_keep_arq_function_options_and_skip_opted_out_functions()
     track(WorkerSettings)
     twice, plain = WorkerSettings.functions
     assert (twice.name, twice.max_tries) == ("twice", 3)
-    assert plain.coroutine is ignored
+    assert (plain.name, plain.coroutine.__wrapped__) == ("ignored", ignored)
     run_job(WorkerSettings, "job-2", 1)
     assert jobstatus.get("job-2").is_completed
+
+
+def test_an_opted_out_function_deletes_only_the_queued_record_of_enqueue_job() -> None:
+    jobstatus.configure(store="memory://")
+    settings = track({"functions": [ignored]})
+
+    async def run(job_id: str) -> None:
+        await settings["functions"][0].coroutine({"job_id": job_id, "job_try": 1})
+
+    jobstatus.Job("queued-1").enqueued({"name": "ignored"})  # what enqueue_job writes
+    jobstatus.get("own-1").update(status="working", started_at="2026-01-01T00:00:00+00:00")
+    for job_id in ("queued-1", "own-1", "never-1"):
+        asyncio.run(run(job_id))
+    assert not jobstatus.get("queued-1").exists and not jobstatus.get("never-1").exists
+    assert jobstatus.get("own-1").is_working  # not a record jobstatus wrote for it: kept
 
 
 def test_bad_options_name_the_function() -> None:

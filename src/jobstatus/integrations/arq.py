@@ -32,12 +32,14 @@ from typing import Any, TypeVar
 
 from .._errors import ConfigurationError, StoreError
 from .._job import Job
+from .._read import acall_store, store_or_default
 from ._common import Tracking, logger, serialized, tracking_from
 
 try:
     from arq.connections import ArqRedis
     from arq.constants import default_queue_name, job_key_prefix
     from arq.jobs import Job as ArqJob
+    from arq.typing import WorkerCoroutine
     from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, func
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ConfigurationError(
@@ -142,8 +144,10 @@ class _Running:
 
 def _wrap(function: Function, app: Tracking, default_tries: int, queue: str) -> Function:
     own = tracking_from(getattr(function.coroutine, OPTIONS_ATTRIBUTE, True), function.name)
-    if own is None or getattr(function.coroutine, WRAPPED_ATTRIBUTE, False):
+    if getattr(function.coroutine, WRAPPED_ATTRIBUTE, False):
         return function
+    if own is None:
+        return _untracked(function, app)
     tracking = app.merged(own)
     max_tries = function.max_tries or default_tries
     coroutine = function.coroutine
@@ -175,6 +179,37 @@ def _wrap(function: Function, app: Tracking, default_tries: int, queue: str) -> 
         await _quietly(job.afinished(), job_id)
         return result
 
+    return _replaced(function, run)
+
+
+def _untracked(function: Function, app: Tracking) -> Function:
+    """A function opted out with ``@options(False)``: nothing is recorded for it.
+
+    ``enqueue_job`` sees only the function's name, so it records ``queued``
+    for it all the same; the worker, which knows, deletes that record before
+    the function runs.
+    """
+    coroutine = function.coroutine
+
+    @functools.wraps(coroutine)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        job_id = ctx["job_id"]
+        await _quietly(_forget_queued(app.store, job_id), job_id)
+        return await coroutine(ctx, *args, **kwargs)
+
+    return _replaced(function, run)
+
+
+async def _forget_queued(store: object, job_id: str) -> None:
+    """Delete the record ``enqueue_job`` wrote (queued, never started), and no other."""
+    resolved = store_or_default(store)
+    record = await acall_store(resolved.aread, job_id)
+    if record is not None and record.get("status") == "queued" and "started_at" not in record:
+        await acall_store(resolved.adelete, job_id)
+
+
+def _replaced(function: Function, run: WorkerCoroutine) -> Function:
+    """``function`` with its coroutine replaced by ``run`` (marked, so track() wraps once)."""
     setattr(run, WRAPPED_ATTRIBUTE, True)
     return Function(
         function.name, run, function.timeout_s, function.keep_result_s,
