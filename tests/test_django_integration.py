@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,6 +142,59 @@ def test_async_tasks_see_their_job() -> None:
     assert (status.progress.current, status.progress.total) == (3, 3)
 
 
+class SlowStore(Store):
+    """A real store behind a delay: every call sleeps ``delay`` seconds first, and is timed."""
+
+    def __init__(self, inner: Store, delay: float) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.calls: list[tuple[float, float]] = []  # (start, end) of each call, monotonic
+
+    def _slowly(self, method: Any, *args: Any) -> Any:
+        start = time.monotonic()
+        time.sleep(self.delay)
+        try:
+            return method(*args)
+        finally:
+            self.calls.append((start, time.monotonic()))
+
+    def write(self, job_id: str, change: Any) -> None:
+        self._slowly(self.inner.write, job_id, change)
+
+    def read(self, job_id: str) -> Any:
+        return self._slowly(self.inner.read, job_id)
+
+    def read_many(self, job_ids: Any) -> Any:
+        return self._slowly(self.inner.read_many, job_ids)
+
+    def delete(self, job_id: str) -> None:
+        self._slowly(self.inner.delete, job_id)
+
+
+def test_an_async_task_never_blocks_its_event_loop() -> None:
+    from jobstatus.stores import MemoryStore
+
+    slow = SlowStore(MemoryStore(), delay=0.4)
+    jobstatus.configure(store=slow)
+    result = _tasks().ticks_while_writing.enqueue()
+    ticks = result.return_value
+    # The task's own writes: those made while its ticker ran, in its event loop.
+    during = [(start, end) for start, end in slow.calls if ticks[0] < start and end < ticks[-1]]
+    assert len(during) >= 2
+    assert all(any(start < tick < end for tick in ticks) for start, end in during)
+    worst = max(b - a for a, b in itertools.pairwise(ticks))
+    assert worst < slow.delay / 2, f"the loop stood still for {worst:.3f} s"
+    status = jobstatus.get(result, store=slow.inner)
+    assert status.status == "completed" and status["step"] == "async"
+    assert status.progress.current == 1
+
+
+def test_an_async_task_that_raises_is_failed_with_its_exception_and_its_changes() -> None:
+    status = jobstatus.get(_tasks().async_fails.enqueue("async boom"))
+    assert status.status == "failed" and status["step"] == "about to fail"
+    assert status["exception"] == {"class": "ValueError", "message": "async boom"}
+
+
 def test_a_batch_of_task_results() -> None:
     tasks = _tasks()
     batch = jobstatus.Batch([tasks.count.enqueue(2), tasks.fails.enqueue("x")])
@@ -155,6 +210,17 @@ def test_aenqueue_from_async_code() -> None:
         return (await jobstatus.aget(result)).status
 
     assert asyncio.run(main()) == "completed"
+
+
+def test_an_async_task_aenqueued_from_async_code_runs_on_that_loop_and_ends() -> None:
+    import asyncio
+
+    async def main() -> tuple[str | None, float]:
+        result = await _tasks().async_count.aenqueue(2)
+        status = await jobstatus.aget(result)
+        return status.status, status.progress.current
+
+    assert asyncio.run(main()) == ("completed", 2)
 
 
 def test_a_task_enqueued_inside_a_task_is_its_own_job() -> None:
@@ -502,6 +568,18 @@ def test_aenqueue_to_a_worker(on_worker: str) -> None:
     assert final.status == "completed"
     assert final.progress.current == 3
     assert final["serialized_job"]["name"] == "tests.django_project.tasks.count"
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_worker_runs_async_tasks_to_their_end(on_worker: str) -> None:
+    tasks = _tasks()
+    done = jobstatus.get(tasks.async_count.using(backend="db").enqueue(4)).wait(timeout=WAIT)
+    assert done.status == "completed" and (done.progress.current, done.progress.total) == (4, 4)
+    failed = jobstatus.get(tasks.async_fails.using(backend="db").enqueue("on the worker"))
+    failed = failed.wait(timeout=WAIT)
+    assert failed.status == "failed" and failed["step"] == "about to fail"
+    assert failed["exception"] == {"class": "ValueError", "message": "on the worker"}
 
 
 @pytest.mark.postgres

@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from . import _lifecycle as lifecycle
 from ._config import JobOptions, settings, validate_options
@@ -79,6 +79,9 @@ class Job:
             and never block it.
     """
 
+    #: The writer of a Job given a ``loop`` (a subclass may hand its writes on differently).
+    async_writer: ClassVar[type[AsyncWriter]] = AsyncWriter
+
     def __init__(
         self,
         job_id: str,
@@ -92,7 +95,7 @@ class Job:
         self.store: Store = settings.store() if store is None else resolve_store(store)
         self.record: Record = {}
         self.writer: Writer = (
-            AsyncWriter(self.store, job_id, self.record, self.options, in_job=True, loop=loop)
+            self.async_writer(self.store, job_id, self.record, self.options, in_job=True, loop=loop)
             if loop is not None
             else Writer(self.store, job_id, self.record, self.options, in_job=True)
         )

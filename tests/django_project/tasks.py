@@ -84,6 +84,43 @@ async def async_count(n: int) -> int:
 
 
 @task()
+async def async_fails(message: str) -> None:
+    jobstatus.current()["step"] = "about to fail"
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+TICK = 0.01  # seconds between two ticks of the ticker below
+
+
+@task()
+async def ticks_while_writing() -> list[float]:
+    """Writes its status while a 10 ms ticker runs in its event loop; returns the ticks' times.
+
+    It writes through the plain API (``status[key] = value``), waits for that
+    write (``aflush``), then writes through the async one (``aupdate``, which
+    waits too): at least two store calls while the ticker runs.
+    """
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(TICK)
+
+    running = asyncio.create_task(ticker())
+    await asyncio.sleep(3 * TICK)
+    status = jobstatus.current()
+    status["step"] = "plain"
+    await status.aflush()
+    status.progress.increment()
+    await status.aupdate(step="async")
+    await asyncio.sleep(3 * TICK)
+    running.cancel()
+    return ticks
+
+
+@task()
 def nested() -> str:
     """Enqueues another task (run at once by the immediate backend); current() comes back."""
     outer = jobstatus.current().job_id

@@ -8,9 +8,11 @@
 
 The running :class:`~jobstatus.Job` is kept per result id between
 ``task_started`` and ``task_finished``, so the final write carries every
-throttled change still held. Both signal sets are hooked: Django's own
-``django.tasks.signals`` (Django 6.0 and newer) and the ``django_tasks``
-backport's, whichever the configured backend sends.
+throttled change still held. An async task's Job writes off its event loop
+(see :mod:`.async_tasks`); the receivers wait for its lifecycle writes.
+Both signal sets are hooked: Django's own ``django.tasks.signals`` (Django
+6.0 and newer) and the ``django_tasks`` backport's, whichever the
+configured backend sends.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import inspect
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from ..._lifecycle import raised
 from ..._record import Change
 from ..._status import Status
 from . import conf
+from .async_tasks import AsyncTaskJob
 
 SIGNAL_MODULES = ("django.tasks.signals", "django_tasks.signals")
 OPTIONS_ATTRIBUTE = "__jobstatus_options__"
@@ -76,8 +80,18 @@ def _task_options(task_result: Any) -> dict[str, Any]:
     return chosen
 
 
-def _job(task_result: Any) -> Job:
-    return Job(_result_id(task_result), options=_task_options(task_result))
+def _job(task_result: Any, *, runs_here: bool = True) -> Job:
+    """The task's Job; one that runs an async task here writes off the task's loop."""
+    job_id, options = _result_id(task_result), _task_options(task_result)
+    if runs_here and inspect.iscoroutinefunction(getattr(task_result.task, "func", None)):
+        return AsyncTaskJob(job_id, options=options)
+    return Job(job_id, options=options)
+
+
+def _written(job: Job) -> None:
+    """Return once the job's writes so far are done (an async task's run on another loop)."""
+    if isinstance(job, AsyncTaskJob):
+        job.written()
 
 
 def serialized(task_result: Any) -> dict[str, Any]:
@@ -96,13 +110,15 @@ def serialized(task_result: Any) -> dict[str, Any]:
 
 def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``queued``, unless a worker already took the task."""
-    job = _job(task_result)
-    if getattr(sender, "__name__", "") == "ImmediateBackend":
+    immediate = getattr(sender, "__name__", "") == "ImmediateBackend"
+    job = _job(task_result, runs_here=immediate)
+    if immediate:
         # It runs the task right after this signal, in this thread: keep the Job.
         _enqueued.job = job
     elif _already_started(job):
         return
     job.enqueued(serialized(task_result))
+    _written(job)
 
 
 def _already_started(job: Job) -> bool:
@@ -126,6 +142,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     if job is None or job.job_id != _result_id(task_result):
         job = _job(task_result)
     job.started(serialized(task_result))
+    _written(job)
     # Backends send task_started in the thread and context that then runs the
     # task, so setting the context variable here is seen by the task body.
     token = job.enter()
@@ -148,6 +165,7 @@ def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
             else:
                 heartbeat.remove(job.writer)
                 job.writer.submit(_failure_without_exception(job, task_result), force=True)
+        _written(job)
     finally:
         if entry is not None:
             _leave(job, entry[1])
