@@ -71,6 +71,20 @@ def test_non_json_values_are_refused_and_nothing_is_written(
     assert jobstatus.get("refused").exists is False
 
 
+def test_nesting_up_to_32_levels_round_trips_and_deeper_is_refused(store: Store) -> None:
+    def nested(levels: int) -> object:
+        value: object = "leaf"
+        for level in range(levels):
+            value = [value] if level % 2 else {"k": value}
+        return value
+
+    jobstatus.get("deep").update(v=nested(32))
+    assert jobstatus.get("deep")["v"] == nested(32)
+    with pytest.raises(ValueError, match="'w' is nested deeper than 32 levels"):
+        jobstatus.get("deep").update(w=nested(33))
+    assert "w" not in jobstatus.get("deep")
+
+
 @settings(max_examples=300, deadline=None)
 @given(first=st.text(min_size=1, max_size=300), second=st.text(min_size=1, max_size=300))
 def test_cache_keys_never_collide_and_stay_memcached_safe(first: str, second: str) -> None:
