@@ -178,12 +178,15 @@ def test_an_async_task_never_blocks_its_event_loop() -> None:
     jobstatus.configure(store=slow)
     result = _tasks().ticks_while_writing.enqueue()
     ticks = result.return_value
-    # The task's own writes: those made while its ticker ran, in its event loop.
+    # The task's own writes: those made while its ticker ran, in its event loop. On
+    # that loop, each would stop the ticker for its whole delay; off it, the ticker
+    # ticks all along. Only a machine starving the loop's thread for the whole
+    # 0.4 s could fail these (a ticker seen with no jobstatus at all would fail too).
     during = [(start, end) for start, end in slow.calls if ticks[0] < start and end < ticks[-1]]
     assert len(during) >= 2
     assert all(any(start < tick < end for tick in ticks) for start, end in during)
     worst = max(b - a for a, b in itertools.pairwise(ticks))
-    assert worst < slow.delay / 2, f"the loop stood still for {worst:.3f} s"
+    assert worst < slow.delay, f"the loop stood still for {worst:.3f} s"
     status = jobstatus.get(result, store=slow.inner)
     assert status.status == "completed" and status["step"] == "async"
     assert status.progress.current == 1
