@@ -219,3 +219,34 @@ def test_a_working_job_gone_quiet_shows_as_stale(
     page.locator(".stale-badge").wait_for()
     assert page.locator(".state").inner_text() == "working"
     page.screenshot(path=str(OUTPUT / "job-stale.png"))
+
+
+# An EventSource whose page never closes it, as a generic client's: it reconnects
+# when the stream ends, Last-Event-ID set to the final event's id.
+FOLLOW_TO_THE_END = """([url, give_up_ms]) => new Promise((resolve) => {
+  const messages = [];
+  const source = new EventSource(url);
+  const settle = () => resolve({messages: messages, state: source.readyState});
+  source.onmessage = (event) => messages.push(JSON.parse(event.data).status);
+  source.onerror = () => { if (source.readyState === EventSource.CLOSED) settle(); };
+  setTimeout(settle, give_up_ms);
+})"""
+
+
+def test_an_event_source_left_open_stops_after_the_final_event(
+    server: tuple[str, SQLiteStore], page: Any
+) -> None:
+    base, store = server
+    put(store, "finished-5", status="completed", progress=5, total=5)
+    streams: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            streams.append(request.url) if request.resource_type == "eventsource" else None
+        ),
+    )
+    page.goto(base + "/static/jobstatus.css")  # any page of the app's origin
+    seen = page.evaluate(FOLLOW_TO_THE_END, [base + "/jobs/finished-5/events", 12_000])
+    # One final event, one reconnect answered 204, and the EventSource is closed for good.
+    assert seen == {"messages": ["completed"], "state": 2}
+    assert len(streams) == 2
