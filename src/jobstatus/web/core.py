@@ -342,7 +342,9 @@ def to_json(value: object) -> str:
         text = dumps(value)
     except (ValueError, TypeError, RecursionError):
         return dumps(servable(value))
-    return dumps(servable(value)) if _SURROGATES.search(text) else text
+    if text.isascii() or not _SURROGATES.search(text):
+        return text
+    return dumps(servable(value))
 
 
 def servable(value: object, depth: int = 0) -> JSONValue:
