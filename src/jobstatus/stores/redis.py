@@ -18,13 +18,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import Change, Record
 from ._redis_common import (
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     READ_CHUNK,
     REBUILD_LIVE,
+    REFUSED,
     SWEEP_SCRIPT,
     URL_OPTIONS,
     WRITE_SCRIPT,
@@ -37,6 +38,7 @@ from ._redis_common import (
     decode_hashes,
     decode_message,
     write_args,
+    written,
 )
 from ._url import redact, take_options
 from .base import (
@@ -45,6 +47,7 @@ from .base import (
     Listing,
     Store,
     Subscription,
+    Written,
     require,
 )
 
@@ -220,7 +223,11 @@ class RedisStore(Store, Listing):
         try:
             yield
         except (self._redis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
+            refused = isinstance(exc, self._redis.exceptions.ResponseError) and str(exc).startswith(
+                REFUSED
+            )
+            error = WriteRefused if refused else StoreError
+            raise error(f"{self.describe()}: {what} failed: {exc}") from exc
 
     def describe(self) -> str:
         if self._url is not None:
@@ -230,21 +237,17 @@ class RedisStore(Store, Listing):
 
     # -- the store -------------------------------------------------------------
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
+        args = write_args(job_id, self._layout.channel(job_id), change)
         scripts = self._scripts()
         with self._errors("write"):
-            scripts.write(
-                self._layout.script_keys(job_id),
-                write_args(job_id, self._layout.channel(job_id), change),
-            )
+            return written(scripts.write(self._layout.script_keys(job_id), args))
 
-    async def awrite(self, job_id: str, change: Change) -> None:
+    async def awrite(self, job_id: str, change: Change) -> Written:
+        args = write_args(job_id, self._layout.channel(job_id), change)
         scripts = await self._ascripts()
         with self._errors("write"):
-            await scripts.write(
-                self._layout.script_keys(job_id),
-                write_args(job_id, self._layout.channel(job_id), change),
-            )
+            return written(await scripts.write(self._layout.script_keys(job_id), args))
 
     def read(self, job_id: str) -> Record | None:
         client = self._scripts().client
