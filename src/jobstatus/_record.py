@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,8 +39,9 @@ MAX_NESTING: Final = 32
 # Python reads and writes ints of at most 4,300 digits as text (sys.int_info);
 # 2**14000 has 4,215, so every stored int can be read back.
 MAX_INT_BITS: Final = 14_000
-# progress and total are added to floats, so they stay within a float's range.
-MAX_AMOUNT_BITS: Final = 1_023
+# progress and total, and every sum of increments, stay within a float's range:
+# readers divide and multiply them by floats.
+FLOAT_MAX: Final = sys.float_info.max
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Stores keep, under this key (no status key may be empty), the last write
 # sequence applied per writer, so a write re-sent after a timeout applies once.
@@ -194,8 +196,10 @@ def check_amount(key: str, value: object, *, allow_none: bool = False) -> None:
         raise TypeError(f"{key} must be a number, not {type(value).__name__}: {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{key} must be a finite number, not {value!r}")
-    if isinstance(value, int) and value.bit_length() > MAX_AMOUNT_BITS:
-        raise ValueError(f"{key} must be at most 2**1023 (about 9e307); got an int beyond that")
+    if isinstance(value, int) and not -FLOAT_MAX <= value <= FLOAT_MAX:
+        raise ValueError(
+            f"{key} must be within a float's range (about 1.8e308); got an int past it"
+        )
 
 
 def check_increments(increments: Mapping[Any, object]) -> dict[str, float]:
@@ -232,16 +236,20 @@ def add(current: float, amount: float) -> float:
 
 
 def storable_number(value: float) -> bool:
-    """Whether a number can be kept in a record and read back: finite, of bounded size."""
+    """Whether a sum of increments may be stored: a finite number within a float's range.
+
+    An int past it would store, but every reader's ratio or rate of it
+    (``progress / total``) would overflow.
+    """
     if isinstance(value, float):
         return math.isfinite(value)
-    return value.bit_length() <= MAX_INT_BITS
+    return -FLOAT_MAX <= value <= FLOAT_MAX
 
 
 def refuse_unstorable(key: str, value: float) -> None:
     """Raise :class:`WriteRefused` when a sum of increments is not a number a record can hold."""
     if not storable_number(value):
-        shown = repr(value) if isinstance(value, float) else "an int of more than 4,200 digits"
+        shown = repr(value) if isinstance(value, float) else "an int past a float's range"
         raise WriteRefused(
             f"the sum of {key!r} would be {shown}; a record holds finite numbers only "
             "(SPEC 1), so this change was not applied"

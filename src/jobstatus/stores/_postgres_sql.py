@@ -74,11 +74,15 @@ SCHEMA: Final = (
 )
 
 # The merge of one change into a base record (a SQL expression), giving the
-# record, its status ('' when none) and the ttl that applies to it.
+# record, its status ('' when none) and the ttl that applies to it. A sum past a
+# float's range is refused (as Python stores do): float8 addition overflows, and
+# an int sum's cast to float8 fails, both with a data error the store reports as
+# WriteRefused.
 _INT = "'^-?[0-9]+$'"
 _SUM = f"""CASE
       WHEN (p.merged ->> i.key) ~ {_INT} AND i.value ~ {_INT}
-        THEN ((p.merged ->> i.key)::numeric + i.value::numeric)::text
+        THEN (SELECT CASE WHEN n::float8 IS NOT NULL THEN n::text END
+              FROM (SELECT (p.merged ->> i.key)::numeric + i.value::numeric AS n) AS y)
       WHEN (p.merged ->> i.key) ~ '^-?[0-9]'
         THEN (SELECT CASE WHEN f ~ {_INT} THEN f || '.0' ELSE f END
               FROM (SELECT ((p.merged ->> i.key)::float8 + i.value::float8)::text AS f) AS x)
