@@ -26,6 +26,12 @@ def write_keys(url: str, job_id: str, prefix: str, count: int, start_at: float) 
         status[f"{prefix}{n}"] = n
 
 
+def set_key(url: str, job_id: str, key: str, value: object) -> None:
+    """One write from outside a job: it raises StoreError (and the process exits 1) on failure."""
+    jobstatus.configure(store=url)
+    jobstatus.get(job_id)[key] = value
+
+
 def slow_job(url: str, job_id: str, steps: int, pause: float) -> None:
     """A job whose progress moves one step every ``pause`` seconds."""
     jobstatus.configure(store=url)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from jobstatus._record import Change
-from jobstatus.stores import CacheStore, MemoryStore, SQLiteStore, Store
+from jobstatus.stores import CacheStore, MemoryStore, SQLiteStore, Store, Written
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -217,9 +217,9 @@ def _memcached(ns: str) -> Store:
     class TrackedMemcachedStore(MemcachedStore):
         """Remembers the ids it wrote, so the session can delete them."""
 
-        def write(self, job_id: str, change: Change) -> None:
+        def write(self, job_id: str, change: Change) -> Written:
             written.add(job_id)
-            super().write(job_id, change)
+            return super().write(job_id, change)
 
     store = TrackedMemcachedStore.from_url(f"{MEMCACHED_URL}?prefix=t{ns}:")
 

@@ -157,11 +157,13 @@ def test_public_names_are_exactly_all() -> None:
         "JobStatusError",
         "ConfigurationError",
         "StoreError",
+        "WriteRefused",
         "NoCurrentJob",
         "NotSupportedError",
     ]:
         assert name in jobstatus.__all__
     assert issubclass(jobstatus.NoCurrentJob, LookupError)
+    assert issubclass(jobstatus.WriteRefused, jobstatus.StoreError)
     for error in (
         jobstatus.ConfigurationError,
         jobstatus.StoreError,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
 import jobstatus
-from jobstatus import ConfigurationError, NotSupportedError, StoreError
+from jobstatus import ConfigurationError, NotSupportedError, Status, StoreError, WriteRefused
 from jobstatus._record import Change
+from jobstatus.stores import Written
 
 from . import _workers
 from ._outage import job_through_outage
 from ._own_servers import MemcachedServer
+from ._refusals import job_with_a_refused_write
 from .stores import MEMCACHED_URL, namespace, require_service
 
 pytestmark = pytest.mark.memcached
@@ -29,9 +33,9 @@ class _Tracked(MemcachedStore):
 
     written: set[str]
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
         self.written.add(job_id)
-        super().write(job_id, change)
+        return super().write(job_id, change)
 
     def clean(self) -> None:
         for job_id in self.written:
@@ -116,14 +120,48 @@ def test_awkward_ids_get_distinct_safe_keys_and_round_trip(store: _Tracked) -> N
 
 def test_a_record_over_the_size_limit_is_refused_naming_the_job(store: _Tracked) -> None:
     jobstatus.get("sized").update(step="A")
-    with pytest.raises(StoreError, match="'sized'.*1,04[0-9],[0-9]{3} bytes"):
+    with pytest.raises(WriteRefused, match="'sized'.*1,04[0-9],[0-9]{3} bytes"):
         jobstatus.get("sized").update(blob="x" * (1024 * 1024))
     record = jobstatus.get("sized").to_dict()
     assert record["step"] == "A" and "blob" not in record
     small = _tracked(MEMCACHED_URL, prefix=store.prefix, max_value_size=100)
-    with pytest.raises(StoreError, match="at most 100"):
+    with pytest.raises(WriteRefused, match="at most 100"):
         small.write("sized", Change(set={"blob": "x" * 200}))
     small.close()
+
+
+def test_a_server_with_a_smaller_item_limit_refuses_too(store: _Tracked) -> None:
+    roomy = _tracked(MEMCACHED_URL, prefix=store.prefix, max_value_size=4 * 1024 * 1024)
+    with pytest.raises(WriteRefused, match="too large"):  # the server's own -I 1m
+        roomy.write("sized", Change(set={"blob": "x" * 1_500_000}))
+    assert roomy.write("sized", Change(set={"step": "A"})) == Written(created=True)
+    roomy.clean()
+
+
+def test_a_job_that_writes_a_2_mb_value_completes_without_it(
+    store: _Tracked, caplog: pytest.LogCaptureFixture
+) -> None:
+    def big_value(status: Status) -> None:
+        status.update(blob="x" * 2_000_000, small="fits", force=True)
+
+    final = job_with_a_refused_write(big_value, caplog)
+    assert final["small"] == "fits" and "blob" not in final
+    assert final.progress.current == 10
+    assert "'blob'" in caplog.text and "1,047,552" in caplog.text
+
+
+def test_a_record_growing_past_the_limit_keeps_every_key_that_fits(
+    store: _Tracked, caplog: pytest.LogCaptureFixture
+) -> None:
+    chunk = "x" * 300_000
+
+    def grow(status: Status) -> None:
+        status["a"] = chunk
+        status["b"] = chunk
+        status.update(c=chunk, d=chunk, e="small", force=True)  # c fits, d does not
+
+    final = job_with_a_refused_write(grow, caplog)
+    assert [key for key in "abcde" if key in final] == ["a", "b", "c", "e"]
 
 
 def test_listing_is_not_supported(store: _Tracked) -> None:
@@ -153,7 +191,8 @@ def test_ready_clients_work(prefix: str) -> None:
     from pymemcache.client.base import Client, PooledClient
     from pymemcache.client.hash import HashClient
 
-    server = ("127.0.0.1", 11211)
+    parts = urlsplit(MEMCACHED_URL)
+    server = (parts.hostname or "127.0.0.1", parts.port or 11211)
     for client in (Client(server), PooledClient(server), HashClient([server])):
         store = MemcachedStore(client=client, prefix=prefix)
         store.write("ready", Change(incr={"n": 1}))
@@ -176,7 +215,8 @@ def own_server() -> Iterator[MemcachedServer]:
 
 def test_several_servers_share_the_keys(own_server: MemcachedServer, prefix: str) -> None:
     require_service("memcached", MEMCACHED_URL, 11211)
-    url = f"memcached://127.0.0.1:11211,127.0.0.1:{own_server.port}?prefix={prefix}"
+    shared = urlsplit(MEMCACHED_URL).netloc
+    url = f"memcached://{shared},127.0.0.1:{own_server.port}?prefix={prefix}"
     store = _tracked(url)
     ids = [f"spread-{n}" for n in range(40)]
     for n, job_id in enumerate(ids):
@@ -219,6 +259,38 @@ def test_a_job_outlives_a_server_outage(
     assert outage.slowest_write < 2 * timeout + 2  # no write hung past its timeout
     final = jobstatus.get(outage.job_id)
     assert final.is_completed and final["step"] == 19
+    store.close()
+    jobstatus.configure(store=None)
+
+
+def test_a_job_whose_record_vanished_in_a_restart_writes_it_back(
+    own_server: MemcachedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemcachedStore.from_url(own_server.url, timeout=1.0)
+    jobstatus.configure(store=store, on_store_error="warn")
+    restarted = []
+
+    @jobstatus.track
+    def job() -> str:
+        status = jobstatus.current()
+        status.progress.total = 20
+        status.update(step="A", source="s3://bucket/key")
+        for n in range(20):
+            if n == 12:
+                own_server.stop()
+                own_server.start()  # memcached keeps nothing across a restart
+                restarted.append(jobstatus.get(status.job_id).exists)
+            status.progress.increment()
+        return status.job_id
+
+    with caplog.at_level(logging.WARNING, logger="jobstatus"):
+        job_id = job()
+    assert restarted == [False]  # the record was gone when the job wrote next
+    final = jobstatus.get(job_id)
+    assert final.is_completed, final.to_dict()
+    assert final.progress.current == 20 and final.progress.total == 20
+    assert final["step"] == "A" and final["source"] == "s3://bucket/key"
+    assert final["started_at"] and final["finished_at"]
     store.close()
     jobstatus.configure(store=None)
 

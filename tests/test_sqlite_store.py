@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ from pathlib import Path
 import pytest
 
 import jobstatus
-from jobstatus import Job, StoreError
+from jobstatus import Job, StoreError, WriteRefused
 from jobstatus._record import Change
 from jobstatus.stores import SQLiteStore
 from jobstatus.stores import sqlite as sqlite_module
 
+from . import _workers
+from ._refusals import job_with_a_refused_write
 from .stores import FakeClock
 
 pytestmark = pytest.mark.sqlite
@@ -167,3 +170,87 @@ def test_the_docs_examples_of_the_embedded_stores_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]
     assert "NonAtomicStoreWarning" in result.stderr
+
+
+# -- a write that fails inside its transaction never keeps the write lock ----------------
+
+
+class _Exploding(Change):
+    """A change whose expiry cannot be computed: any exception, raised inside the transaction."""
+
+    def ttl_for(self, record: object) -> float:
+        raise RuntimeError("boom inside the transaction")
+
+
+def _another_process_writes(url: str) -> int:
+    spawn = multiprocessing.get_context("spawn")
+    process = spawn.Process(target=_workers.set_key, args=(url, "other", "x", 1))
+    process.start()
+    process.join(60)
+    return process.exitcode if process.exitcode is not None else -1
+
+
+@pytest.mark.parametrize(
+    ("refused", "error"),
+    [
+        (Change(incr={"progress": 1e308}), WriteRefused),  # a float sum that overflows
+        (_Exploding(set={"step": "B"}), RuntimeError),
+    ],
+    ids=["overflow", "any-exception"],
+)
+def test_a_failed_write_releases_the_lock_for_every_process(
+    tmp_path: Path, refused: Change, error: type[Exception]
+) -> None:
+    path = tmp_path / "lock.db"
+    url = f"sqlite:///{path}?timeout=1"  # a held lock fails the other process after 1 s
+    store = SQLiteStore(path)
+    jobstatus.configure(store=store)
+    store.write("j", Change(set={"progress": 1e308, "step": "A"}))
+    with pytest.raises(error):
+        store.write("j", refused)
+    assert _another_process_writes(url) == 0  # not "database is locked"
+    store.write("j", Change(set={"step": "C"}))  # not "cannot start a transaction within ..."
+    assert store.read("j") == {"progress": 1e308, "step": "C"}
+    assert jobstatus.get("other")["x"] == 1
+
+
+def test_a_job_whose_big_value_fills_the_database_completes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "full.db")
+    jobstatus.configure(store=store)
+    jobstatus.get("warm")["x"] = 1  # the schema exists; the job runs in this thread
+    db = store._connections.get()
+    assert isinstance(db, sqlite3.Connection)
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 16}")  # 64 KiB more: a full disk, in small
+
+    def big_value(status: jobstatus.Status) -> None:
+        status.update(blob="x" * 2_000_000, small="fits", force=True)
+
+    final = job_with_a_refused_write(big_value, caplog)
+    assert final["small"] == "fits" and "blob" not in final
+    assert final.progress.current == 10
+    assert "database or disk is full" in caplog.text
+
+
+def test_a_disk_full_episode_ends_and_the_job_completes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "episode.db")
+    jobstatus.configure(store=store)
+    jobstatus.get("warm")["x"] = 1
+    db = store._connections.get()
+    assert isinstance(db, sqlite3.Connection)
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+
+    def fill(status: jobstatus.Status) -> None:
+        status["filler"] = "y" * 20_000  # five pages: the database is now just full
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        status.update(during="x" * 10_000, force=True)  # refused: no page left
+        status.progress.current = 3  # refused too, but kept: an absolute value
+        db.execute(f"PRAGMA max_page_count = {pages + 1000}")  # room again
+
+    final = job_with_a_refused_write(fill, caplog)
+    assert "during" not in final and final["filler"] == "y" * 20_000
+    assert final.progress.current == 13  # 3 was kept and written once there was room

@@ -23,6 +23,7 @@ from ._errors import (
     NoCurrentJob,
     NotSupportedError,
     StoreError,
+    WriteRefused,
 )
 from ._job import Job, asubmit, current, submit, track
 from ._read import aget, arecent, get, recent
@@ -42,6 +43,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreError",
+    "WriteRefused",
     "aget",
     "arecent",
     "asubmit",

@@ -5,6 +5,8 @@
     JobStatusError
      ├── ConfigurationError      bad option, unknown store URL, missing driver
      ├── StoreError              the store failed; the driver's error is __cause__
+     │    └── WriteRefused       the store refused a change for good (too large, a sum
+     │                           that overflows): sending it again cannot succeed
      ├── NotSupportedError       the store cannot do it (listing on memcached)
      └── NoCurrentJob            also a LookupError: current() outside a job
 
@@ -27,6 +29,18 @@ class StoreError(JobStatusError):
     """The store could not be reached or answered with an error.
 
     The driver's own exception is kept as ``__cause__``.
+    """
+
+
+class WriteRefused(StoreError):
+    """The store refused a change for good: sending the same change again cannot succeed.
+
+    A value larger than the store can hold (memcached's item limit), a sum of
+    increments that would not be a finite number, a value the server rejects
+    (a PostgreSQL data error), a full SQLite database. Nothing of the change
+    was applied. Inside a job, the writer then writes what can be written and
+    drops the refused keys (see ``on_store_error``); a timeout or a dropped
+    connection is a plain :class:`StoreError` instead, and its change is sent again.
     """
 
 

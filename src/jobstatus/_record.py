@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final
+
+from ._errors import WriteRefused
 
 STATES: Final = ("queued", "working", "completed", "failed")
 FINISHED_STATES: Final = frozenset({"completed", "failed"})
@@ -32,6 +36,13 @@ RESERVED_KEYS: Final = frozenset(
 )
 MAX_JOB_ID_LENGTH: Final = 512
 MAX_NESTING: Final = 32
+# Python reads and writes ints of at most 4,300 digits as text (sys.int_info);
+# 2**14000 has 4,215, so every stored int can be read back.
+MAX_INT_BITS: Final = 14_000
+# progress and total, and every sum of increments, stay within a float's range:
+# readers divide and multiply them by floats.
+FLOAT_MAX: Final = sys.float_info.max
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Stores keep, under this key (no status key may be empty), the last write
 # sequence applied per writer, so a write re-sent after a timeout applies once.
 WRITES_KEY: Final = ""
@@ -69,14 +80,39 @@ def _is_control(char: str) -> bool:
     )
 
 
+def _has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate, which no store can encode as UTF-8."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+_SURROGATE_HINT = (
+    "a lone surrogate (U+D800..U+DFFF, as os.listdir gives for an undecodable file "
+    "name), which UTF-8 cannot encode; clean it first, e.g. "
+    "text.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')"
+)
+
+
 def check_json_value(key: str, value: object, depth: int = 0) -> None:
     """Raise if ``value`` (stored under ``key``) is not a JSON value.
 
     Raises:
         TypeError: a value of a non-JSON type, or a dict key that is not a str.
-        ValueError: NaN or an infinity, or nesting deeper than 32 levels.
+        ValueError: NaN or an infinity, an int of more than 4,200 digits, a
+            string or dict key holding a lone surrogate, or nesting deeper
+            than 32 levels.
     """
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if _has_surrogate(value):
+            raise ValueError(f"value of {key!r} holds {_SURROGATE_HINT}")
+        return
+    if isinstance(value, int):
+        if value.bit_length() > MAX_INT_BITS:
+            raise ValueError(
+                f"value of {key!r} is an int of more than 4,200 digits, which JSON "
+                "readers refuse; store it as a str"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -94,6 +130,10 @@ def check_json_value(key: str, value: object, depth: int = 0) -> None:
                 raise TypeError(
                     f"value of {key!r} has a non-str dict key {inner_key!r}; JSON keys are str"
                 )
+            if _has_surrogate(inner_key):
+                raise ValueError(
+                    f"value of {key!r} has a dict key {inner_key!r} holding {_SURROGATE_HINT}"
+                )
             check_json_value(key, item, depth + 1)
         return
     raise TypeError(
@@ -102,19 +142,34 @@ def check_json_value(key: str, value: object, depth: int = 0) -> None:
     )
 
 
+def check_key(key: object) -> str:
+    """Return ``key`` if it can name a value in a record, else raise.
+
+    Raises:
+        TypeError: the key is not a ``str``.
+        ValueError: the key is empty or holds a lone surrogate.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"status keys must be str, not {type(key).__name__}: {key!r}")
+    if not key:
+        raise ValueError("status keys must not be empty")
+    if _has_surrogate(key):
+        raise ValueError(f"status key {key!r} holds {_SURROGATE_HINT}")
+    return key
+
+
 def check_fields(fields: Mapping[Any, object]) -> Record:
     """Validate keys and values to be written; return them as a new dict.
 
     Raises:
         TypeError: a key is not a ``str`` or a value is not a JSON value.
-        ValueError: a value is NaN or infinite, or a reserved key has a bad value.
+        ValueError: a key is empty or holds a lone surrogate, a value is not
+            one a record can hold (see :func:`check_json_value`), or a
+            reserved key has a bad value.
     """
     checked: Record = {}
     for key, value in fields.items():
-        if not isinstance(key, str):
-            raise TypeError(f"status keys must be str, not {type(key).__name__}: {key!r}")
-        if not key:
-            raise ValueError("status keys must not be empty")
+        check_key(key)
         check_json_value(key, value)
         if key in RESERVED_KEYS:
             _check_reserved(key, value)
@@ -134,24 +189,71 @@ def _check_reserved(key: str, value: object) -> None:
 
 
 def check_amount(key: str, value: object, *, allow_none: bool = False) -> None:
-    """Raise unless ``value`` is a finite int or float (not a bool)."""
+    """Raise unless ``value`` is a finite int or float (not a bool) within a float's range."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{key} must be a number, not {type(value).__name__}: {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{key} must be a finite number, not {value!r}")
+    if isinstance(value, int) and not -FLOAT_MAX <= value <= FLOAT_MAX:
+        raise ValueError(
+            f"{key} must be within a float's range (about 1.8e308); got an int past it"
+        )
 
 
 def check_increments(increments: Mapping[Any, object]) -> dict[str, float]:
-    """Validate a mapping of key -> amount to add."""
+    """Validate a mapping of key -> amount to add.
+
+    Raises:
+        TypeError: a key is not a ``str`` or an amount is not a number.
+        ValueError: a key is empty or holds a lone surrogate, or an amount is
+            not finite.
+    """
     checked: dict[str, float] = {}
     for key, amount in increments.items():
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"status keys must be non-empty str, not {key!r}")
+        check_key(key)
         check_amount(key, amount)
         checked[key] = amount  # type: ignore[assignment]
     return checked
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def add(current: float, amount: float) -> float:
+    """``current + amount``, or an infinity where a huge int and a float cannot be added.
+
+    A non-finite sum is what :func:`apply_write` refuses; the job's own view
+    of its record only shows it.
+    """
+    try:
+        return current + amount
+    except OverflowError:  # int too large to convert to float
+        big = current if isinstance(current, int) else amount
+        return math.inf if big > 0 else -math.inf
+
+
+def storable_number(value: float) -> bool:
+    """Whether a sum of increments may be stored: a finite number within a float's range.
+
+    An int past it would store, but every reader's ratio or rate of it
+    (``progress / total``) would overflow.
+    """
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return -FLOAT_MAX <= value <= FLOAT_MAX
+
+
+def refuse_unstorable(key: str, value: float) -> None:
+    """Raise :class:`WriteRefused` when a sum of increments is not a number a record can hold."""
+    if not storable_number(value):
+        shown = repr(value) if isinstance(value, float) else "an int past a float's range"
+        raise WriteRefused(
+            f"the sum of {key!r} would be {shown}; a record holds finite numbers only "
+            "(SPEC 1), so this change was not applied"
+        )
 
 
 @dataclass
@@ -180,12 +282,30 @@ class Change:
             self.set[key] = value
             self.incr.pop(key, None)
         for key, amount in later.incr.items():
-            if key in self.set and isinstance(self.set[key], (int, float)):
-                self.set[key] = self.set[key] + amount
-            else:
-                self.incr[key] = self.incr.get(key, 0) + amount
+            current = self.set.get(key)
+            if key not in self.incr and _is_number(current):
+                total = add(current, amount)  # type: ignore[arg-type]
+                if storable_number(total):
+                    self.set[key] = total
+                    continue
+            # Kept apart, so a sum that overflows is refused alone and the set stays.
+            self.incr[key] = add(self.incr.get(key, 0), amount)
         self.ttl = later.ttl
         self.finished_ttl = later.finished_ttl
+
+    def subset(self, keys: Iterable[str], *, sets: bool = True, adds: bool = True) -> Change:
+        """A change of only ``keys`` (what it sets, adds, or both), same expiry, no origin."""
+        wanted = set(keys)
+        return Change(
+            set={k: v for k, v in self.set.items() if sets and k in wanted},
+            incr={k: v for k, v in self.incr.items() if adds and k in wanted},
+            ttl=self.ttl,
+            finished_ttl=self.finished_ttl,
+        )
+
+    def written_keys(self) -> list[str]:
+        """The keys this change sets or adds to, set ones first."""
+        return [*self.set, *(key for key in self.incr if key not in self.set)]
 
     def ttl_for(self, record: Mapping[str, object]) -> float:
         """The ttl that applies to ``record`` once this change is in it."""
@@ -205,7 +325,7 @@ def apply_change(record: Record | None, change: Change) -> Record:
         current = merged.get(key)
         if isinstance(current, bool) or not isinstance(current, (int, float)):
             current = 0
-        merged[key] = current + amount
+        merged[key] = add(current, amount)
     return merged
 
 
@@ -214,19 +334,26 @@ def apply_write(record: Record | None, change: Change) -> Record | None:
 
     Stores that merge in Python call this; the stored record keeps the
     writers' last sequences under ``WRITES_KEY``, which :func:`public` removes.
+
+    Raises:
+        WriteRefused: a sum would not be a finite number (or an int too large
+            to read back); the caller must then store nothing.
     """
     if change.origin is None:
-        return apply_change(record, change)
-    writer, sequence = change.origin
-    stored = record.get(WRITES_KEY) if record else None
-    seen = dict(stored) if isinstance(stored, dict) else {}
-    if seen.get(writer, 0) >= sequence:
-        return None
-    if len(seen) >= MAX_WRITERS and writer not in seen:
-        seen = {}
-    seen[writer] = sequence
-    merged = apply_change(record, change)
-    merged[WRITES_KEY] = seen
+        merged = apply_change(record, change)
+    else:
+        writer, sequence = change.origin
+        stored = record.get(WRITES_KEY) if record else None
+        seen = dict(stored) if isinstance(stored, dict) else {}
+        if seen.get(writer, 0) >= sequence:
+            return None
+        if len(seen) >= MAX_WRITERS and writer not in seen:
+            seen = {}
+        seen[writer] = sequence
+        merged = apply_change(record, change)
+        merged[WRITES_KEY] = seen
+    for key in change.incr:
+        refuse_unstorable(key, merged[key])
     return merged
 
 
@@ -273,21 +400,50 @@ def exception_info(exc: BaseException) -> Record:
     name = (
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
-    return {"class": name, "message": str(exc)}
+    return {"class": safe_text(name), "message": safe_text(str(exc))}
+
+
+def safe_text(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udc80``), so it encodes."""
+    if not _has_surrogate(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def json_safe(value: object, depth: int = 0) -> JSONValue:
-    """A JSON-safe copy of ``value``: containers walked, anything else as its repr."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """A JSON-safe copy of ``value``: containers walked, anything else as its repr.
+
+    What a record could not hold is written as text: non-finite floats as their
+    repr, lone surrogates escaped, an int too long to read back as a note.
+    """
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, int):
+        return value if value.bit_length() <= MAX_INT_BITS else "<an int of over 4,200 digits>"
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if depth < MAX_NESTING:
         if isinstance(value, (list, tuple)):
             return [json_safe(item, depth + 1) for item in value]
         if isinstance(value, dict):
-            return {str(key): json_safe(item, depth + 1) for key, item in value.items()}
-    return repr(value)
+            return {safe_text(_str(key)): json_safe(item, depth + 1) for key, item in value.items()}
+    return safe_text(_repr(value))
+
+
+def _str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - str() of an int of 5,000 digits raises
+        return _repr(value)
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001 - a repr that raises must not break a job
+        return f"<{type(value).__qualname__} whose repr raised {type(exc).__name__}>"
 
 
 def unique_ids(ids: Iterable[str]) -> list[str]:

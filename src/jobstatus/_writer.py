@@ -12,6 +12,17 @@ it anyway (a reply that timed out), so it is sent again as it was, same
 sequence, before anything newer: the store applies it only if it has not
 already, and increments count once.
 
+A change the store refuses for good (:class:`WriteRefused`: a value too large,
+a sum that overflows) is never sent again as it was. It is split instead: the
+job's own keys are written one by one, then the lifecycle keys together (then
+each alone, the status and its timestamps last). Each refused piece is
+dropped and reported per ``on_store_error``; what the store takes is written,
+and above all the final transition, so later writes are never blocked.
+
+When a running job's write answers that it created the record, though the job
+had written before, the record vanished (a memcached restart, an eviction,
+an expiry): the writer follows with one write of what the job knows.
+
 ``Writer`` writes in the caller's thread. ``AsyncWriter``, used by async jobs,
 hands writes to one task on the event loop that drains them in order, so job
 code never blocks the loop and may still call the plain (sync) methods.
@@ -28,13 +39,32 @@ import uuid
 from typing import Any
 
 from ._config import JobOptions
-from ._errors import StoreError
-from ._record import Change, Record, apply_change, utc_now_iso
-from .stores.base import Store
+from ._errors import StoreError, WriteRefused
+from ._record import (
+    RESERVED_KEYS,
+    WRITES_KEY,
+    Change,
+    Record,
+    add,
+    apply_change,
+    check_fields,
+    utc_now_iso,
+)
+from .stores.base import Store, Written
 
 logger = logging.getLogger("jobstatus")
 
 WARN_EVERY = 30.0  # seconds between two warnings about a failing store, per process
+# What a refused change keeps together when it is split, and never drops: the
+# transition (the status and what dates it) and the absolute progress, small
+# values that a store refuses only while it is full. attempts is added to.
+TRANSITION_SETS = frozenset(
+    {"status", "queued_at", "started_at", "finished_at", "updated_at", "progress", "total"}
+)
+TRANSITION_ADDS = frozenset({"attempts"})
+# What a restore after a vanished record leaves out: the stores' bookkeeping,
+# and attempts, which a job in a worker counts from 0 though the record may not.
+NOT_RESTORED = frozenset({WRITES_KEY, "attempts"})
 
 
 class _StoreErrorLog:
@@ -50,7 +80,8 @@ class _StoreErrorLog:
         with self._lock:
             self._last, self._suppressed = -WARN_EVERY, 0
 
-    def warn(self, store: Store, job_id: str, exc: StoreError) -> None:
+    def warn(self, store: Store, job_id: str, exc: StoreError, dropped: str = "") -> None:
+        """Log a failed write (``dropped`` names the keys refused for good), rate-limited."""
         now = time.monotonic()
         with self._lock:
             if now - self._last < WARN_EVERY:
@@ -58,11 +89,15 @@ class _StoreErrorLog:
                 return
             suppressed, self._suppressed, self._last = self._suppressed, 0, now
         more = f" ({suppressed} more failures since the last warning)" if suppressed else ""
+        if dropped:
+            what = f"the store refused {dropped} for good, so it was dropped; the job goes on"
+        else:
+            what = "the job goes on and the change is kept for the next write"
         logger.warning(
-            "jobstatus could not write the status of job %r to %s; the job goes on and "
-            "the change is kept for the next write: %s%s",
+            "jobstatus could not write the status of job %r to %s; %s: %s%s",
             job_id,
             store.describe(),
+            what,
             exc,
             more,
         )
@@ -75,6 +110,56 @@ def progress_of(record: Record) -> float:
     """The record's progress as a number (0 when absent or not a number)."""
     value = record.get("progress")
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def split_refused(change: Change) -> list[Change] | None:
+    """Smaller changes to write instead of one the store refused, or None when it is one piece.
+
+    First each of the job's own keys alone, then the lifecycle keys together. A
+    lifecycle part refused on its own splits into each optional key alone
+    (``exception``, ``serialized_job``), then the transition, then each
+    increment alone (one that overflows is refused after the transition landed).
+    """
+    keys = change.written_keys()
+    own = [key for key in keys if key not in RESERVED_KEYS]
+    reserved = [key for key in keys if key in RESERVED_KEYS]
+    if own:
+        pieces = [change.subset([key]) for key in own]
+        pieces += [change.subset(reserved)] if reserved else []
+    else:
+        transition = _transition(change)
+        optional = [key for key in change.set if key not in TRANSITION_SETS]
+        adds = [key for key in change.incr if key not in TRANSITION_ADDS]
+        pieces = [change.subset([key], adds=False) for key in optional]
+        pieces += [transition] if transition else []
+        pieces += [change.subset([key], sets=False) for key in adds]
+    return pieces if len(pieces) > 1 else None  # one piece: the change itself
+
+
+def _transition(change: Change) -> Change:
+    transition = change.subset(TRANSITION_SETS, adds=False)
+    transition.incr = {k: v for k, v in change.incr.items() if k in TRANSITION_ADDS}
+    return transition
+
+
+def is_transition(change: Change) -> bool:
+    """Whether ``change`` holds only what a split keeps together (see TRANSITION_SETS)."""
+    return all(key in TRANSITION_SETS for key in change.set) and all(
+        key in TRANSITION_ADDS for key in change.incr
+    )
+
+
+def restorable(record: Record) -> Record:
+    """What a job knows of its record and may write back: its valid keys, bookkeeping left out."""
+    kept: Record = {}
+    for key, value in record.items():
+        if key in NOT_RESTORED:
+            continue
+        try:
+            kept.update(check_fields({key: value}))
+        except (TypeError, ValueError):
+            continue  # a sum that overflowed in the job's own view: not the store's
+    return kept
 
 
 class Writer:
@@ -109,6 +194,11 @@ class Writer:
         self._sequence = 0
         self._pid = os.getpid()
         self._unsure: Change | None = None  # a failed write with increments, to send again
+        # Written before anything held: the pieces of a refused change, a restore.
+        self._pending: list[Change] = []
+        self._restore: Change | None = None  # the restore queued last, never restored itself
+        self._wrote = False  # a write of this job reached the store
+        self._refusal: WriteRefused | None = None  # to raise once the flush is over
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
@@ -148,7 +238,7 @@ class Writer:
         change, self._held = self._held, self._empty()
         if self.held_progress:
             change.merge(Change(incr={"progress": self.held_progress}))
-            self.record["progress"] = progress_of(self.record) + self.held_progress
+            self.record["progress"] = add(progress_of(self.record), self.held_progress)
             self.held_progress = 0
         change.set["updated_at"] = stamp = utc_now_iso()
         self.record["updated_at"] = stamp
@@ -170,6 +260,8 @@ class Writer:
         if self._unsure is not None:
             change, self._unsure = self._unsure, None
             return change
+        if self._pending:
+            return self._pending.pop(0)
         if not self._held and not self.held_progress and not self._beat:
             return None  # nothing to say: with includes=set() a transition writes nothing
         self._beat = False
@@ -178,24 +270,95 @@ class Writer:
     def _flush_locked(self) -> None:
         while (change := self._next_locked()) is not None:
             try:
-                self.store.write(self.job_id, change)
-            except StoreError as exc:
-                self._failed(change, exc)
-                return
-            self.written_at = time.monotonic()
-            self.due_at = self.written_at + self.interval
+                written = self.store.write(self.job_id, change)
+            except Exception as exc:  # noqa: BLE001 - sorted by _refused_or_failed
+                if self._refused_or_failed(change, exc):
+                    return
+                continue
+            self._written(change, written)
+        self._raise_refusal()
+
+    def _refused_or_failed(self, change: Change, exc: Exception) -> bool:
+        """Deal with a write that raised; True when the flush must stop (the change is kept)."""
+        if not isinstance(exc, StoreError):
+            # A store of one's own that raised something else: what Python raises for
+            # data it cannot encode is a refusal of that data, anything else a failure.
+            kind = (
+                WriteRefused
+                if isinstance(exc, (ValueError, TypeError, OverflowError))
+                else StoreError
+            )
+            wrapped = kind(f"{self.store.describe()} raised {type(exc).__name__}: {exc}")
+            wrapped.__cause__ = exc
+            exc = wrapped
+        if isinstance(exc, WriteRefused) and self._refused(change, exc):
+            return False
+        if isinstance(exc, WriteRefused):
+            change.origin = None  # refused, so not applied: the next take numbers it anew
+        self._failed(change, exc)
+        return True
+
+    def _refused(self, change: Change, exc: WriteRefused) -> bool:
+        """Split or drop a change the store refused for good; False when it must be kept.
+
+        The transition alone (status, timestamps, absolute progress) is never
+        dropped: kept, it goes out with the next write, which the store may take
+        (a full disk with room again).
+        """
+        if not self.in_job:
+            raise exc
+        pieces = split_refused(change)
+        if pieces is not None:
+            for piece in pieces:
+                if piece.incr and self._id is not None:
+                    piece.origin = self._next_origin()
+            self._pending[:0] = pieces
+            return True
+        if is_transition(change):
+            return False
+        dropped = ", ".join(map(repr, change.written_keys()))
+        refusal = WriteRefused(f"{dropped} of job {self.job_id!r} was dropped: {exc}")
+        refusal.__cause__ = exc
+        if self.options.on_store_error == "raise":
+            self._refusal = self._refusal or refusal
+        else:
+            store_error_log.warn(self.store, self.job_id, exc, dropped)
+        return True
+
+    def _raise_refusal(self) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            raise refusal
+
+    def _written(self, change: Change, written: Written | None) -> None:
+        """After a write: time it, and restore a record found vanished."""
+        self.written_at = time.monotonic()
+        self.due_at = self.written_at + self.interval
+        created = written is not None and written.created
+        if created and self._wrote and self.in_job and change is not self._restore:
+            # Queued last, after the pieces still to go, whose amounts the job's
+            # view already counts: the restore's absolute values come after them.
+            self._restore = Change(
+                set=restorable(self.record),
+                ttl=self.options.expires_in,
+                finished_ttl=self.options.finished_ttl,
+            )
+            self._pending.append(self._restore)
+        self._wrote = True
 
     def _failed(self, change: Change, exc: StoreError) -> None:
         """Keep the change for the next write, then warn or raise as configured.
 
         A change with increments is kept apart, to be sent again unchanged (its
         origin lets the store drop it if it was applied after all); the others
-        fold into what is held.
+        go back before what is pending, or fold into what is held.
         """
         if not self.in_job:
             raise exc
         if change.origin is not None:
             self._unsure = change
+        elif self._pending:
+            self._pending.insert(0, change)
         else:
             change.merge(self._held)
             self._held = change
@@ -245,21 +408,25 @@ class AsyncWriter(Writer):
             with self.lock:
                 if not self._due:
                     self._task = None
+                    self._raise_refusal()
                     return
-                # A re-sent write leaves the flush due: what is held goes next.
-                self._due = self._unsure is not None
+                # A re-sent write or a pending piece leaves the flush due: what is held goes next.
+                self._due = self._unsure is not None or bool(self._pending)
                 change = self._next_locked()
                 if change is None:
                     continue
             try:
-                await self.store.awrite(self.job_id, change)
-            except StoreError as exc:
+                written = await self.store.awrite(self.job_id, change)
+            except Exception as exc:  # noqa: BLE001 - sorted by _refused_or_failed
                 with self.lock:
-                    self._task = None
-                    self._failed(change, exc)
-                return
-            self.written_at = time.monotonic()
-            self.due_at = self.written_at + self.interval
+                    task, self._task = self._task, None  # _failed may raise: no task then
+                    if self._refused_or_failed(change, exc):
+                        return
+                    self._task, self._due = task, True  # split or dropped: go on
+                continue
+            with self.lock:
+                self._written(change, written)
+                self._due = self._due or bool(self._pending)
 
     async def aflush(self) -> None:
         with self.lock:

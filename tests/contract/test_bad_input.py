@@ -29,6 +29,13 @@ from jobstatus.stores import Store
         ({"total": "ten"}, TypeError, "total"),
         ({"progress": True}, TypeError, "progress"),
         ({"attempts": 1.5}, ValueError, "attempts"),
+        # What os.listdir gives for a file name that is not UTF-8: no store can encode it.
+        ({"file": "report-\udcff.csv"}, ValueError, "'file'.*surrogate"),
+        ({"files": ["ok", {"name": "\ud800"}]}, ValueError, "'files'.*surrogate"),
+        ({"by_name": {"ok": 1, "\udc80": 2}}, ValueError, "'by_name'.*dict key.*surrogate"),
+        ({"\udcff-key": 1}, ValueError, "surrogate"),
+        ({"huge": 10**5000}, ValueError, "'huge'.*4,200 digits"),
+        ({"progress": 2**1100}, ValueError, "progress.*float's range"),
     ],
 )
 def test_bad_values_are_refused_and_nothing_is_written(
@@ -42,6 +49,49 @@ def test_bad_values_are_refused_and_nothing_is_written(
     with pytest.raises(error, match=names):
         job.status.update(fields, force=True)
     assert jobstatus.get("bad-in-job").exists is False
+
+
+def test_lone_surrogates_are_refused_the_same_everywhere(store: Store) -> None:
+    job = Job("surrogates")
+    for fields in ({"name": "a\udcffb"}, {"nested": [[{"k": "\ud83d"}]]}, {"k\udfff": 1}):
+        with pytest.raises(ValueError, match="surrogate") as info:
+            job.status.update(fields, force=True)
+        assert not isinstance(info.value, UnicodeError)  # ours, naming the key; not a driver's
+        with pytest.raises(ValueError, match="surrogate"):
+            jobstatus.get("surrogates").update(fields)
+    assert jobstatus.get("surrogates").exists is False
+    jobstatus.get("surrogates")["fine"] = "a\U0001f600b"  # a real pair of them is one character
+    assert jobstatus.get("surrogates")["fine"] == "a\U0001f600b"
+
+
+def test_a_job_failing_on_an_undecodable_file_name_is_recorded_failed(store: Store) -> None:
+    jobstatus.configure(includes={"status", "exception", "serialized_job"})
+    name = "/no/such/dir/report-\udcff.csv"  # as os.listdir gives it
+    ids: list[str] = []
+
+    @jobstatus.track
+    def job(path: str) -> str:
+        ids.append(jobstatus.current().job_id)
+        with open(path) as file:
+            return file.read()
+
+    with pytest.raises(FileNotFoundError):
+        job(name)
+    final = jobstatus.get(ids[0])
+    assert final.is_failed
+    assert "report-\\udcff.csv" in final["exception"]["message"]  # the surrogate, escaped
+    assert final.to_json()
+
+
+def test_increments_are_checked_like_keys() -> None:
+    from jobstatus._record import check_increments
+
+    assert check_increments({"n": 1, "x": 0.5}) == {"n": 1, "x": 0.5}
+    for bad, error in (({"\udcff": 1}, ValueError), ({"": 1}, ValueError), ({1: 1}, TypeError)):
+        with pytest.raises(error):
+            check_increments(bad)
+    with pytest.raises(ValueError, match="finite"):
+        check_increments({"n": math.inf})
 
 
 def test_non_str_keys_are_refused(store: Store) -> None:

@@ -1,7 +1,7 @@
 """Where status records are kept. See :mod:`jobstatus.stores.base` for the interface."""
 
 from ._registry import resolve_store, store_from_client, store_from_url
-from .base import AsyncSubscription, Listing, Store, Subscription
+from .base import AsyncSubscription, Listing, Store, Subscription, Written
 from .cache import CacheStore
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
@@ -14,6 +14,7 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "Subscription",
+    "Written",
     "resolve_store",
     "store_from_client",
     "store_from_url",

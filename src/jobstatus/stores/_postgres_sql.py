@@ -15,8 +15,10 @@ cannot hold U+0000.
 A write is one statement: ``INSERT ... ON CONFLICT DO UPDATE`` computes the
 merge from the stored row (under its row lock, so concurrent writers never
 lose each other's keys), the increments in SQL (ints stay ints when both are
-ints; otherwise float8 addition, as Python does), the status column and the
-expiry, then ``pg_notify`` sends ``<job id>\\n<record>`` to the table's channel.
+ints; otherwise float8 addition, as Python does, which the server refuses
+when the sum overflows), the status column and the expiry, then ``pg_notify``
+sends ``<job id>\\n<record>`` to the table's channel. It answers whether it
+was applied and whether it created the record.
 """
 
 from __future__ import annotations
@@ -26,8 +28,19 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .._errors import ConfigurationError
-from .._record import MAX_WRITERS, WRITES_KEY, Change, Record, apply_write, dumps, loads, parse_iso
+from .._record import (
+    MAX_WRITERS,
+    WRITES_KEY,
+    Change,
+    Record,
+    apply_write,
+    dumps,
+    loads,
+    parse_iso,
+    refuse_unstorable,
+)
 from . import _url as url
+from .base import SKIPPED, Written
 
 DEFAULT_TABLE: Final = "jobstatus"
 MAX_TABLE_LENGTH: Final = 48  # leaves room for index names within PostgreSQL's 63 bytes
@@ -61,11 +74,15 @@ SCHEMA: Final = (
 )
 
 # The merge of one change into a base record (a SQL expression), giving the
-# record, its status ('' when none) and the ttl that applies to it.
+# record, its status ('' when none) and the ttl that applies to it. A sum past a
+# float's range is refused (as Python stores do): float8 addition overflows, and
+# an int sum's cast to float8 fails, both with a data error the store reports as
+# WriteRefused.
 _INT = "'^-?[0-9]+$'"
 _SUM = f"""CASE
       WHEN (p.merged ->> i.key) ~ {_INT} AND i.value ~ {_INT}
-        THEN ((p.merged ->> i.key)::numeric + i.value::numeric)::text
+        THEN (SELECT CASE WHEN n::float8 IS NOT NULL THEN n::text END
+              FROM (SELECT (p.merged ->> i.key)::numeric + i.value::numeric AS n) AS y)
       WHEN (p.merged ->> i.key) ~ '^-?[0-9]'
         THEN (SELECT CASE WHEN f ~ {_INT} THEN f || '.0' ELSE f END
               FROM (SELECT ((p.merged ->> i.key)::float8 + i.value::float8)::text AS f) AS x)
@@ -113,14 +130,27 @@ WHERE %(writer)s::text IS NULL
    OR COALESCE(({_SEEN} ->> %(writer)s::text)::bigint, 0) < %(sequence)s::bigint"""
 # The WHERE skips a write this writer already applied (re-sent after a timeout).
 
-WRITE: Final = _UPSERT
-WRITE_AND_NOTIFY: Final = f"""WITH written AS (
+# What the write did (see base.Written): whether it was applied, and whether no
+# live row was there before. Every part of one statement sees the snapshot taken
+# before the upsert, so ``prior`` reads the row as it was, expired or not.
+_PRIOR = "SELECT p.expires_at > %(now)s AS live FROM {t} AS p WHERE p.job_id = %(id)s"
+_ANSWER = """SELECT (SELECT count(*) FROM written) > 0 AS applied,
+       NOT COALESCE((SELECT live FROM prior), false) AS created"""
+
+WRITE: Final = f"""WITH prior AS ({_PRIOR}), written AS (
+{_UPSERT}
+RETURNING t.job_id
+)
+{_ANSWER}"""
+WRITE_AND_NOTIFY: Final = f"""WITH prior AS ({_PRIOR}), written AS (
 {_UPSERT}
 RETURNING t.job_id, t.record
-)
+), notified AS (
 SELECT pg_notify(%(channel)s, CASE WHEN octet_length(n.payload) < {NOTIFY_LIMIT}
                                    THEN n.payload ELSE n.job_id END)
-FROM (SELECT job_id, job_id || E'\\n' || record::text AS payload FROM written) AS n"""
+FROM (SELECT job_id, job_id || E'\\n' || record::text AS payload FROM written) AS n
+)
+{_ANSWER}, (SELECT count(*) FROM notified) AS notified"""
 
 READ: Final = "SELECT record FROM {t} WHERE job_id = %s AND expires_at > %s"
 READ_MANY: Final = "SELECT job_id, record FROM {t} WHERE job_id = ANY(%s) AND expires_at > %s"
@@ -200,7 +230,7 @@ def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[
         "fresh_status": status if isinstance(status, str) else "",
         "fresh_ttl": float(change.ttl_for(fresh)),
         "set": encode_record(change.set),
-        "incr": dumps({encode_key(key): dumps(amount) for key, amount in change.incr.items()}),
+        "incr": dumps({encode_key(key): dumps(amount) for key, amount in _amounts(change)}),
         "ttl": float(change.ttl),
         "finished_ttl": float(change.finished_ttl),
         "updated": parse_iso(change.set.get("updated_at")),
@@ -209,6 +239,17 @@ def write_params(job_id: str, change: Change, now: float, channel: str) -> dict[
         "writer": change.origin[0] if change.origin else None,
         "sequence": change.origin[1] if change.origin else 0,
     }
+
+
+def written(applied: bool, created: bool) -> Written:
+    """What the write statement's answer says."""
+    return Written(created=created) if applied else SKIPPED
+
+
+def _amounts(change: Change) -> list[tuple[str, float]]:
+    for key, amount in change.incr.items():
+        refuse_unstorable(key, amount)
+    return list(change.incr.items())
 
 
 def decode_notify(payload: str) -> tuple[str, Record | None]:

@@ -27,8 +27,18 @@ from json.encoder import encode_basestring as _json_string
 from typing import Any, Final
 
 from .._errors import ConfigurationError
-from .._record import MAX_WRITERS, STATES, Change, Record, dumps, loads_record, parse_iso
+from .._record import (
+    MAX_WRITERS,
+    STATES,
+    Change,
+    Record,
+    dumps,
+    loads_record,
+    parse_iso,
+    refuse_unstorable,
+)
 from . import _url as url
+from .base import SKIPPED, Written
 
 DEFAULT_PREFIX: Final = "jobstatus:"
 MAX_PREFIX_LENGTH: Final = 200
@@ -40,29 +50,48 @@ SWEEP_CHUNK: Final = 1_000  # dead ids per sweep call
 
 # A write, atomically: merge the set fields, apply the increments, refresh the
 # expiry from the resulting status, keep the indexes in step, drop a few expired
-# index entries and publish the whole record to anyone subscribed.
+# index entries and publish the whole record to anyone subscribed. It answers
+# {applied, created} (see base.Written), or refuses before writing anything:
+# a script that fails half-way keeps what it wrote, so every check comes first.
 WRITE_SCRIPT: Final = """
 local record, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local by_status = {['"queued"'] = KEYS[4], ['"working"'] = KEYS[5],
                    ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7]}
 local member, channel = ARGV[1], ARGV[2]
+local created = redis.call('EXISTS', record) == 0 and 1 or 0
 local writer = ARGV[7]
+local seen
 if writer ~= '' then  -- a write that may be re-sent: apply it once (see WRITES_KEY)
-  local sequence = tonumber(ARGV[8])
   local stored = redis.call('HGET', record, '')
-  local seen = stored and cjson.decode(stored) or {}
-  if (tonumber(seen[writer]) or 0) >= sequence then return 0 end
+  seen = stored and cjson.decode(stored) or {}
+  if (tonumber(seen[writer]) or 0) >= tonumber(ARGV[8]) then return {0, 0} end
+end
+local set_last = 8 + 2 * tonumber(ARGV[6])
+local setting = {}
+for i = 9, set_last, 2 do setting[ARGV[i]] = ARGV[i + 1] end
+for i = set_last + 1, #ARGV, 3 do  -- SPEC 1: a sum that is not finite is never stored
+  local field, amount, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local current = tonumber(setting[field] or redis.call('HGET', record, field) or '')
+  if current and not (kind == 'i' and math.abs(current) < 1e17) then
+    local sum = current + tonumber(amount)
+    if sum ~= sum or sum == math.huge or sum == -math.huge then
+      return redis.error_reply('REFUSED the sum of ' .. cjson.encode(field) ..
+                               ' would not be a finite number')
+    end
+  end
+end
+if writer ~= '' then
   if seen[writer] == nil then
     local writers = 0
     for _ in pairs(seen) do writers = writers + 1 end
     if writers >= %(writers)d then seen = {} end
   end
-  seen[writer] = sequence
+  seen[writer] = tonumber(ARGV[8])
   redis.call('HSET', record, '', cjson.encode(seen))
 end
 local old_status = redis.call('HGET', record, 'status')
 local status = old_status
-local i, last = 9, 8 + 2 * tonumber(ARGV[6])
+local i, last = 9, set_last
 if last > 8 then
   local fields = {}
   while i < last do
@@ -122,6 +151,7 @@ if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
   end
   redis.call('PUBLISH', channel, '{' .. table.concat(parts, ',') .. '}')
 end
+return {1, created}
 """.replace("%(prune)d", str(PRUNE_BATCH)).replace("%(writers)d", str(MAX_WRITERS))
 
 # A delete: the record and its index entries go together.
@@ -270,9 +300,19 @@ def write_args(job_id: str, channel: str, change: Change) -> list[str | int]:
     for key, value in change.set.items():
         args += [key, dumps(value)]
     for key, amount in change.incr.items():
+        refuse_unstorable(key, amount)
         text, kind = _amount_text(amount)
         args += [key, text, kind]
     return args
+
+
+REFUSED: Final = "REFUSED"  # the first word of the write script's refusals
+
+
+def written(reply: Any) -> Written:
+    """What the write script's reply ``{applied, created}`` says."""
+    applied, created = (int(flag) for flag in reply)
+    return Written(created=bool(created)) if applied else SKIPPED
 
 
 def _milliseconds(seconds: float) -> int:

@@ -3,7 +3,8 @@
 A store keeps one record per job id and offers:
 
 - ``write(job_id, change)``: one atomic merge of the keys a :class:`Change` sets
-  and the amounts it adds, which also refreshes the record's expiry;
+  and the amounts it adds, which also refreshes the record's expiry; it answers
+  what it did as a :class:`Written`;
 - ``read(job_id)`` and ``read_many(job_ids)`` (a few round trips for thousands);
 - ``delete(job_id)``.
 
@@ -28,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
@@ -42,12 +44,35 @@ POLL_MAX = 1.0
 POLL_GROWTH = 1.5
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one ``Store.write`` did, for the job's writer.
+
+    Attributes:
+        applied: False when the store already had this write (a write re-sent
+            with the same ``origin``) and changed nothing.
+        created: no live record existed before this write (the id was new, or
+            its record had expired or been deleted or evicted).
+    """
+
+    applied: bool = True
+    created: bool = False
+
+
+SKIPPED: Written = Written(applied=False)
+"""The answer to a write the store had already applied."""
+
+
 class Store(abc.ABC):
     """The base class of every store; subclass it for a store of your own.
 
     Implement ``write``, ``read``, ``read_many`` and ``delete``; add
     :class:`Listing` for ``jobstatus.recent()`` and override ``subscribe`` for
     push notifications.
+
+    ``write`` answers a :class:`Written`. A store written before it existed may
+    answer None, which counts as ``Written()``: applied, and not created, so
+    the writer never restores a vanished record through such a store.
 
     Attributes:
         atomic: whether ``write`` merges atomically across writers. Only the
@@ -61,17 +86,21 @@ class Store(abc.ABC):
     timeout: float = DEFAULT_TIMEOUT
 
     @abc.abstractmethod
-    def write(self, job_id: str, change: Change) -> None:
-        """Merge ``change`` into the record of ``job_id`` atomically.
+    def write(self, job_id: str, change: Change) -> Written | None:
+        """Merge ``change`` into the record of ``job_id`` atomically; say what it did.
 
         Keys in ``change.set`` replace the stored values; amounts in
         ``change.incr`` are added to the stored numbers (a missing key counts
         as 0). The record then expires ``change.ttl`` seconds from now, or
         ``change.finished_ttl`` when its status is completed or failed.
-        An expired record is treated as absent.
+        An expired record is treated as absent. A change with an ``origin``
+        the record already has is skipped (``Written(applied=False)``).
 
         Raises:
-            StoreError: the backend failed.
+            WriteRefused: the store can never apply this change (a value too
+                large for it, a sum that is not a finite number); nothing of it
+                was applied.
+            StoreError: the backend failed (a timeout, a dropped connection).
         """
 
     @abc.abstractmethod
@@ -104,9 +133,9 @@ class Store(abc.ABC):
         """The async twin of :meth:`subscribe`."""
         return AsyncPollingSubscription()
 
-    async def awrite(self, job_id: str, change: Change) -> None:
+    async def awrite(self, job_id: str, change: Change) -> Written | None:
         """Async twin of :meth:`write`."""
-        await asyncio.to_thread(self.write, job_id, change)
+        return await asyncio.to_thread(self.write, job_id, change)
 
     async def aread(self, job_id: str) -> Record | None:
         """Async twin of :meth:`read`."""
@@ -285,6 +314,13 @@ class PerProcess:
         """Forget the value in this process (and this thread)."""
         self._local = threading.local()
         self._shared = None
+
+    def forget(self) -> None:
+        """Forget this thread's value only (per-thread values), or the shared one."""
+        if self._per_thread:
+            self._local.value = None
+        else:
+            self._shared = None
 
 
 def require(module: str, extra: str) -> object:

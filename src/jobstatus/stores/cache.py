@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from .._errors import StoreError
 from .._record import Change, Record, apply_write, dumps, loads, public
 from ._keys import safe_cache_key
-from .base import DEFAULT_TIMEOUT, Store
+from .base import DEFAULT_TIMEOUT, SKIPPED, Store, Written
 
 
 @runtime_checkable
@@ -88,14 +88,16 @@ class CacheStore(Store):
         record = self._stored(raw)
         return public(record) if record is not None else None
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
         key = self._key(job_id)
         with self._lock:
-            record = apply_write(self._stored(self._call("get", self.cache.get, key)), change)
+            before = self._stored(self._call("get", self.cache.get, key))
+            record = apply_write(before, change)
             if record is None:
-                return  # this write was applied already
+                return SKIPPED
             ttl = max(1, round(change.ttl_for(record)))
             self._call("set", self.cache.set, key, dumps(record), ttl)
+        return Written(created=before is None)
 
     def read(self, job_id: str) -> Record | None:
         return self._decode(self._call("get", self.cache.get, self._key(job_id)))

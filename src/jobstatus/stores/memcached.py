@@ -26,11 +26,11 @@ from contextlib import contextmanager, suppress
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import Change, Record, apply_write, dumps, loads, loads_record
 from . import _url
 from ._keys import safe_cache_key
-from .base import DEFAULT_TIMEOUT, PerProcess, Store, require
+from .base import DEFAULT_TIMEOUT, SKIPPED, PerProcess, Store, Written, require
 
 DEFAULT_PREFIX: Final = "jobstatus:"
 DEFAULT_PORT: Final = 11211
@@ -125,7 +125,12 @@ class MemcachedStore(Store):
             yield
         except (self._memcache.exceptions.MemcacheError, OSError) as exc:
             about = f" of job {job_id!r}" if job_id is not None else ""
-            raise StoreError(f"{self.describe()}: {what}{about} failed: {exc}") from exc
+            # A server with a smaller -I than max_value_size says so for each such value.
+            too_large = isinstance(exc, self._memcache.exceptions.MemcacheServerError) and (
+                "too large" in str(exc)
+            )
+            error = WriteRefused if too_large else StoreError
+            raise error(f"{self.describe()}: {what}{about} failed: {exc}") from exc
 
     def _retrying(self, what: str, job_id: str | None, run: Any) -> Any:
         """Run ``run()``; once more if a pooled connection had been closed by a server restart.
@@ -145,7 +150,7 @@ class MemcachedStore(Store):
     def _encode(self, job_id: str, record: Record) -> bytes:
         data = dumps(record).encode("utf-8")
         if len(data) > self.max_value_size:
-            raise StoreError(
+            raise WriteRefused(
                 f"the record of job {job_id!r} would take {len(data):,} bytes; memcached "
                 f"holds at most {self.max_value_size:,} per value. Store less data in the "
                 "status (a path or URL to it instead), or raise max_value_size to match "
@@ -153,14 +158,17 @@ class MemcachedStore(Store):
             )
         return data
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
         key = self.key(job_id)
         ring = self._ring()
         deadline = time.monotonic() + self.timeout * CAS_DEADLINE_FACTOR
         attempt = 0
         while True:
-            if self._retrying("write", job_id, lambda: self._try_write(ring, key, job_id, change)):
-                return
+            written = self._retrying(
+                "write", job_id, lambda: self._try_write(ring, key, job_id, change)
+            )
+            if isinstance(written, Written):
+                return written
             attempt += 1
             if time.monotonic() > deadline:
                 raise StoreError(
@@ -171,18 +179,20 @@ class MemcachedStore(Store):
                 # Many writers on one key: spread them out so one of them wins.
                 time.sleep(random.uniform(0, min(0.001 * attempt, 0.02)))
 
-    def _try_write(self, ring: _Ring, key: str, job_id: str, change: Change) -> bool:
-        """One gets + cas (or add) round; False when another writer got there first."""
+    def _try_write(self, ring: _Ring, key: str, job_id: str, change: Change) -> Written | None:
+        """One gets + cas (or add) round; None when another writer got there first."""
         with ring.client_for(key) as client:
             raw, token = client.gets(key)
             record = apply_write(loads(raw) if raw is not None else None, change)
             if record is None:
-                return True  # this write was applied already
+                return SKIPPED
             data = self._encode(job_id, record)
             expire = _expire(change.ttl_for(record))
             if raw is None:
-                return bool(client.add(key, data, expire=expire, noreply=False))
-            return bool(client.cas(key, data, token, expire=expire, noreply=False))
+                stored = client.add(key, data, expire=expire, noreply=False)
+            else:
+                stored = client.cas(key, data, token, expire=expire, noreply=False)
+            return Written(created=raw is None) if stored else None
 
     def read(self, job_id: str) -> Record | None:
         key = self.key(job_id)

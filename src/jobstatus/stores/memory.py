@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from .._record import Change, Record, apply_write, parse_iso, public
-from .base import AsyncSubscription, Clock, Listing, Store, Subscription
+from .base import SKIPPED, AsyncSubscription, Clock, Listing, Store, Subscription, Written
 
 
 class MemoryStore(Store, Listing):
@@ -61,15 +61,17 @@ class MemoryStore(Store, Listing):
             return None
         return entry[0]
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
         with self._lock:
             now = self._clock()
-            record = apply_write(self._live(job_id, now), change)
+            before = self._live(job_id, now)
+            record = apply_write(before, change)
             if record is None:
-                return  # this write was applied already
+                return SKIPPED
             self._records[job_id] = (record, now + change.ttl_for(record))
             self._version += 1
             self._changed.notify_all()
+        return Written(created=before is None)
 
     def read(self, job_id: str) -> Record | None:
         with self._lock:
@@ -120,8 +122,8 @@ class MemoryStore(Store, Listing):
     def asubscribe(self, job_id: str) -> AsyncSubscription:
         return _AsyncMemorySubscription(self)
 
-    async def awrite(self, job_id: str, change: Change) -> None:
-        self.write(job_id, change)
+    async def awrite(self, job_id: str, change: Change) -> Written:
+        return self.write(job_id, change)
 
     async def aread(self, job_id: str) -> Record | None:
         return self.read(job_id)

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, ClassVar, TypeVar
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import Change, Record
 from . import _postgres_sql as q
 from ._url import redact, take_options
@@ -36,6 +36,7 @@ from .base import (
     PerProcess,
     Store,
     Subscription,
+    Written,
     require,
 )
 
@@ -241,7 +242,13 @@ class PostgresStore(Store, Listing):
         return entry.pool
 
     def _failed(self, what: str, exc: BaseException) -> StoreError:
-        return StoreError(f"{self.describe()}: {what} failed: {exc}")
+        # The server refuses such a write however often it is sent: a value out
+        # of range (a float sum that overflows) or beyond a limit (jsonb's size).
+        refused = what == "write" and isinstance(
+            exc, (self._pg.DataError, self._pg.errors.ProgramLimitExceeded)
+        )
+        error = WriteRefused if refused else StoreError
+        return error(f"{self.describe()}: {what} failed: {exc}")
 
     def _call(self, what: str, run: Callable[[Any], T]) -> T:
         """Run ``run(connection)``, once more on a new connection if a pooled one had gone stale.
@@ -371,33 +378,36 @@ class PostgresStore(Store, Listing):
             self._writes += 1
             return self._writes % q.PURGE_EVERY == 0
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written | None:
         params = self._write_params(job_id, change)
         purge = self._due_for_purge()
 
-        def run(conn: Any) -> None:
-            conn.execute(self._statements["write"], params)
+        def run(conn: Any) -> Written:
+            applied, created = conn.execute(self._statements["write"], params).fetchone()[:2]
             if purge:
                 conn.execute(
                     self._statements["purge"], {"now": params["now"], "limit": q.PURGE_BATCH}
                 )
+            return q.written(applied, created)
 
-        self._call("write", run)
+        return self._call("write", run)
 
-    async def awrite(self, job_id: str, change: Change) -> None:
+    async def awrite(self, job_id: str, change: Change) -> Written | None:
         if self._given_kind == "conn":
             return await super().awrite(job_id, change)
         params = self._write_params(job_id, change)
         purge = self._due_for_purge()
 
-        async def run(conn: Any) -> None:
-            await conn.execute(self._statements["write"], params)
+        async def run(conn: Any) -> Written:
+            cursor = await conn.execute(self._statements["write"], params)
+            applied, created = (await cursor.fetchone())[:2]
             if purge:
                 await conn.execute(
                     self._statements["purge"], {"now": params["now"], "limit": q.PURGE_BATCH}
                 )
+            return q.written(applied, created)
 
-        await self._acall("write", run)
+        return await self._acall("write", run)
 
     def purge(self) -> int:
         """Delete every expired row now; return how many were removed.

@@ -18,13 +18,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import Change, Record
 from ._redis_common import (
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     READ_CHUNK,
     REBUILD_LIVE,
+    REFUSED,
     SWEEP_SCRIPT,
     URL_OPTIONS,
     WRITE_SCRIPT,
@@ -37,6 +38,7 @@ from ._redis_common import (
     decode_hashes,
     decode_message,
     write_args,
+    written,
 )
 from ._url import redact, take_options
 from .base import (
@@ -45,6 +47,7 @@ from .base import (
     Listing,
     Store,
     Subscription,
+    Written,
     require,
 )
 
@@ -154,15 +157,26 @@ class RedisStore(Store, Listing):
         return type(client).__module__.startswith("redis.asyncio")
 
     def _retry(self, module: Any) -> Any:
-        # One immediate retry reconnects a pooled connection the server dropped
-        # (a restart) without making a down server hang a call for long.
-        return module.retry.Retry(self._redis.backoff.NoBackoff(), 1)
+        # One immediate retry, on a new connection, of a call whose connection the
+        # server dropped (a restart, CLIENT KILL, an idle timeout), without making a
+        # down server hang a call for long. Not after a timeout: that call's bound
+        # would double. Sending a write again is safe: its origin applies it once.
+        dropped = self._redis.exceptions.ConnectionError
+        return module.retry.Retry(self._redis.backoff.NoBackoff(), 1, supported_errors=(dropped,))
+
+    def _retry_options(self, module: Any) -> dict[str, Any]:
+        # redis-py 5 retries only the errors a connection's retry_on_error names
+        # (6.0 and later: those of the Retry); naming them in both works on 5 to 8.
+        return {
+            "retry": self._retry(module),
+            "retry_on_error": [self._redis.exceptions.ConnectionError],
+        }
 
     def _options(self, module: Any) -> dict[str, Any]:
         return {
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.timeout,
-            "retry": self._retry(module),
+            **self._retry_options(module),
             **self._client_options,
         }
 
@@ -215,12 +229,21 @@ class RedisStore(Store, Listing):
         for loop in [loop for loop in self._loops if loop.is_closed()]:
             del self._loops[loop]
 
+    def _failures(self, *more: type[BaseException]) -> tuple[type[BaseException], ...]:
+        """What redis-py raises when a call fails (a cluster's own errors are no RedisError)."""
+        errors = self._redis.exceptions
+        return (errors.RedisError, errors.RedisClusterException, OSError, *more)
+
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
-        except (self._redis.exceptions.RedisError, OSError) as exc:
-            raise StoreError(f"{self.describe()}: {what} failed: {exc}") from exc
+        except self._failures() as exc:
+            refused = isinstance(exc, self._redis.exceptions.ResponseError) and str(exc).startswith(
+                REFUSED
+            )
+            error = WriteRefused if refused else StoreError
+            raise error(f"{self.describe()}: {what} failed: {exc}") from exc
 
     def describe(self) -> str:
         if self._url is not None:
@@ -230,21 +253,17 @@ class RedisStore(Store, Listing):
 
     # -- the store -------------------------------------------------------------
 
-    def write(self, job_id: str, change: Change) -> None:
+    def write(self, job_id: str, change: Change) -> Written:
+        args = write_args(job_id, self._layout.channel(job_id), change)
         scripts = self._scripts()
         with self._errors("write"):
-            scripts.write(
-                self._layout.script_keys(job_id),
-                write_args(job_id, self._layout.channel(job_id), change),
-            )
+            return written(scripts.write(self._layout.script_keys(job_id), args))
 
-    async def awrite(self, job_id: str, change: Change) -> None:
+    async def awrite(self, job_id: str, change: Change) -> Written:
+        args = write_args(job_id, self._layout.channel(job_id), change)
         scripts = await self._ascripts()
         with self._errors("write"):
-            await scripts.write(
-                self._layout.script_keys(job_id),
-                write_args(job_id, self._layout.channel(job_id), change),
-            )
+            return written(await scripts.write(self._layout.script_keys(job_id), args))
 
     def read(self, job_id: str) -> Record | None:
         client = self._scripts().client
@@ -336,13 +355,13 @@ class RedisStore(Store, Listing):
         sweep cannot write (a read-only replica or user) it is left undone.
         """
         scripts = self._scripts()
-        with suppress(self._redis.exceptions.RedisError):
+        with suppress(*self._failures()):
             for tag, dead in dead_by_tag(self._layout, ids, records):
                 scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
 
     async def _asweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
         scripts = await self._ascripts()
-        with suppress(self._redis.exceptions.RedisError):
+        with suppress(*self._failures()):
             for tag, dead in dead_by_tag(self._layout, ids, records):
                 await scripts.sweep(self._layout.sweep_keys(tag, dead), [REBUILD_LIVE, *dead])
 
@@ -443,7 +462,7 @@ class _PubSubSubscription(Subscription):
                 if more is None:
                     return records
                 records.append(decode_message(more["data"]))
-        except (StoreError, self._store._redis.exceptions.RedisError, OSError):
+        except self._store._failures(StoreError):
             self._drop()
             time.sleep(min(RECONNECT_PAUSE, max(timeout, 0.0)))
             return None
@@ -451,7 +470,7 @@ class _PubSubSubscription(Subscription):
     def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with suppress(self._store._redis.exceptions.RedisError, OSError):
+            with suppress(*self._store._failures()):
                 pubsub.close()
 
     def close(self) -> None:
@@ -503,7 +522,7 @@ class _AsyncPubSubSubscription(AsyncSubscription):
                 if more is None:
                     return records
                 records.append(decode_message(more["data"]))
-        except (StoreError, self._store._redis.exceptions.RedisError, OSError):
+        except self._store._failures(StoreError):
             await self._drop()
             await asyncio.sleep(min(RECONNECT_PAUSE, max(timeout, 0.0)))
             return None
@@ -511,7 +530,7 @@ class _AsyncPubSubSubscription(AsyncSubscription):
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with suppress(self._store._redis.exceptions.RedisError, OSError):
+            with suppress(*self._store._failures()):
                 await pubsub.aclose()
 
     async def aclose(self) -> None:

@@ -104,6 +104,12 @@ class RedisClusterStore(RedisStore):
     def _cluster_options(self, module: Any) -> dict[str, Any]:
         return {**self._url_options, **self._options(module)}
 
+    def _retry_options(self, module: Any) -> dict[str, Any]:
+        # The cluster client retries a dropped connection itself, once per
+        # attempt of its Retry (redis-py 6+) or cluster_error_retry_attempts (5),
+        # after refreshing its map of the nodes.
+        return {"retry": self._retry(module)}
+
     def _build_sync(self) -> Any:
         cluster = self._redis.cluster
         if self._given is not None:

@@ -14,15 +14,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import STATES, Change, Record, apply_write, dumps, loads, loads_record, parse_iso
 from ._url import seconds, take_options
-from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Store
+from .base import DEFAULT_TIMEOUT, SKIPPED, Clock, Listing, PerProcess, Store, Written
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobstatus (
@@ -55,6 +55,10 @@ DELETE FROM jobstatus WHERE job_id IN (
 PURGE_EVERY = 500  # writes per process between purges
 PURGE_BATCH = 1000  # rows removed per purge, so a write never stalls long
 READ_CHUNK = 10_000  # ids per query: a batch of 100,000 is ten round trips
+# What SQLite answers for a change it cannot take however often it is sent:
+# the database (or its disk, or max_page_count) is full, or a value is too big.
+REFUSALS = ("SQLITE_FULL", "SQLITE_TOOBIG")
+REFUSAL_MESSAGES = ("database or disk is full", "string or blob too big")
 
 
 class SQLiteStore(Store, Listing):
@@ -129,12 +133,25 @@ class SQLiteStore(Store, Listing):
         assert isinstance(connection, sqlite3.Connection)
         try:
             yield connection
-        except sqlite3.Error as exc:
-            if connection.in_transaction:
-                connection.rollback()
-            raise StoreError(f"SQLite store at {self.path} failed: {exc}") from exc
+        except BaseException as exc:
+            # Whatever went wrong, the write lock goes: an open transaction would
+            # stop every other process's writes ("database is locked").
+            self._end_transaction(connection)
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(self.path, exc) from exc
+            raise
 
-    def write(self, job_id: str, change: Change) -> None:
+    def _end_transaction(self, connection: sqlite3.Connection) -> None:
+        if not connection.in_transaction:
+            return
+        with suppress(sqlite3.Error):
+            connection.rollback()
+        if connection.in_transaction:  # the rollback failed too: start afresh
+            with suppress(sqlite3.Error):
+                connection.close()
+            self._connections.forget()
+
+    def write(self, job_id: str, change: Change) -> Written:
         now = self._clock()
         with self._connection() as db:
             db.execute("BEGIN IMMEDIATE")
@@ -144,7 +161,7 @@ class SQLiteStore(Store, Listing):
             record = apply_write(loads(row[0]) if row else None, change)
             if record is None:
                 db.execute("COMMIT")
-                return  # this write was applied already
+                return SKIPPED
             updated = parse_iso(record.get("updated_at")) or now
             db.execute(
                 UPSERT,
@@ -159,6 +176,7 @@ class SQLiteStore(Store, Listing):
             if self._due_for_purge():
                 db.execute(PURGE, (now, PURGE_BATCH))
             db.execute("COMMIT")
+        return Written(created=row is None)
 
     def _due_for_purge(self) -> bool:
         with self._writes_lock:
@@ -224,3 +242,12 @@ class SQLiteStore(Store, Listing):
         assert isinstance(connection, sqlite3.Connection)
         connection.close()
         self._connections.reset()
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError for a failed call: WriteRefused when sending it again cannot help."""
+    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
+    message = str(exc)
+    refused = name in REFUSALS or (name is None and message in REFUSAL_MESSAGES)
+    error = WriteRefused if refused else StoreError
+    return error(f"SQLite store at {path} failed: {message}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 import _worker_options
 import redis.asyncio
@@ -15,7 +16,11 @@ import jobstatus
 from jobstatus.integrations.taskiq import StatusMiddleware
 
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS", "redis://127.0.0.1:6379/8")
+# The test process imports this module too, without the worker's environment: its
+# broker must reach the same server, database 8 (_support.TASKIQ_REDIS_DB).
+BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS") or urlunsplit(
+    urlsplit(GATE_REDIS_URL)._replace(path="/8")
+)
 QUEUE = os.environ.get("JOBSTATUS_TEST_TASKIQ_QUEUE", "jobstatus-test:taskiq")
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
 from ..._record import Change, Record, apply_write, dumps, loads, loads_record, parse_iso
-from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, require
+from ...stores.base import DEFAULT_TIMEOUT, SKIPPED, Clock, Listing, Store, Written, require
 from ...stores.cache import CacheStore
 
 PURGE_EVERY = 500  # writes per process between purges of expired rows
@@ -175,7 +175,7 @@ class DjangoDatabaseStore(Store, Listing):
                 # never gets Django's request-end cleanup: don't leave it a connection.
                 connection.close()
 
-    def _write(self, job_id: str, change: Change) -> None:
+    def _write(self, job_id: str, change: Change) -> Written:
         from django.db import transaction
 
         from .models import JobStatusRecord
@@ -186,9 +186,10 @@ class DjangoDatabaseStore(Store, Listing):
             # first writers never both see "no row" (on SQLite this takes the write lock).
             self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
             row = self._rows().select_for_update().get(job_id=job_id)
-            record = apply_write(loads(row.record) if row.expires_at > now else None, change)
+            live = row.expires_at > now
+            record = apply_write(loads(row.record) if live else None, change)
             if record is None:
-                return  # this write was applied already
+                return SKIPPED
             row.record = dumps(record)
             row.status = record.get("status") or ""
             row.updated_at = parse_iso(record.get("updated_at")) or now
@@ -196,6 +197,7 @@ class DjangoDatabaseStore(Store, Listing):
             row.save(update_fields=["record", "status", "updated_at", "expires_at"])
             if self._due_for_purge():
                 self._purge_some(now)
+        return Written(created=not live)
 
     def _due_for_purge(self) -> bool:
         with self._writes_lock:
@@ -256,8 +258,8 @@ class DjangoDatabaseStore(Store, Listing):
     # Django refuses ORM calls from a thread running an event loop; a plain call
     # from async code must still work, so such a call runs in a helper thread.
 
-    def write(self, job_id: str, change: Change) -> None:
-        _off_loop(self._write, job_id, change)
+    def write(self, job_id: str, change: Change) -> Written:
+        return _off_loop(self._write, job_id, change)
 
     def read(self, job_id: str) -> Record | None:
         return _off_loop(self._read, job_id)
