@@ -12,7 +12,10 @@ Example (``urls.py``)::
         path("status/", include(jobstatus.web.django.urls(authorize=can_read))),
     ]
 
-The routes and answers are those of :func:`jobstatus.web.create_app`.
+The routes and answers are those of :func:`jobstatus.web.create_app`, built
+from the same table (:data:`jobstatus.web.routes.ROUTES`). Django is an
+optional dependency, so it is imported inside the functions, which run only
+once :func:`urls` has checked that it is installed.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def urls(
         ValueError, TypeError: an option is out of range or of the wrong type.
     """
     require("django", "django")
-    from django.urls import path  # Django is optional: imported once it is known to be there
+    from django.urls import path
 
     web_options = WebOptions.build(
         store=store, authorize=authorize, public=public, expose=expose, **options

@@ -10,7 +10,8 @@ Example::
         jobstatus.web.flask.blueprint(authorize=can_read), url_prefix="/status"
     )
 
-The routes and answers are those of :func:`jobstatus.web.create_app`.
+The routes and answers are those of :func:`jobstatus.web.create_app`, built
+from the same table (:data:`jobstatus.web.routes.ROUTES`).
 """
 
 from __future__ import annotations
