@@ -114,3 +114,66 @@ def test_purge_deletes_expired_records_now(url: str) -> None:
     assert "removed 0 expired records" in again.stdout
     by_itself = run("purge", "--store", "memory://")
     assert by_itself.returncode == 0 and "removes expired records by itself" in by_itself.stdout
+
+
+def test_serve_needs_the_web_extra_only_when_it_runs(url: str) -> None:
+    without_web = (
+        "import sys; sys.modules['starlette'] = sys.modules['uvicorn'] = None; "
+        "from jobstatus.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+
+    def run_without_web(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", without_web, *args], capture_output=True, text=True, timeout=60
+        )
+
+    assert "serve" in run_without_web("--help").stdout
+    assert run_without_web("list", "--store", url).returncode == 0
+    served = run_without_web("serve", "--store", url)
+    assert served.returncode == 3 and "jobstatus[web]" in served.stderr
+
+
+def imports_of(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The ``modules`` that ``path`` (module ``module``) imports anywhere, in functions too."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            for alias in node.names:
+                name = f"{base}.{alias.name}"
+                found.add(name if name in modules else base)
+    return found & modules
+
+
+def test_the_cli_and_web_modules_import_without_a_cycle() -> None:
+    """No cycle through a cli or web module, not even one hidden in a function."""
+    root = Path(jobstatus.__file__).parent
+    files = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {module: imports_of(path, module, set(files)) for module, path in files.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for name in graph.get(todo.pop(), ()):
+                if name == goal:
+                    return True
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+        return False
+
+    ours = [m for m in graph if m.startswith(("jobstatus.cli", "jobstatus.web"))]
+    assert len(ours) >= 14
+    assert [m for m in ours if reaches(m, m)] == []

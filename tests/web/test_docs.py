@@ -24,3 +24,12 @@ def test_the_web_doc_examples_run(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["3", "404", "completed", "1"]
+
+
+def test_the_route_table_of_the_doc_lists_every_route() -> None:
+    from jobstatus.web.routes import ROUTES
+
+    text = DOC.read_text()
+    for route in ROUTES:
+        shown = route.pattern(lambda name: f"{{{name}}}", lambda name: "{id}")
+        assert f"| `{route.method} {shown}" in text, f"docs/web.md does not list {route.name}"

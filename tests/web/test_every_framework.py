@@ -1,8 +1,10 @@
 """The Starlette app and the Django and Flask adapters side by side.
 
-The rules below live in ``jobstatus.web.core`` so that the three cannot
-disagree: a stream resumed after its end, stored values JSON cannot hold, an
-``authorize`` hook that raises, and the listing routes while listing is off.
+The rules below live in ``jobstatus.web.core``, ``jobstatus.web.stream`` and
+the one route table, ``jobstatus.web.routes``, so that the three cannot
+disagree: every route of the table, a stream resumed after its end, stored
+values JSON cannot hold, a store that fails, an ``authorize`` hook that
+raises, and the listing routes while listing is off.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from jobstatus import StoreError
 from jobstatus._record import parse_iso, utc_now_iso
 from jobstatus.stores import MemoryStore
+from jobstatus.web.routes import ROUTES
 
 from . import _mounts
 from ._support import events, plant, put, seed
@@ -46,6 +50,32 @@ def strict_events(text: str) -> list[dict[str, Any]]:
         if line.startswith("data: "):
             _mounts.strict_json(line.removeprefix("data: "))
     return events(text)
+
+
+# -- the route table ----------------------------------------------------------------
+
+SAMPLE_PARAMS = {"job_id": "done", "name": "jobstatus.js"}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
+def test_every_route_of_the_table_is_served_with_its_method_only(serve: Any, route: Any) -> None:
+    get = serve(public=True)
+    url = route.fill(SAMPLE_PARAMS)
+    served = get(url, method=route.method.lower())
+    assert served.status in (200, 400), served.text  # 400: /events without ids
+    other = "post" if route.method == "GET" else "get"
+    assert get(url, method=other).status == 405
+
+
+def test_a_job_id_with_slashes_reaches_each_route_of_a_job(serve: Any) -> None:
+    put(serve.store, "team/42", status="completed", progress=1, total=1)
+    get = serve()
+    assert get("/jobs/team/42").json()["status"] == "completed"
+    assert [r["status"] for r in events(get("/jobs/team/42/events").text)] == ["completed"]
+    view = get("/jobs/team/42/view")
+    assert view.status == 200 and 'data-job="team/42"' in view.text
+    assert 'data-base="/status"' in view.text  # links start at the mount, not inside the id
+    assert 'data-base="/status"' in serve(public=True)("/").text
 
 
 # -- a stream resumed after the final event ------------------------------------------
@@ -169,6 +199,32 @@ def test_an_overflowed_sum_left_in_redis_is_served(serve: Any, ns: str) -> None:
         assert strict_events(get("/jobs/overflowed/events").text)[0]["status"] == "completed"
     finally:
         store.close()
+
+
+# -- a store that fails --------------------------------------------------------------
+
+
+class Broken(MemoryStore):
+    """A store whose every read fails, as a real one does (a StoreError naming its host)."""
+
+    def read(self, job_id: str) -> Any:
+        raise StoreError("redis://admin:hunter2@10.0.0.5 refused")
+
+    def read_many(self, job_ids: Any) -> Any:
+        raise StoreError("redis://admin:hunter2@10.0.0.5 refused")
+
+
+@pytest.mark.parametrize(
+    "url", ["/jobs/run", "/jobs?ids=run", "/jobs/run/events", "/events?ids=run", "/jobs/run/view"]
+)
+def test_a_store_that_fails_is_a_503_that_names_nothing_and_holds_no_slot(
+    serve: Any, url: str
+) -> None:
+    get = serve(store=Broken(), max_streams=1)
+    for _ in range(2):  # a stream's slot came back: the second is a 503 for the store again
+        answer = get(url)
+        assert answer.status == 503 and answer.json()["error"].startswith("the status store")
+        assert "hunter2" not in answer.text and "10.0.0.5" not in answer.text
 
 
 # -- an authorize hook that raises ---------------------------------------------------

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..stores.base import require
+
 if TYPE_CHECKING:
     from .app import create_app
 
@@ -28,8 +30,6 @@ def __getattr__(name: str) -> Any:
     # Starlette is imported on first use so the Django and Flask adapters and
     # `jobstatus list` work without it; a missing Starlette names the extra.
     if name == "create_app":
-        from ..stores.base import require
-
         require("starlette", "web")
         from .app import create_app
 

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._batch import Batch
-from .._errors import NotSupportedError, StoreError
 from .._read import aread_status, arecent
 from .._record import Record
 from ..stores.base import Store
-from . import core
-from .core import ApiError, WebOptions
+from . import core, routes
+from .core import WebOptions
 from .hub import Hub, Listener
-
-Handler = Callable[[Request], Awaitable[Response]]
+from .routes import ROUTES
+from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, StreamSlots
 
 
 def create_app(
@@ -92,13 +92,7 @@ def create_app(
     )
     endpoint = _Endpoint(options)
     routes = [
-        Route("/", endpoint.guard(endpoint.dashboard, listing=True), methods=["GET"]),
-        Route("/jobs", endpoint.guard(endpoint.jobs), methods=["GET"]),
-        Route("/events", endpoint.guard(endpoint.many_events), methods=["GET"]),
-        Route("/static/{name}", endpoint.guard(endpoint.static), methods=["GET"]),
-        Route("/jobs/{job_id:path}/events", endpoint.guard(endpoint.events), methods=["GET"]),
-        Route("/jobs/{job_id:path}/view", endpoint.guard(endpoint.view), methods=["GET"]),
-        Route("/jobs/{job_id:path}", endpoint.guard(endpoint.job), methods=["GET"]),
+        Route(_pattern(route), endpoint.serve(route), methods=[route.method]) for route in ROUTES
     ]
     middleware = []
     if options.cors_origins:
@@ -115,33 +109,22 @@ def create_app(
     return app
 
 
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        core.to_json(body),
-        status_code=status,
-        media_type="application/json",
-        headers={**core.JSON_HEADERS, **(headers or {})},
-    )
+def _pattern(route: routes.Route) -> str:
+    return route.pattern(lambda name: f"{{{name}}}", lambda name: f"{{{name}:path}}")
 
 
-def _error(error: ApiError) -> Response:
-    return Response(
-        error.body(),
-        status_code=error.status,
-        media_type="application/json",
-        headers={**core.JSON_HEADERS, **error.headers},
-    )
-
-
-def _base(request: Request) -> str:
-    return str(request.scope.get("root_path", ""))
+def _params(request: Request) -> dict[str, list[str]]:
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    return params
 
 
 class _EventStream(StreamingResponse):
     """A streaming response that releases its stream slot however it ends."""
 
     def __init__(self, body: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        super().__init__(body, media_type="text/event-stream", headers=core.SSE_HEADERS)
+        super().__init__(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,14 +134,33 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
+class _Watching:
+    """A stream slot and the hub listener of the stream that holds it."""
+
+    def __init__(self, release: Callable[[], None], hub: Hub, listener: Listener) -> None:
+        self.listener = listener
+        self._release = release
+        self._hub = hub
+
+    def close(self) -> None:
+        self._hub.forget(self.listener)  # forgetting twice is harmless
+        self._release()
+
+
 class _Endpoint:
-    """The handlers, sharing the options, the store, the hub and the stream count."""
+    """Serves the routes of :data:`ROUTES`, sharing the options, the store, the hub and
+    the stream slots; each step of a route's plan is done with the store's async methods."""
 
     def __init__(self, options: WebOptions) -> None:
         self.options = options
         self._store: Store | None = None
         self._hub: Hub | None = None
-        self.streams = 0
+        self.slots = StreamSlots(options.max_streams)
+
+    @property
+    def streams(self) -> int:
+        """Event streams open now."""
+        return self.slots.open
 
     @property
     def store(self) -> Store:
@@ -176,27 +178,50 @@ class _Endpoint:
             )
         return self._hub
 
-    def guard(self, handler: Handler, *, listing: bool = False) -> Handler:
-        """Turn the errors a request can cause into short JSON answers.
+    def serve(self, route: routes.Route) -> Callable[[Request], Awaitable[Response]]:
+        """The Starlette endpoint of one route."""
 
-        ``listing``: a route served only when listing is allowed (404 otherwise,
-        whatever the query).
-        """
+        async def endpoint(request: Request) -> Response:
+            asked = routes.Request(
+                native=request,
+                path_params=request.path_params,
+                query_string=request.url.query,
+                parse_query=partial(_params, request),
+                headers=request.headers,
+                base=str(request.scope.get("root_path", "")),
+            )
+            result = await routes.arun(routes.answer(route, asked, self.options), self.perform)
+            if isinstance(result, routes.StreamAnswer):
+                return _EventStream(self._events(request, result), result.opened.close)
+            return Response(
+                result.body,
+                status_code=result.status,
+                media_type=result.media_type,
+                headers=result.headers,
+            )
 
-        async def guarded(request: Request) -> Response:
-            try:
-                if listing:
-                    core.require_listing(self.options)
-                core.check_query(request.url.query, self.options)
-                return await handler(request)
-            except ApiError as error:
-                return _error(error)
-            except StoreError as exc:
-                return _error(core.store_unavailable(exc))
+        return endpoint
 
-        return guarded
+    async def perform(self, step: routes.Step) -> Any:
+        """Do one step of a plan (see :mod:`jobstatus.web.routes`)."""
+        store = self.store
+        if isinstance(step, routes.ReadStatus):
+            return await aread_status(store, step.job_id)
+        if isinstance(step, routes.ReadMany):
+            return await store.aread_many(step.job_ids)
+        if isinstance(step, routes.Allowed):
+            return await self.allowed(step.request, step.job_id, step.record)
+        if isinstance(step, routes.RefreshBatch):
+            return await Batch(step.job_ids, store=store).arefresh()
+        if isinstance(step, routes.ListRecent):
+            query = step.query
+            return await arecent(query.status, query.limit, query.before, store=store)
+        # The listener starts before the plan reads the jobs, so no change falls between.
+        release = self.slots.take()
+        return _Watching(release, self.hub, self.hub.listen(step.job_ids))
 
     async def allowed(self, request: Request, job_id: str, record: Record) -> bool:
+        """The ``authorize`` hook's verdict, awaited if the hook is async; False if it raised."""
         hook = self.options.authorize
         if hook is None:
             return True
@@ -208,170 +233,23 @@ class _Endpoint:
                 return core.hook_failed(job_id)
         return verdict is True
 
-    async def readable(self, request: Request, job_id: str) -> Record:
-        """The record of a job this request may read, or the one 404."""
-        status = await aread_status(self.store, job_id)
-        record = status.to_dict()
-        if not status.exists or not await self.allowed(request, job_id, record):
-            raise core.not_found()
-        return record
-
-    def params(self, request: Request) -> dict[str, list[str]]:
-        params: dict[str, list[str]] = {}
-        for key, value in request.query_params.multi_items():
-            params.setdefault(key, []).append(value)
-        return params
-
-    # -- JSON -----------------------------------------------------------------------
-
-    async def job(self, request: Request) -> Response:
-        job_id = core.parse_job_id(request.path_params["job_id"])
-        core.only_params(self.params(request), ())
-        record = await self.readable(request, job_id)
-        return _json(core.visible(record, self.options))
-
-    async def jobs(self, request: Request) -> Response:
-        params = self.params(request)
-        if "ids" in params:
-            core.only_params(params, ("ids",))
-            return _json(await self.batch(request, core.parse_ids(params, self.options)))
-        core.require_listing(self.options)
-        query = core.parse_listing(params, self.options)
-        try:
-            rows = await arecent(query.status, query.limit, query.before, store=self.store)
-        except NotSupportedError as exc:
-            raise core.listing_unsupported(exc) from exc
-        shown = [row for row in rows if await self.allowed(request, row.job_id, row.to_dict())]
-        return _json(core.listing_json(shown, self.options))
-
-    async def batch(self, request: Request, job_ids: list[str]) -> Record:
-        batch = await Batch(job_ids, store=self.store).arefresh()
-        allowed = [
-            status.exists and await self.allowed(request, status.job_id, status.to_dict())
-            for status in batch.statuses
-        ]
-        return core.batch_json(batch, allowed, self.options)
-
-    # -- event streams ----------------------------------------------------------------
-
-    def open_stream(self) -> Callable[[], None]:
-        """Take one of the process's stream slots, or answer 503."""
-        if self.streams >= self.options.max_streams:
-            raise ApiError(
-                503,
-                f"too many event streams open ({self.options.max_streams}); try again later",
-                {"Retry-After": "5"},
-            )
-        self.streams += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.streams -= 1
-
-        return release
-
-    async def events(self, request: Request) -> Response:
-        job_id = core.parse_job_id(request.path_params["job_id"])
-        core.only_params(self.params(request), ())
-        release = self.open_stream()
-        try:
-            listener = self.hub.listen([job_id])
-            try:
-                record = await self.readable(request, job_id)
-            except BaseException:
-                self.hub.forget(listener)
-                raise
-        except BaseException:
-            release()
-            raise
-        resume = core.last_event_id(request.headers)
-        if core.stream_over(record, resume):
-            self.hub.forget(listener)
-            release()
-            return Response(status_code=204, headers=core.SSE_HEADERS)
-        seen = core.already_seen(record, resume)
-        shown = {job_id: seen} if seen is not None else {}
-        body = self._stream(request, listener, {job_id: record}, shown, single=True)
-        return _EventStream(body, release)
-
-    async def many_events(self, request: Request) -> Response:
-        params = self.params(request)
-        core.only_params(params, ("ids",))
-        job_ids = core.parse_ids(params, self.options)
-        release = self.open_stream()
-        try:
-            listener = self.hub.listen(job_ids)
-            try:
-                records = await self.store.aread_many(job_ids)
-            except BaseException:
-                self.hub.forget(listener)
-                raise
-        except BaseException:
-            release()
-            raise
-        first = dict(zip(job_ids, records, strict=True))
-        body = self._stream(request, listener, first, {}, single=False)
-        return _EventStream(body, release)
-
-    async def _stream(
-        self,
-        request: Request,
-        listener: Listener,
-        changes: dict[str, Record | None],
-        shown: dict[str, Record],
-        *,
-        single: bool,
-    ) -> AsyncIterator[str]:
-        options = self.options
-        remaining = set(listener.job_ids)
+    async def _events(self, request: Request, answer: routes.StreamAnswer) -> AsyncIterator[str]:
+        stream, watching = answer.stream, answer.opened
+        assert isinstance(watching, _Watching)
+        changes = answer.first
         try:
             while True:
                 for job_id, record in changes.items():
-                    if job_id not in remaining:
-                        continue
-                    if record is None or not await self.allowed(request, job_id, record):
-                        remaining.discard(job_id)
-                        continue
-                    if core.is_newer(record, shown.get(job_id)):
-                        shown[job_id] = record
-                        if single:
-                            yield core.sse_event(
-                                core.visible(record, options), event_id=core.event_id(record)
-                            )
-                        else:
-                            yield core.sse_event(core.with_id(job_id, record, options))
-                    if core.is_finished(record):
-                        remaining.discard(job_id)
-                if not remaining:
+                    if stream.watches(job_id):
+                        seen = record is not None and await self.allowed(request, job_id, record)
+                        text = stream.event(job_id, record if seen else None)
+                        if text:
+                            yield text
+                if stream.over:
                     return
-                changes = await listener.changes(options.keepalive)
-                if not changes:
-                    yield core.SSE_KEEPALIVE
+                keepalive = stream.keepalive()
+                if keepalive:
+                    yield keepalive
+                changes = await watching.listener.changes(stream.quiet_time())
         finally:
-            self.hub.forget(listener)
-
-    # -- pages ------------------------------------------------------------------------
-
-    async def dashboard(self, request: Request) -> Response:
-        core.only_params(self.params(request), ())
-        return HTMLResponse(core.dashboard_page(_base(request)), headers=core.PAGE_HEADERS)
-
-    async def view(self, request: Request) -> Response:
-        job_id = core.parse_job_id(request.path_params["job_id"])
-        core.only_params(self.params(request), ())
-        try:
-            await self.readable(request, job_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            page = core.missing_page(_base(request))
-            return HTMLResponse(page, status_code=404, headers=core.PAGE_HEADERS)
-        return HTMLResponse(core.job_page(_base(request), job_id), headers=core.PAGE_HEADERS)
-
-    async def static(self, request: Request) -> Response:
-        data, media_type = core.static_file(request.path_params["name"])
-        headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
-        return Response(data, media_type=media_type, headers=headers)
+            watching.close()

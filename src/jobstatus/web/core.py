@@ -3,8 +3,8 @@
 The Starlette app and the Django and Flask adapters all call this module, so a
 request means the same thing whichever framework serves it: which ids and
 query strings are valid, which keys a reader may see, who may read a job, the
-JSON of a batch and of a listing, the text of a server-sent event, and when
-an event stream is over before it starts.
+JSON of a batch and of a listing, and the pages. The routes are in
+``routes``, the rules of an event stream in ``stream``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import re
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -385,20 +385,6 @@ def _key_text(key: object) -> str:
     return _SURROGATES.sub("\ufffd", str(key))
 
 
-def sse_event(record: Record, *, event_id: str | None = None) -> str:
-    """One server-sent event whose ``data`` is ``record`` as JSON (one line)."""
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}data: {to_json(record)}\n\n"
-
-
-def event_id(record: Record) -> str | None:
-    """A record's event id: its ``updated_at`` (an EventSource sends it back on reconnect)."""
-    updated = record.get("updated_at")
-    return updated if isinstance(updated, str) and updated.isprintable() else None
-
-
-SSE_KEEPALIVE: Final = ": keep-alive\n\n"
-SSE_HEADERS: Final = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 JSON_HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
@@ -409,42 +395,6 @@ PAGE_HEADERS: Final = {
         "img-src 'self' data:; base-uri 'none'; form-action 'none'"
     ),
 }
-
-
-def stream_over(record: Record, resume_from: str | None) -> bool:
-    """Whether a client resuming at ``resume_from`` already has this job's final event.
-
-    An EventSource reconnects whenever its stream closes, ``Last-Event-ID``
-    set to the last event it received; after a job's final event that is the
-    final event's id (or, from an odd client, a later one). Such a request
-    gets a 204 and no stream: the one answer that tells an EventSource to stop
-    reconnecting. Sending the final state again would make a client that does
-    not close its EventSource itself reconnect, and be sent it, forever.
-    """
-    if not resume_from or not is_finished(record):
-        return False
-    final = event_id(record)
-    if final is None:
-        return False
-    if resume_from == final:
-        return True
-    seen, last = parse_iso(resume_from), parse_iso(final)
-    return seen is not None and last is not None and seen >= last
-
-
-def already_seen(record: Record, resume_from: str | None) -> Record | None:
-    """The record a resuming client already has: this one if ``resume_from`` names it."""
-    return record if resume_from and event_id(record) == resume_from else None
-
-
-def is_newer(record: Record, than: Record | None) -> bool:
-    """Whether ``record`` is a change to show after ``than`` (not a repeat, not older)."""
-    if than is None:
-        return True
-    if record == than:
-        return False
-    new, old = parse_iso(record.get("updated_at")), parse_iso(than.get("updated_at"))
-    return new is None or old is None or new >= old
 
 
 # -- pages --------------------------------------------------------------------------
@@ -500,46 +450,3 @@ def job_page(base: str, job_id: str) -> str:
 def missing_page(base: str) -> str:
     """The HTML 404 for a job page (unknown and forbidden alike)."""
     return render_page("missing.html", base=base)
-
-
-# -- sync event streams (Django and Flask) -----------------------------------------
-
-
-def sync_events(
-    store: Store,
-    job_id: str,
-    first: Record,
-    *,
-    allowed: Callable[[Record], bool],
-    options: WebOptions,
-    resume_from: str | None = None,
-) -> Iterator[str]:
-    """Server-sent events for one job over the store's blocking subscription.
-
-    Yields the current record (unless it is the one ``resume_from`` names),
-    then each change, ending after the finished state, and keep-alive comments
-    while nothing changes. The stream also ends when the record disappears or
-    the reader loses the right to see it.
-    """
-    shown = already_seen(first, resume_from)
-    record: Record | None = first
-    last_sent = time.monotonic()
-    with store.subscribe(job_id) as subscription:
-        while True:
-            if record is None or not allowed(record):
-                return
-            if is_newer(record, shown):
-                shown = record
-                subscription.changed()
-                last_sent = time.monotonic()
-                yield sse_event(visible(record, options), event_id=event_id(record))
-            if is_finished(record):
-                return
-            if time.monotonic() - last_sent >= options.keepalive:
-                last_sent = time.monotonic()
-                yield SSE_KEEPALIVE
-            pushed = subscription.wait(options.keepalive)
-            try:
-                record = pushed[-1] if pushed else store.read(job_id)
-            except Exception:  # a broken store ends the stream; the client reconnects
-                return

@@ -12,7 +12,10 @@ Example (``urls.py``)::
         path("status/", include(jobstatus.web.django.urls(authorize=can_read))),
     ]
 
-The routes and answers are those of :func:`jobstatus.web.create_app`.
+The routes and answers are those of :func:`jobstatus.web.create_app`, built
+from the same table (:data:`jobstatus.web.routes.ROUTES`). Django is an
+optional dependency, so it is imported inside the functions, which run only
+once :func:`urls` has checked that it is installed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 from .._record import Record
 from ..stores.base import require
 from .core import ApiError, WebOptions
-from .sync import Answer, SyncEndpoint
+from .routes import ROUTES, Answer, Request, Route
+from .sync import SyncEndpoint
 
 
 def urls(
@@ -46,7 +50,6 @@ def urls(
     """
     require("django", "django")
     from django.urls import path
-    from django.views.decorators.http import require_GET
 
     web_options = WebOptions.build(
         store=store, authorize=authorize, public=public, expose=expose, **options
@@ -54,33 +57,42 @@ def urls(
     if web_options.cors_origins:
         raise ValueError("cors_origins is not supported in Django; use django-cors-headers")
     endpoint = SyncEndpoint(web_options)
-
-    def serve(route: str, suffix: Callable[[dict[str, str]], str] | None = None) -> Any:
-        def view(request: Any, **kwargs: str) -> Any:
-            extra: dict[str, Any] = dict(kwargs)
-            if suffix is not None:
-                extra["base"] = _base(request.path, suffix(kwargs))
-            if route == "events":
-                extra["last_event_id"] = request.headers.get("Last-Event-ID") or None
-            query = request.META.get("QUERY_STRING", "")
-            params = partial(_params, request)
-            return _response(endpoint.answer(route, request, query, params, **extra))
-
-        return require_GET(view)
-
+    by_path: dict[str, dict[str, Route]] = {}  # in ROUTES' order: Django takes the first match
+    names: dict[str, str] = {}
+    for route in ROUTES:
+        pattern = _pattern(route)
+        by_path.setdefault(pattern, {})[route.method] = route
+        names.setdefault(pattern, f"jobstatus-{route.name}")
     return [
-        path("", serve("dashboard", lambda kw: ""), name="jobstatus-dashboard"),
-        path("jobs", serve("jobs"), name="jobstatus-jobs"),
-        path("events", serve("many_events"), name="jobstatus-events"),
-        path("static/<str:name>", serve("static"), name="jobstatus-static"),
-        path("jobs/<path:job_id>/events", serve("events"), name="jobstatus-job-events"),
-        path(
-            "jobs/<path:job_id>/view",
-            serve("view", lambda kw: f"jobs/{kw['job_id']}/view"),
-            name="jobstatus-job-view",
-        ),
-        path("jobs/<path:job_id>", serve("job"), name="jobstatus-job"),
+        path(pattern, _view(endpoint, by_method), name=names[pattern])
+        for pattern, by_method in by_path.items()
     ]
+
+
+def _pattern(route: Route) -> str:
+    pattern = route.pattern(lambda name: f"<str:{name}>", lambda name: f"<path:{name}>")
+    return pattern.removeprefix("/")
+
+
+def _view(endpoint: SyncEndpoint, by_method: dict[str, Route]) -> Callable[..., Any]:
+    """The view of one path: a Django URL pattern matches paths, not methods."""
+    from django.http import HttpResponseNotAllowed
+
+    def view(request: Any, **path_params: str) -> Any:
+        route = by_method.get(request.method)
+        if route is None:
+            return HttpResponseNotAllowed(list(by_method))
+        asked = Request(
+            native=request,
+            path_params=path_params,
+            query_string=request.META.get("QUERY_STRING", ""),
+            parse_query=partial(_params, request),
+            headers=request.headers,
+            base=_base(request.path, route.fill(path_params)),
+        )
+        return _response(endpoint.answer(route, asked))
+
+    return view
 
 
 def _params(request: Any) -> dict[str, list[str]]:
@@ -94,14 +106,14 @@ def _params(request: Any) -> dict[str, list[str]]:
 
 
 def _base(path: str, suffix: str) -> str:
-    return path[: len(path) - len(suffix)] if suffix and path.endswith(suffix) else path
+    return path[: len(path) - len(suffix)] if path.endswith(suffix) else path
 
 
 def _response(answer: Answer) -> Any:
     from django.http import HttpResponse, StreamingHttpResponse
 
     response: Any
-    if answer.streaming:
+    if not isinstance(answer.body, (str, bytes)):
         response = StreamingHttpResponse(
             answer.body, status=answer.status, content_type=answer.media_type
         )

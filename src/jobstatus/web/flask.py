@@ -10,7 +10,8 @@ Example::
         jobstatus.web.flask.blueprint(authorize=can_read), url_prefix="/status"
     )
 
-The routes and answers are those of :func:`jobstatus.web.create_app`.
+The routes and answers are those of :func:`jobstatus.web.create_app`, built
+from the same table (:data:`jobstatus.web.routes.ROUTES`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 from .._record import Record
 from ..stores.base import require
 from .core import WebOptions
-from .sync import Answer, SyncEndpoint
+from .routes import ROUTES, Answer, Request, Route
+from .sync import SyncEndpoint
 
 JOB_ID = "jobstatus_job_id"  # the URL converter of job ids in the blueprint's routes
 
@@ -55,44 +57,40 @@ def blueprint(
         raise ValueError("cors_origins is not supported in Flask; use flask-cors")
     endpoint = SyncEndpoint(web_options)
     bp = flask.Blueprint(name, __name__)
-
-    def serve(route: str, suffix: Callable[[dict[str, str]], str] | None = None) -> Any:
-        def view(**kwargs: str) -> Any:
-            request = flask.request
-            extra: dict[str, Any] = dict(kwargs)
-            if suffix is not None:
-                extra["base"] = _base(request.script_root + request.path, suffix(kwargs))
-            if route == "events":
-                extra["last_event_id"] = request.headers.get("Last-Event-ID") or None
-            params = partial(_params, request.args)
-            query = request.query_string.decode("latin-1")
-            real_request = request._get_current_object()
-            return _response(flask, endpoint.answer(route, real_request, query, params, **extra))
-
-        view.__name__ = f"jobstatus_{route}"
-        return view
-
-    bp.add_url_rule("/", view_func=serve("dashboard", lambda kw: "/"), methods=["GET"])
-    bp.add_url_rule("/jobs", view_func=serve("jobs"), methods=["GET"])
-    bp.add_url_rule("/events", view_func=serve("many_events"), methods=["GET"])
-    bp.add_url_rule("/static/<name>", view_func=serve("static"), methods=["GET"])
     # Werkzeug's own path converter refuses an id that starts with "/" and its
     # slash merging redirected such a request to another job's URL.
     converter = _job_id_converter()
     bp.record_once(lambda state: state.app.url_map.converters.setdefault(JOB_ID, converter))
-    by_id = {"methods": ["GET"], "merge_slashes": False}
-    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>/events", view_func=serve("events"), **by_id)
-    bp.add_url_rule(
-        f"/jobs/<{JOB_ID}:job_id>/view",
-        view_func=serve("view", lambda kw: f"/jobs/{kw['job_id']}/view"),
-        **by_id,
-    )
-    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>", view_func=serve("job"), **by_id)
+    for route in ROUTES:
+        rule = route.pattern(lambda name: f"<{name}>", lambda name: f"<{JOB_ID}:{name}>")
+        bp.add_url_rule(
+            rule,
+            endpoint=f"jobstatus_{route.handler.__name__}",
+            view_func=_view(flask, endpoint, route),
+            methods=[route.method],
+            **({"merge_slashes": False} if route.has_slashed_param else {}),
+        )
     return bp
 
 
+def _view(flask: Any, endpoint: SyncEndpoint, route: Route) -> Callable[..., Any]:
+    def view(**path_params: str) -> Any:
+        request = flask.request
+        asked = Request(
+            native=request._get_current_object(),
+            path_params=path_params,
+            query_string=request.query_string.decode("latin-1"),
+            parse_query=partial(_params, request.args),
+            headers=request.headers,
+            base=_base(request.script_root + request.path, route.fill(path_params)),
+        )
+        return _response(flask, endpoint.answer(route, asked))
+
+    return view
+
+
 def _job_id_converter() -> type:
-    from werkzeug.routing import PathConverter
+    from werkzeug.routing import PathConverter  # Flask's own dependency, there once Flask is
 
     class JobIdConverter(PathConverter):
         """Any job id, even one that starts with "/" or is empty (which answers a 400)."""
@@ -112,7 +110,7 @@ def _base(path: str, suffix: str) -> str:
 
 
 def _response(flask: Any, answer: Answer) -> Any:
-    if not answer.streaming:
+    if isinstance(answer.body, (str, bytes)):
         return flask.Response(
             answer.body,
             status=answer.status,

@@ -1,56 +1,37 @@
 """The routes for WSGI frameworks (Django, Flask), as framework-free answers.
 
-Each method takes what the framework parsed from the request and returns an
-:class:`Answer`; the adapters only translate it into their response type.
-Event streams are sync generators over the store's blocking subscription,
-bounded per process like the ASGI app's.
+:class:`SyncEndpoint` carries out the plans of :mod:`jobstatus.web.routes`
+with the store's blocking methods and returns an :class:`Answer`; the
+adapters only build the :class:`Request` and translate the answer into their
+response type. Event streams are sync iterators over the store's blocking
+subscription (one job) or a polling read (several), bounded per process like
+the ASGI app's.
 """
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .._batch import Batch
-from .._errors import NotSupportedError, StoreError
 from .._read import read_status, recent
 from .._record import Record
 from ..stores.base import Store
-from . import core
-from .core import ApiError, WebOptions
+from . import core, routes
+from .core import WebOptions
+from .routes import Answer, Request, Route
+from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, EventStream, StreamSlots
 
-Params = Mapping[str, Sequence[str]]
-LISTING_ROUTES = frozenset({"dashboard"})  # 404 while listing is off, whatever the query
-
-
-@dataclass
-class Answer:
-    """A response to send: status, media type, headers and a body (text or a stream)."""
-
-    status: int
-    body: str | Iterator[str]
-    media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def streaming(self) -> bool:
-        """Whether the body is an event stream to send as it comes."""
-        return not isinstance(self.body, str)
+Changes = dict[str, Record | None]
 
 
-def _json(body: object, status: int = 200) -> Answer:
-    return Answer(status, core.to_json(body), headers=dict(core.JSON_HEADERS))
+class _Slot:
+    """A stream slot taken by a WSGI stream."""
 
-
-def _error(error: ApiError) -> Answer:
-    return Answer(error.status, error.body(), headers={**core.JSON_HEADERS, **error.headers})
-
-
-def _page(html: str, status: int = 200) -> Answer:
-    return Answer(status, html, "text/html; charset=utf-8", dict(core.PAGE_HEADERS))
+    def __init__(self, release: Callable[[], None]) -> None:
+        self.close = release
 
 
 class SyncEndpoint:
@@ -59,8 +40,12 @@ class SyncEndpoint:
     def __init__(self, options: WebOptions) -> None:
         self.options = options
         self._store: Store | None = None
-        self._lock = threading.Lock()
-        self.streams = 0
+        self.slots = StreamSlots(options.max_streams)
+
+    @property
+    def streams(self) -> int:
+        """Event streams open now."""
+        return self.slots.open
 
     @property
     def store(self) -> Store:
@@ -69,159 +54,75 @@ class SyncEndpoint:
             self._store = self.options.resolve_store()
         return self._store
 
-    def answer(
-        self, route: str, request: Any, query: str, params: Callable[[], Params], **kw: Any
-    ) -> Answer:
-        """Serve one route, turning request and store errors into JSON answers.
+    def answer(self, route: Route, request: Request) -> Answer:
+        """Serve one request to ``route``; request and store errors become JSON answers."""
+        result = routes.run(routes.answer(route, request, self.options), self.perform)
+        if isinstance(result, routes.StreamAnswer):
+            events = _Counted(self._events(request.native, result), result.opened.close)
+            return Answer(200, events, SSE_MEDIA_TYPE, dict(SSE_HEADERS))
+        return result
 
-        ``params`` parses the query string; it is called once the query's size is
-        checked and may raise :class:`ApiError` (Django refuses too many fields).
-        """
-        try:
-            if route in LISTING_ROUTES:
-                core.require_listing(self.options)
-            core.check_query(query, self.options)
-            handler = getattr(self, f"route_{route}")
-            result: Answer = handler(request, params(), **kw)
-            return result
-        except ApiError as error:
-            return _error(error)
-        except StoreError as exc:
-            return _error(core.store_unavailable(exc))
+    def perform(self, step: routes.Step) -> Any:
+        """Do one step of a plan (see :mod:`jobstatus.web.routes`)."""
+        store = self.store
+        if isinstance(step, routes.ReadStatus):
+            return read_status(store, step.job_id)
+        if isinstance(step, routes.ReadMany):
+            return store.read_many(step.job_ids)
+        if isinstance(step, routes.Allowed):
+            return self.allowed(step.request, step.job_id, step.record)
+        if isinstance(step, routes.RefreshBatch):
+            return Batch(step.job_ids, store=store).refresh()
+        if isinstance(step, routes.ListRecent):
+            query = step.query
+            return recent(query.status, query.limit, query.before, store=store)
+        return _Slot(self.slots.take())
 
     def allowed(self, request: Any, job_id: str, record: Record) -> bool:
         """Whether the application's hook lets this request read the job."""
         hook = self.options.authorize
         return hook is None or core.authorized(hook, request, job_id, record) is True
 
-    def readable(self, request: Any, job_id: str) -> Record:
-        """The record of a job this request may read, or the one 404."""
-        status = read_status(self.store, job_id)
-        record = status.to_dict()
-        if not status.exists or not self.allowed(request, job_id, record):
-            raise core.not_found()
-        return record
-
-    # -- routes ---------------------------------------------------------------------
-
-    def route_job(self, request: Any, params: Params, *, job_id: str) -> Answer:
-        """``GET /jobs/{id}``."""
-        job_id = core.parse_job_id(job_id)
-        core.only_params(params, ())
-        return _json(core.visible(self.readable(request, job_id), self.options))
-
-    def route_jobs(self, request: Any, params: Params) -> Answer:
-        """``GET /jobs?ids=...`` (a batch) or ``GET /jobs?status=...`` (a listing)."""
-        if "ids" in params:
-            core.only_params(params, ("ids",))
-            batch = Batch(core.parse_ids(params, self.options), store=self.store).refresh()
-            allowed = [
-                s.exists and self.allowed(request, s.job_id, s.to_dict()) for s in batch.statuses
-            ]
-            return _json(core.batch_json(batch, allowed, self.options))
-        core.require_listing(self.options)
-        query = core.parse_listing(params, self.options)
-        try:
-            rows = recent(query.status, query.limit, query.before, store=self.store)
-        except NotSupportedError as exc:
-            raise core.listing_unsupported(exc) from exc
-        shown = [row for row in rows if self.allowed(request, row.job_id, row.to_dict())]
-        return _json(core.listing_json(shown, self.options))
-
-    def route_events(
-        self, request: Any, params: Params, *, job_id: str, last_event_id: str | None = None
-    ) -> Answer:
-        """``GET /jobs/{id}/events``."""
-        job_id = core.parse_job_id(job_id)
-        core.only_params(params, ())
-        record = self.readable(request, job_id)
-        if core.stream_over(record, last_event_id):
-            return Answer(204, "", "text/event-stream", dict(core.SSE_HEADERS))
-        events = core.sync_events(
-            self.store,
-            job_id,
-            record,
-            allowed=lambda changed: self.allowed(request, job_id, changed),
-            options=self.options,
-            resume_from=last_event_id,
-        )
-        return self._stream(events)
-
-    def route_many_events(self, request: Any, params: Params) -> Answer:
-        """``GET /events?ids=...``: one stream for several jobs (the dashboard's)."""
-        core.only_params(params, ("ids",))
-        job_ids = core.parse_ids(params, self.options)
-        return self._stream(self._many_events(request, job_ids))
-
-    def route_dashboard(self, request: Any, params: Params, *, base: str) -> Answer:
-        """``GET /``."""
-        core.only_params(params, ())
-        return _page(core.dashboard_page(base))
-
-    def route_view(self, request: Any, params: Params, *, job_id: str, base: str) -> Answer:
-        """``GET /jobs/{id}/view``."""
-        job_id = core.parse_job_id(job_id)
-        core.only_params(params, ())
-        try:
-            self.readable(request, job_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
-            return _page(core.missing_page(base), 404)
-        return _page(core.job_page(base, job_id))
-
-    def route_static(self, request: Any, params: Params, *, name: str) -> Answer:
-        """``GET /static/{name}``: the pages' own script and style sheet."""
-        data, media_type = core.static_file(name)
-        headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
-        return Answer(200, data.decode("utf-8"), media_type, headers)
-
     # -- streams --------------------------------------------------------------------
 
-    def _stream(self, events: Iterator[str]) -> Answer:
-        with self._lock:
-            if self.streams >= self.options.max_streams:
-                raise ApiError(
-                    503,
-                    f"too many event streams open ({self.options.max_streams}); try again later",
-                    {"Retry-After": "5"},
-                )
-            self.streams += 1
-        return Answer(200, self._counted(events), "text/event-stream", dict(core.SSE_HEADERS))
+    def _events(self, request: Any, answer: routes.StreamAnswer) -> Generator[str, None, None]:
+        stream = answer.stream
+        changes = answer.first
+        with contextlib.closing(self._reads(stream, answer.first)) as reads:
+            while True:
+                for job_id, record in changes.items():
+                    if stream.watches(job_id):
+                        seen = record is not None and self.allowed(request, job_id, record)
+                        text = stream.event(job_id, record if seen else None)
+                        if text:
+                            yield text
+                if stream.over:
+                    return
+                keepalive = stream.keepalive()
+                if keepalive:
+                    yield keepalive
+                try:
+                    changes = next(reads)
+                except Exception:  # a broken store ends the stream; the client reconnects
+                    return
 
-    def _counted(self, events: Iterator[str]) -> Iterator[str]:
-        return _Counted(events, self._release)
-
-    def _release(self) -> None:
-        with self._lock:
-            self.streams -= 1
-
-    def _many_events(self, request: Any, job_ids: list[str]) -> Iterator[str]:
-        shown: dict[str, Record] = {}
-        remaining = set(job_ids)
-        last_sent = time.monotonic()
-        while remaining:
-            watched = [job_id for job_id in job_ids if job_id in remaining]
-            try:
-                records = self.store.read_many(watched)
-            except Exception:  # a broken store ends the stream; the client reconnects
-                return
-            for job_id, record in zip(watched, records, strict=True):
-                if record is None or not self.allowed(request, job_id, record):
-                    remaining.discard(job_id)
-                    continue
-                if core.is_newer(record, shown.get(job_id)):
-                    shown[job_id] = record
-                    last_sent = time.monotonic()
-                    yield core.sse_event(core.with_id(job_id, record, self.options))
-                if core.is_finished(record):
-                    remaining.discard(job_id)
-            if not remaining:
-                return
-            if time.monotonic() - last_sent >= self.options.keepalive:
-                last_sent = time.monotonic()
-                yield core.SSE_KEEPALIVE
-            time.sleep(self.options.poll_interval)
+    def _reads(self, stream: EventStream, first: Changes) -> Generator[Changes, None, None]:
+        """The next records of the stream's jobs, each time they may have changed."""
+        if not stream.one_job:
+            while True:
+                time.sleep(self.options.poll_interval)
+                watched = stream.watched
+                yield dict(zip(watched, self.store.read_many(watched), strict=True))
+        (job_id,) = stream.job_ids
+        last = first[job_id]
+        with self.store.subscribe(job_id) as subscription:
+            while True:
+                pushed = subscription.wait(stream.quiet_time())
+                record = pushed[-1] if pushed else self.store.read(job_id)
+                if record != last:
+                    last = record
+                    subscription.changed()  # a polling subscription waits less again
+                yield {job_id: record}
 
 
 class _Counted:
@@ -231,7 +132,7 @@ class _Counted:
     ``next()`` never runs its ``finally``, and a client can leave that early.
     """
 
-    def __init__(self, events: Iterator[str], release: Callable[[], None]) -> None:
+    def __init__(self, events: Generator[str, None, None], release: Callable[[], None]) -> None:
         self._events = events
         self._release: Callable[[], None] | None = release
 
@@ -249,7 +150,5 @@ class _Counted:
         """Stop the stream and free its slot (WSGI servers call this)."""
         release, self._release = self._release, None
         if release is not None:
-            close = getattr(self._events, "close", None)
-            if close is not None:
-                close()
+            self._events.close()
             release()
