@@ -228,4 +228,3 @@ def _made(snapshot: Status, created: bool) -> Status:
     if not created and not is_group(snapshot._record):
         raise ValueError(f"job {snapshot.job_id!r} exists and is not a group")
     return snapshot
-

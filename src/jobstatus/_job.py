@@ -104,9 +104,7 @@ class Job:
         self.options: JobOptions = settings.options.with_overrides(options or {})
         self.store: Store = store_or_default(store)
         parent_id = None if parent is None else ancestry.check(self.store, parent, self.job_id)
-        self.identity = lifecycle.Identity(
-            None if name is None else check_name(name), parent_id
-        )
+        self.identity = lifecycle.Identity(None if name is None else check_name(name), parent_id)
         self.record: Record = {}
         self.writer: Writer = (
             self.async_writer(self.store, job_id, self.record, self.options, in_job=True, loop=loop)

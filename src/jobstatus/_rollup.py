@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from ._record import (
     FINISHED_STATES,
@@ -48,7 +48,7 @@ class State:
     ratio: float
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     """An int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -151,7 +151,9 @@ def roll_up(
 #: ``update(job_id, compute)``: read the live record of ``job_id``, store
 #: ``compute(old)`` unless it is None (with the ttl ``change.ttl_for`` gives),
 #: atomically for that record; return ``(old, new)``, new None when nothing was stored.
-Update = Callable[[str, Callable[[Record | None], Record | None]], tuple[Record | None, Record | None]]
+Update = Callable[
+    [str, Callable[[Record | None], Record | None]], tuple[Record | None, Record | None]
+]
 
 
 def write_through(update: Update, job_id: str, change: Change) -> Written:
@@ -178,15 +180,21 @@ def move_groups(update: Update, old: Record | None, new: Record, change: Change)
     for _ in range(MAX_DEPTH):
         if not isinstance(parent, str) or before == after:
             return
-        moved_from, moved_to = before, after
-
-        def roll(group: Record | None) -> Record | None:
-            if group is None or not is_group(group):
-                return None
-            return roll_up(group, moved_from, moved_to, at=at, history_limit=change.history_limit)
-
-        group_old, group_new = update(parent, roll)
+        group_old, group_new = update(parent, _mover(before, after, at, change.history_limit))
         if group_new is None:
             return
         before, after = state_of(group_old), state_of(group_new)
         parent = group_new.get("parent")
+
+
+def _mover(
+    before: State | None, after: State | None, at: str, history_limit: int
+) -> Callable[[Record | None], Record | None]:
+    """What a group's record becomes when one child moves (None leaves a non-group alone)."""
+
+    def roll(group: Record | None) -> Record | None:
+        if group is None or not is_group(group):
+            return None
+        return roll_up(group, before, after, at=at, history_limit=history_limit)
+
+    return roll

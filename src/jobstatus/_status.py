@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._cancel import acancel_job, cancel_job
 from ._config import JobOptions, settings
 from ._record import (
     FINISHED_STATES,
@@ -26,7 +27,6 @@ from ._record import (
     parse_iso,
     utc_now_iso,
 )
-from ._cancel import acancel_job, cancel_job
 from ._writer import Writer, progress_of
 from .stores.base import Store, acall_store, call_store, listing_of
 
