@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 import jobstatus
+from jobstatus._cancel import delivery
 from jobstatus._config import settings
+from jobstatus._group import ancestry
+from jobstatus._heartbeat import heartbeat
 from jobstatus._writer import store_error_log
 from jobstatus.stores import MemoryStore, Store
 
@@ -19,6 +22,9 @@ def _fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("JOBSTATUS_STORE", f"sqlite:///{tmp_path / 'default.db'}")
     settings.reset()
     store_error_log.reset()
+    heartbeat.reset()
+    delivery.reset()
+    ancestry.forget()
     MemoryStore.shared().clear()
     yield
     settings.reset()

@@ -76,6 +76,8 @@ class StoreCase:
         uses_clock: expiry follows the injected clock; else tests wait for real.
         atomic: merges are atomic across processes.
         lists: supports ``recent()``.
+        guards: applies the whole Change (guards, removals, history events, the
+            group roll-up): cancel, groups and history work on it.
     """
 
     name: str
@@ -84,6 +86,7 @@ class StoreCase:
     uses_clock: bool = True
     atomic: bool = True
     lists: bool = True
+    guards: bool = True
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
     service: tuple[str, str, int] | None = None
 
@@ -146,6 +149,7 @@ CASES: list[StoreCase] = [
         lambda tmp, clock, ns: _redis_servers().redis_case_store(REDIS_URL, ns),
         url=lambda tmp, ns: f"{REDIS_URL}?prefix=t{ns}:",
         uses_clock=False,
+        guards=False,
         marks=[pytest.mark.redis],
         service=("Redis", REDIS_URL, 6379),
     ),
@@ -154,12 +158,14 @@ CASES: list[StoreCase] = [
         lambda tmp, clock, ns: _redis_servers().cluster_case_store(ns),
         url=lambda tmp, ns: f"{_redis_servers().cluster_url()}?prefix=t{ns}:",
         uses_clock=False,
+        guards=False,
         marks=[pytest.mark.redis_cluster],
     ),
     StoreCase(
         "postgres",
         lambda tmp, clock, ns: _postgres(ns, clock),
         url=lambda tmp, ns: f"{POSTGRES_URL}?table=jobstatus_t{ns}",
+        guards=False,
         marks=[pytest.mark.postgres],
         service=("PostgreSQL", POSTGRES_URL, 5432),
     ),

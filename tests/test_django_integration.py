@@ -202,7 +202,14 @@ def test_a_batch_of_task_results() -> None:
     tasks = _tasks()
     batch = jobstatus.Batch([tasks.count.enqueue(2), tasks.fails.enqueue("x")])
     assert batch.status == "failed"
-    assert batch.counts == {"queued": 0, "working": 0, "completed": 1, "failed": 1, "missing": 0}
+    assert batch.counts == {
+        "queued": 0,
+        "working": 0,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "missing": 0,
+    }
 
 
 def test_aenqueue_from_async_code() -> None:

@@ -66,6 +66,7 @@ def test_a_batch_of_ten_thousand_jobs_across_the_nodes(store: RedisClusterStore)
         "working": 2_500,
         "completed": 0,
         "failed": 7_500,
+        "cancelled": 0,
         "missing": 1,
     }
     assert batch.status == "failed"

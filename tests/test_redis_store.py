@@ -345,6 +345,7 @@ def test_batch_reads_of_ten_thousand_jobs(store: RedisStore) -> None:
         "working": 0,
         "completed": 5_000,
         "failed": 0,
+        "cancelled": 0,
         "missing": 1,
     }
 

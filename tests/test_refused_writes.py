@@ -210,7 +210,7 @@ def test_an_older_store_answering_none_still_works() -> None:
         return status.job_id
 
     final = jobstatus.get(job(), store=store)
-    assert final.to_dict().keys() == {"b", "status", "finished_at", "updated_at"}
+    assert final.to_dict().keys() == {"b", "status", "finished_at", "updated_at", "history"}
 
 
 def test_a_restore_writes_the_jobs_view_once_without_attempts() -> None:

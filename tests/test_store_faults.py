@@ -19,6 +19,7 @@ end of the module (``-s``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -252,11 +253,9 @@ def _pause(pids: list[int], job: TrackedJob, tally: Tally) -> None:
     """Stop the server's processes for PAUSE seconds while the job writes, then go on."""
 
     def wake() -> None:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal_all(pids, signal.SIGCONT)
 
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    _signal_all(pids, signal.SIGSTOP)
     tally.faults += 1
     waking = threading.Timer(PAUSE, wake)
     waking.start()
@@ -595,6 +594,14 @@ def _every_postgres_process(server: PostgresServer) -> list[int]:
     return [postmaster, *_children(postmaster)]
 
 
+def _signal_all(pids: list[int], signum: signal.Signals) -> None:
+    """Send ``signum`` to each process; one that ended meanwhile (a server's short-lived
+    worker, such as autovacuum's) has nothing left to pause or wake."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 @pytest.mark.postgres
 def test_postgres_connections_terminated_mid_job(
     postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
@@ -649,8 +656,7 @@ def test_postgres_async_calls_give_up_on_a_paused_server(postgres_server: Postgr
     async def scenario() -> None:
         await store.awrite("paused", Change(incr={"n": 1}))  # a pooled async connection
         pids = _every_postgres_process(postgres_server)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        _signal_all(pids, signal.SIGSTOP)
         try:
             for call in (store.awrite("paused", Change(incr={"n": 1})), store.aread("paused")):
                 started = time.monotonic()
@@ -658,8 +664,7 @@ def test_postgres_async_calls_give_up_on_a_paused_server(postgres_server: Postgr
                     await call
                 took.append(time.monotonic() - started)
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            _signal_all(pids, signal.SIGCONT)
         # Awake again: the write that timed out may have run (n is 1 or 2), never more.
         record = await store.aread("paused")
         assert record is not None and record["n"] in (1, 2)

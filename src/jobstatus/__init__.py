@@ -16,8 +16,10 @@ Example::
 """
 
 from ._batch import Batch
+from ._cancel import acancel, cancel
 from ._config import configure
 from ._errors import (
+    Cancelled,
     ConfigurationError,
     JobStatusError,
     NoCurrentJob,
@@ -25,6 +27,7 @@ from ._errors import (
     StoreError,
     WriteRefused,
 )
+from ._group import agroup, group
 from ._job import Job, asubmit, current, submit, track
 from ._read import aget, arecent, get, recent
 from ._status import Progress, Status
@@ -34,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "Cancelled",
     "ConfigurationError",
     "Job",
     "JobStatusError",
@@ -44,12 +48,16 @@ __all__ = [
     "Store",
     "StoreError",
     "WriteRefused",
+    "acancel",
     "aget",
+    "agroup",
     "arecent",
     "asubmit",
+    "cancel",
     "configure",
     "current",
     "get",
+    "group",
     "recent",
     "store_from_url",
     "submit",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from ._read import acall_store, call_store, job_id_of, store_or_default
-from ._record import STATES, Record, unique_ids
+from ._cancel import acancel_job, cancel_job
+from ._config import store_or_default
+from ._record import STATES, UNFINISHED_STATES, Record, check_reason, job_id_of, unique_ids
+from ._rollup import status_of_counts
 from ._status import Progress, Status
-from .stores.base import POLL_FIRST, POLL_GROWTH, POLL_MAX
+from .stores.base import POLL_FIRST, POLL_GROWTH, POLL_MAX, acall_store, call_store
 
-COUNT_KEYS = ("queued", "working", "completed", "failed", "missing")
+COUNT_KEYS = (*STATES, "missing")
 
 
 class Batch:
@@ -71,18 +73,10 @@ class Batch:
     @property
     def status(self) -> str | None:
         """failed if any failed; queued if all queued; completed if all completed;
-        working otherwise; None when no member exists."""
+        cancelled if all finished (some cancelled, none failed); working otherwise;
+        None when no member exists."""
         counts = self.counts
-        existing = len(self.job_ids) - counts["missing"]
-        if existing == 0:
-            return None
-        if counts["failed"]:
-            return "failed"
-        if counts["queued"] == existing:
-            return "queued"
-        if counts["completed"] == existing:
-            return "completed"
-        return "working"
+        return status_of_counts(counts, len(self.job_ids) - counts["missing"])
 
     @property
     def progress(self) -> Progress:
@@ -106,6 +100,33 @@ class Batch:
         """No existing member is queued or working."""
         counts = self.counts
         return not (counts["queued"] or counts["working"])
+
+    def cancel(self, reason: str | None = None) -> int:
+        """Request the cancel of every member still queued or working; how many.
+
+        Each member is one guarded write, so a member that finished meanwhile is
+        left unchanged and not counted.
+
+        Raises:
+            TypeError, ValueError: a malformed reason.
+            StoreError: the store failed.
+        """
+        checked = check_reason(reason)
+        return sum(cancel_job(self._store, job_id, checked) for job_id in self._unfinished())
+
+    async def acancel(self, reason: str | None = None) -> int:
+        """Async twin of :meth:`cancel`."""
+        checked = check_reason(reason)
+        cancelled = 0
+        for job_id in self._unfinished():
+            cancelled += await acancel_job(self._store, job_id, checked)
+        return cancelled
+
+    def _unfinished(self) -> list[str]:
+        """Members not known to be finished (all of them before the first read)."""
+        if self._statuses is None:
+            return list(self.job_ids)
+        return [s.job_id for s in self._statuses if s._record.get("status") in UNFINISHED_STATES]
 
     def wait(self, timeout: float | None = None) -> Batch:
         """Re-read with backoff until :attr:`is_finished`; return the batch.
@@ -138,3 +159,6 @@ class Batch:
                 raise TimeoutError(f"the batch of {len(self.job_ids)} jobs did not finish in time")
             return min(delay * POLL_GROWTH, POLL_MAX, left)
         return min(delay * POLL_GROWTH, POLL_MAX)
+
+
+Status.batch_class = Batch

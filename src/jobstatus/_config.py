@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._errors import ConfigurationError
+from .stores import resolve_store, store_from_url
 from .stores.base import Store
 
 INCLUDES: Final = frozenset({"status", "serialized_job", "exception"})
 ON_STORE_ERROR: Final = ("warn", "raise")
 STORE_ENV: Final = "JOBSTATUS_STORE"
+MAX_HISTORY: Final = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class JobOptions:
     on_store_error: str = "warn"
     heartbeat_interval: float = 15.0
     stale_after: float = 60.0
+    history_limit: int = 100
 
     @property
     def finished_ttl(self) -> float:
@@ -74,6 +77,15 @@ def _includes(value: object) -> frozenset[str]:
     return names
 
 
+def _history_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HISTORY:
+        raise ConfigurationError(
+            f"history_limit must be an int from 0 to {MAX_HISTORY} (0 keeps no history); "
+            f"got {value!r}"
+        )
+    return value
+
+
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Check job options by name; return them normalised.
 
@@ -92,6 +104,8 @@ def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = _seconds(name, value, allow_zero=False)
         elif name == "includes":
             checked[name] = _includes(value)
+        elif name == "history_limit":
+            checked[name] = _history_limit(value)
         elif name == "on_store_error":
             if value not in ON_STORE_ERROR:
                 raise ConfigurationError(f"on_store_error must be 'warn' or 'raise', not {value!r}")
@@ -127,8 +141,6 @@ class Settings:
         job_options = validate_options(options)
         new_store = None
         if store_given and store_value is not None:
-            from .stores import resolve_store
-
             new_store = resolve_store(store_value)
         with self._lock:
             self.options = replace(self.options, **job_options)
@@ -141,8 +153,6 @@ class Settings:
         store = self._store
         if store is not None:
             return store
-        from .stores import store_from_url
-
         with self._lock:
             if self._store is None:
                 self._store = store_from_url(default_store_url())
@@ -191,6 +201,8 @@ def configure(**options: Any) -> None:
             heartbeats off.
         stale_after: readers see a working job whose ``updated_at`` is older
             than this as stale (``Status.is_stale``): its worker probably died.
+        history_limit: transitions kept in each record's ``history`` (the
+            oldest are dropped first); 0 keeps none.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming it.
@@ -200,3 +212,10 @@ def configure(**options: Any) -> None:
         jobstatus.configure(store="redis://localhost:6379/0", throttle_interval=0.5)
     """
     settings.configure(**options)
+
+
+def store_or_default(store: object = None) -> Store:
+    """The given store (URL, Store or client), else the configured one."""
+    if store is None:
+        return settings.store()
+    return resolve_store(store)

@@ -8,7 +8,8 @@
      │    └── WriteRefused       the store refused a change for good (too large, a sum
      │                           that overflows): sending it again cannot succeed
      ├── NotSupportedError       the store cannot do it (listing on memcached)
-     └── NoCurrentJob            also a LookupError: current() outside a job
+     ├── NoCurrentJob            also a LookupError: current() outside a job
+     └── Cancelled               raised inside a job whose cancel was requested
 
 Bad values (non-JSON data, malformed ids) raise the built-in ``TypeError`` and
 ``ValueError``, since that is what Python users test for.
@@ -50,3 +51,31 @@ class NotSupportedError(JobStatusError):
 
 class NoCurrentJob(JobStatusError, LookupError):
     """``jobstatus.current()`` was called outside a running job."""
+
+
+class Cancelled(JobStatusError):
+    """Raised inside a running job, at its next progress or status call, once a
+    cancel was requested (``jobstatus.cancel(job_id)``); the job is then recorded
+    ``cancelled``, never ``failed``, and its queue does not retry it.
+
+    It is an ``Exception`` (a :class:`JobStatusError`), not a ``BaseException``
+    like ``asyncio.CancelledError``, on purpose: every queue's worker treats an
+    ``Exception`` from a task as that task's end and goes on, where a
+    ``BaseException`` stops Celery's pool processes and Dramatiq's and Huey's worker
+    threads. Code that catches ``Exception`` and goes on does not escape the
+    cancel: each later progress or status call raises again, and when the job
+    returns it is still recorded ``cancelled``.
+
+    Attributes:
+        job_id: the cancelled job.
+        reason: the reason given with the request, or None.
+    """
+
+    def __init__(self, job_id: str, reason: str | None = None) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        because = f": {reason}" if reason else ""
+        super().__init__(f"job {job_id!r} was cancelled{because}")
+
+    def __reduce__(self) -> tuple[type[Cancelled], tuple[str, str | None]]:
+        return (type(self), (self.job_id, self.reason))  # survives a process pool's pickling

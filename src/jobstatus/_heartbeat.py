@@ -56,6 +56,11 @@ class Heartbeat:
         with self._lock:
             self._writers.discard(writer)
 
+    def reset(self) -> None:
+        """Forget every running job (for tests: each starts with none beating)."""
+        with self._lock:
+            self._writers = weakref.WeakSet()
+
     def beat_due(self) -> int:
         """Flush every idle job whose interval has passed; return how many."""
         with self._lock:

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, overload
 
 from . import _lifecycle as lifecycle
-from ._config import JobOptions, settings, validate_options
-from ._errors import NoCurrentJob, StoreError
+from ._cancel import delivery
+from ._config import JobOptions, settings, store_or_default, validate_options
+from ._errors import Cancelled, NoCurrentJob, StoreError
+from ._group import ancestry
 from ._heartbeat import heartbeat
-from ._record import Change, Record, validate_job_id
+from ._record import Change, Record, check_name, validate_job_id
 from ._status import Status
 from ._writer import AsyncWriter, Writer
-from .stores import resolve_store
 from .stores.base import Store
 
 logger = logging.getLogger("jobstatus")
@@ -67,16 +68,23 @@ class Job:
     """One run of one job: its live Status and its lifecycle transitions.
 
     Integrations create a Job when a task is published or starts, and call
-    ``enqueued``, ``started``, ``finished`` or ``retrying`` (or the async twins).
-    ``activate()`` makes ``jobstatus.current()`` return this job's Status.
+    ``enqueued``, ``started``, ``finished``, ``retrying`` or ``cancelled`` (or the
+    async twins). ``activate()`` makes ``jobstatus.current()`` return this job's Status.
 
     Args:
         job_id: the job's id.
+        name: the task's name, recorded with queued and working.
         store: a store, URL or client; the configured store when None.
         options: per-job options (``expires_in``, ``throttle_interval``, ...)
             over the global ones.
+        parent: the group this job belongs to (an id or a Status; see
+            ``jobstatus.group``); checked here, before the job's first write.
         loop: for an async job, its event loop: writes then run on the loop
             and never block it.
+
+    Raises:
+        TypeError, ValueError: a malformed id or name, or a parent that is not
+            a group, would make a cycle or nests too deep.
     """
 
     #: The writer of a Job given a ``loop`` (a subclass may hand its writes on differently).
@@ -86,13 +94,17 @@ class Job:
         self,
         job_id: str,
         *,
+        name: str | None = None,
         store: object = None,
         options: Mapping[str, Any] | None = None,
+        parent: object = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.job_id = validate_job_id(job_id)
         self.options: JobOptions = settings.options.with_overrides(options or {})
-        self.store: Store = settings.store() if store is None else resolve_store(store)
+        self.store: Store = store_or_default(store)
+        parent_id = None if parent is None else ancestry.check(self.store, parent, self.job_id)
+        self.identity = lifecycle.Identity(None if name is None else check_name(name), parent_id)
         self.record: Record = {}
         self.writer: Writer = (
             self.async_writer(self.store, job_id, self.record, self.options, in_job=True, loop=loop)
@@ -104,6 +116,11 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id!r}>"
+
+    @property
+    def cancel_seen(self) -> bool:
+        """Whether this process learnt that the job's cancel was requested."""
+        return self.writer.cancel is not None
 
     # -- context ------------------------------------------------------------------
 
@@ -131,23 +148,48 @@ class Job:
 
     def enqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Record ``queued`` (from the publishing process)."""
-        self._write(lifecycle.enqueued(self.options, serialized_job))
+        self._write(lifecycle.enqueued(self.options, serialized_job, self.identity))
 
-    def started(self, serialized_job: Mapping[str, Any] | None = None) -> None:
-        """Record ``working`` for this attempt; heartbeats run until it ends."""
-        self._write(lifecycle.started(self.options, serialized_job))
-        heartbeat.add(self.writer)
+    def started(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
+        """Record ``working`` for this attempt, unless a cancel is pending; whether to run.
+
+        False means the job was cancelled before it could start: it is recorded
+        ``cancelled`` and its code must not run. While it runs, heartbeats keep
+        its record fresh and cancel requests reach it.
+        """
+        change = lifecycle.started(self.options, serialized_job, self.identity)
+        if change and not self.writer.write_guarded(change):
+            self._write(lifecycle.cancelled(self.options))
+            return False
+        self._running()
+        return True
 
     def finished(self, exc: BaseException | None = None) -> None:
-        """Record ``completed`` (no ``exc``) or ``failed``, with all held changes."""
-        heartbeat.remove(self.writer)
+        """Record how the attempt ended, with all held changes: ``completed`` (no
+        ``exc``), ``failed``, or ``cancelled`` when it raised :class:`Cancelled` or
+        returned after learning of a cancel request."""
+        self._stopped()
         self._write(self._final_change(exc))
 
-    def retrying(self, exc: BaseException | None = None) -> None:
-        """Record ``queued`` again: a retry was scheduled."""
-        heartbeat.remove(self.writer)
+    def retrying(self, exc: BaseException | None = None) -> bool:
+        """Record ``queued`` again, for a retry; whether the retry may go ahead.
+
+        A job that is being cancelled is not retried: it is recorded ``cancelled``
+        and this answers False.
+        """
+        self._stopped()
         self.failed_by_hand = False
+        if self.cancel_seen or isinstance(exc, Cancelled):
+            self._write(lifecycle.cancelled(self.options))
+            return False
         self._write(lifecycle.retrying(self.options, exc))
+        return True
+
+    def cancelled(self) -> None:
+        """Record ``cancelled``: the job stopped (or will never run) because it was
+        cancelled, or its queue revoked or aborted it."""
+        self._stopped()
+        self._write(lifecycle.cancelled(self.options))
 
     def mark_failed(self, exc: BaseException) -> None:
         """Record ``failed`` now, and keep it when the job then returns."""
@@ -155,11 +197,21 @@ class Job:
         self._write(lifecycle.raised(self.options, exc))
 
     def _final_change(self, exc: BaseException | None) -> Change:
+        if isinstance(exc, Cancelled) or (exc is None and self.cancel_seen):
+            return lifecycle.cancelled(self.options)
         if exc is not None:
             return lifecycle.raised(self.options, exc)
         if self.failed_by_hand:
             return Change()  # stays failed; the write still flushes what is held
         return lifecycle.returned(self.options)
+
+    def _running(self) -> None:
+        heartbeat.add(self.writer)
+        delivery.add(self.writer)
+
+    def _stopped(self) -> None:
+        heartbeat.remove(self.writer)
+        delivery.remove(self.writer)
 
     # -- transitions (async) --------------------------------------------------------
 
@@ -168,23 +220,36 @@ class Job:
 
     async def aenqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Async twin of :meth:`enqueued`."""
-        await self._awrite(lifecycle.enqueued(self.options, serialized_job))
+        await self._awrite(lifecycle.enqueued(self.options, serialized_job, self.identity))
 
-    async def astarted(self, serialized_job: Mapping[str, Any] | None = None) -> None:
+    async def astarted(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
         """Async twin of :meth:`started`."""
-        await self._awrite(lifecycle.started(self.options, serialized_job))
-        heartbeat.add(self.writer)
+        change = lifecycle.started(self.options, serialized_job, self.identity)
+        if change and not await self.writer.awrite_guarded(change):
+            await self._awrite(lifecycle.cancelled(self.options))
+            return False
+        self._running()
+        return True
 
     async def afinished(self, exc: BaseException | None = None) -> None:
         """Async twin of :meth:`finished`."""
-        heartbeat.remove(self.writer)
+        self._stopped()
         await self._awrite(self._final_change(exc))
 
-    async def aretrying(self, exc: BaseException | None = None) -> None:
+    async def aretrying(self, exc: BaseException | None = None) -> bool:
         """Async twin of :meth:`retrying`."""
-        heartbeat.remove(self.writer)
+        self._stopped()
         self.failed_by_hand = False
+        if self.cancel_seen or isinstance(exc, Cancelled):
+            await self._awrite(lifecycle.cancelled(self.options))
+            return False
         await self._awrite(lifecycle.retrying(self.options, exc))
+        return True
+
+    async def acancelled(self) -> None:
+        """Async twin of :meth:`cancelled`."""
+        self._stopped()
+        await self._awrite(lifecycle.cancelled(self.options))
 
     # -- running --------------------------------------------------------------------
 
@@ -195,8 +260,14 @@ class Job:
         kwargs: Mapping[str, Any],
         serialized_job: Mapping[str, Any] | None = None,
     ) -> T:
-        """Run ``fn(*args, **kwargs)`` as this job, recording its whole lifecycle."""
-        self.started(serialized_job)
+        """Run ``fn(*args, **kwargs)`` as this job, recording its whole lifecycle.
+
+        Raises:
+            Cancelled: the job was cancelled before it started (``fn`` did not run),
+                or while it ran; anything ``fn`` raises, unchanged.
+        """
+        if not self.started(serialized_job):
+            raise self.writer.cancelled()
         with self.activate():
             try:
                 result = fn(*args, **kwargs)
@@ -214,7 +285,8 @@ class Job:
         serialized_job: Mapping[str, Any] | None = None,
     ) -> T:
         """Async twin of :meth:`run`, for a coroutine function."""
-        await self.astarted(serialized_job)
+        if not await self.astarted(serialized_job):
+            raise self.writer.cancelled()
         token = self.enter()
         try:
             result = await fn(*args, **kwargs)
@@ -247,15 +319,36 @@ class TrackedFunction:
     name: str
     store: object = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    parent: object = None
 
-    def job(self, job_id: str, *, loop: asyncio.AbstractEventLoop | None = None) -> Job:
-        return Job(job_id, store=self.store, options=self.options, loop=loop)
+    def job(
+        self,
+        job_id: str,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        parent: object = None,
+    ) -> Job:
+        """A Job for ``job_id`` (``parent`` overrides the function's own)."""
+        return Job(
+            job_id,
+            name=self.name,
+            store=self.store,
+            options=self.options,
+            parent=self.parent if parent is None else parent,
+            loop=loop,
+        )
 
     def run(
-        self, fn: Callable[..., Any], job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        self,
+        fn: Callable[..., Any],
+        job_id: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        parent: object = None,
     ) -> Any:
         """Run ``fn`` as the job ``job_id``."""
-        return self.job(job_id).run(fn, args, kwargs, self.serialized(job_id, args, kwargs))
+        job = self.job(job_id, parent=parent)
+        return job.run(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
     async def arun(
         self,
@@ -263,9 +356,13 @@ class TrackedFunction:
         job_id: str,
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
+        parent: object = None,
     ) -> Any:
         """Run the coroutine function ``fn`` as the job ``job_id`` (writes on the loop)."""
-        job = self.job(job_id, loop=asyncio.get_running_loop())
+        chosen = self.parent if parent is None else parent
+        if chosen is not None:  # checked here, so Job() finds the chain known: no blocking read
+            await ancestry.acheck(store_or_default(self.store), chosen, job_id)
+        job = self.job(job_id, loop=asyncio.get_running_loop(), parent=chosen)
         return await job.arun(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
     def serialized(
@@ -304,11 +401,15 @@ def track(
     *,
     name: str | None = None,
     store: object = None,
+    parent: object = None,
     expires_in: Any = None,
     finished_expires_in: Any = None,
     throttle_interval: Any = None,
     includes: Any = None,
     on_store_error: str | None = None,
+    heartbeat_interval: Any = None,
+    stale_after: Any = None,
+    history_limit: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -318,22 +419,26 @@ def track(
     *,
     name: str | None = None,
     store: object = None,
+    parent: object = None,
     **options: Any,
 ) -> Any:
     """Run a function (sync or async) as a tracked job each time it is called.
 
     Each call gets a new job id (``jobstatus.current().job_id`` inside) and
-    records working, then completed or failed; the function's result or
-    exception comes back unchanged.
+    records working, then completed, failed or cancelled; the function's result
+    or exception comes back unchanged.
 
     Args:
-        name: the job's name in ``serialized_job`` (default: module.qualname).
+        name: the job's ``name`` (default: the function's module.qualname).
         store: a store, URL or client for this function's jobs.
+        parent: the group every call's job joins (an id or a Status).
         expires_in, finished_expires_in, throttle_interval, includes,
-        on_store_error: per-job overrides of the ``configure()`` options.
+        on_store_error, heartbeat_interval, stale_after, history_limit:
+            per-job overrides of the ``configure()`` options.
 
     Raises:
         ConfigurationError: an unknown option or a bad value.
+        TypeError, ValueError: a malformed name or parent id.
 
     Example::
 
@@ -345,9 +450,13 @@ def track(
                 status.progress.increment()
     """
     checked = validate_options(options)
+    if name is not None:
+        check_name(name)
+    if parent is not None and not isinstance(parent, Status):
+        validate_job_id(parent)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        tracking = TrackedFunction(name or _name_of(function), store, checked)
+        tracking = TrackedFunction(name or _name_of(function), store, checked, parent)
         wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(function):
 
@@ -369,15 +478,24 @@ def track(
     return decorate(fn) if fn is not None else decorate
 
 
-def submit(executor: Executor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
+def submit(
+    executor: Executor,
+    fn: Callable[..., Any],
+    /,
+    *args: Any,
+    parent: object = None,
+    **kwargs: Any,
+) -> str:
     """Record ``queued``, submit ``fn`` to a ``concurrent.futures`` executor, return the job id.
 
     ``fn`` may be tracked (its options apply) or plain. With a process pool,
     ``fn`` must be importable (defined at module level), and the store must be
-    one that other processes can reach (not ``memory://``).
+    one that other processes can reach (not ``memory://``). ``parent`` (an id or
+    a Status) makes the job a child of that group; it is not passed to ``fn``.
 
     Raises:
         StoreError: recording ``queued`` failed and ``on_store_error`` is ``"raise"``.
+        ValueError: ``parent`` is not a group, would make a cycle, or nests too deep.
 
     Example::
 
@@ -387,8 +505,18 @@ def submit(executor: Executor, fn: Callable[..., Any], /, *args: Any, **kwargs: 
     """
     function, tracking = _tracking_of(fn)
     job_id = new_job_id()
-    tracking.job(job_id).enqueued(tracking.serialized(job_id, args, kwargs))
-    executor.submit(_run_submitted, job_id, fn, args, kwargs, settings.store_spec(), os.getpid())
+    job = tracking.job(job_id, parent=parent)
+    job.enqueued(tracking.serialized(job_id, args, kwargs))
+    executor.submit(
+        _run_submitted,
+        job_id,
+        fn,
+        args,
+        kwargs,
+        settings.store_spec(),
+        os.getpid(),
+        job.identity.parent,
+    )
     return job_id
 
 
@@ -398,24 +526,28 @@ def _run_submitted(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     store_spec: str | None,
-    parent_pid: int,
+    submitter_pid: int,
+    parent: str | None,
 ) -> Any:
     """Runs in the executor's worker: the tracked function under the given id."""
-    if os.getpid() != parent_pid and store_spec and not settings.is_store_configured():
+    if os.getpid() != submitter_pid and store_spec and not settings.is_store_configured():
         # A spawned worker starts with default settings: use the submitter's store.
         settings.configure(store=store_spec)
     function, tracking = _tracking_of(fn)
-    return tracking.run(function, job_id, args, kwargs)
+    return tracking.run(function, job_id, args, kwargs, parent)
 
 
 _background: set[asyncio.Task[Any]] = set()
 
 
-async def asubmit(fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any) -> str:
+async def asubmit(
+    fn: Callable[..., Awaitable[Any]], /, *args: Any, parent: object = None, **kwargs: Any
+) -> str:
     """Record ``queued``, start the coroutine function as a task, return the job id.
 
     The task runs on the running event loop; its failure is recorded as
     ``failed`` (and logged at debug level, as nobody awaits the task).
+    ``parent`` (an id or a Status) makes the job a child of that group.
 
     Example::
 
@@ -426,8 +558,12 @@ async def asubmit(fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: An
         raise TypeError(f"asubmit() takes a coroutine function, not {function!r}")
     job_id = new_job_id()
     loop = asyncio.get_running_loop()
-    await tracking.job(job_id, loop=loop).aenqueued(tracking.serialized(job_id, args, kwargs))
-    task = loop.create_task(tracking.arun(function, job_id, args, kwargs))
+    chosen = tracking.parent if parent is None else parent
+    if chosen is not None:  # checked here, so Job() finds the chain known: no blocking read
+        await ancestry.acheck(store_or_default(tracking.store), chosen, job_id)
+    job = tracking.job(job_id, loop=loop, parent=chosen)
+    await job.aenqueued(tracking.serialized(job_id, args, kwargs))
+    task = loop.create_task(tracking.arun(function, job_id, args, kwargs, job.identity.parent))
     _background.add(task)
     task.add_done_callback(_forget)
     return job_id

@@ -1,71 +1,151 @@
 """What each lifecycle event writes (SPEC section 4). Pure: builds Changes, does no I/O.
 
-| event    | record                                                 |
-|----------|--------------------------------------------------------|
-| enqueued | status queued, queued_at (+ serialized_job)            |
-| started  | status working, started_at, attempts + 1               |
-| returned | status completed, finished_at                          |
-| raised   | status failed, finished_at (+ exception)               |
-| retrying | status queued (attempts kept)                          |
+| event            | record                                                          |
+|------------------|-----------------------------------------------------------------|
+| enqueued         | status queued, queued_at, name, parent (+ serialized_job);      |
+|                  | an older cancel request is dropped: the job was enqueued anew   |
+| started          | status working, started_at, attempts + 1, name, parent;         |
+|                  | only if no cancel is pending (the guard ``not_cancelled``)      |
+| returned         | status completed, finished_at                                   |
+| raised           | status failed, finished_at (+ exception)                        |
+| retrying         | status queued (attempts kept)                                   |
+| cancelled        | status cancelled, finished_at                                   |
+| cancel requested | cancel {requested_at, reason}; only while queued or working     |
 
-Each include gates its own keys: with ``includes`` empty, events write nothing.
+Every transition appends its status to ``history`` in the same write (the
+store stamps each entry with the record's ``attempts``). Each include gates its
+own keys: with ``includes`` empty, events write nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._config import JobOptions
 from ._record import Change, Record, exception_info, json_safe, utc_now_iso
 
 
-def _change(options: JobOptions, fields: Record, incr: dict[str, float] | None = None) -> Change:
+@dataclass(frozen=True)
+class Identity:
+    """What every transition of a job repeats about it: its name and its group."""
+
+    name: str | None = None
+    parent: str | None = None
+
+    def fields(self) -> Record:
+        known: Record = {}
+        if self.name is not None:
+            known["name"] = self.name
+        if self.parent is not None:
+            known["parent"] = self.parent
+        return known
+
+
+NOBODY = Identity()
+
+
+def _change(
+    options: JobOptions,
+    fields: Record,
+    *,
+    incr: dict[str, float] | None = None,
+    event: tuple[str, str] | None = None,
+    guard: str | None = None,
+    unset: tuple[str, ...] = (),
+) -> Change:
     return Change(
-        set=fields, incr=incr or {}, ttl=options.expires_in, finished_ttl=options.finished_ttl
+        set=fields,
+        incr=incr or {},
+        unset=unset,
+        ttl=options.expires_in,
+        finished_ttl=options.finished_ttl,
+        events=(event,) if event is not None and fields else (),
+        guard=guard,
+        history_limit=options.history_limit,
     )
 
 
-def enqueued(options: JobOptions, serialized_job: Mapping[str, Any] | None = None) -> Change:
+def _tracks_status(options: JobOptions) -> bool:
+    return "status" in options.includes
+
+
+def enqueued(
+    options: JobOptions,
+    serialized_job: Mapping[str, Any] | None = None,
+    identity: Identity = NOBODY,
+) -> Change:
     fields: Record = {}
-    if "status" in options.includes:
-        fields.update(status="queued", queued_at=utc_now_iso())
+    unset: tuple[str, ...] = ()
+    now = utc_now_iso()
+    if _tracks_status(options):
+        fields.update(status="queued", queued_at=now, **identity.fields())
+        unset = ("cancel",)
     if serialized_job is not None and "serialized_job" in options.includes:
         fields["serialized_job"] = json_safe(dict(serialized_job))
-    return _change(options, fields)
+    event = ("queued", now) if _tracks_status(options) else None
+    return _change(options, fields, event=event, unset=unset)
 
 
-def started(options: JobOptions, serialized_job: Mapping[str, Any] | None = None) -> Change:
-    if "status" not in options.includes:
-        fields: Record = {}
-        incr: dict[str, float] = {}
-    else:
-        fields = {"status": "working", "started_at": utc_now_iso()}
+def started(
+    options: JobOptions,
+    serialized_job: Mapping[str, Any] | None = None,
+    identity: Identity = NOBODY,
+) -> Change:
+    fields: Record = {}
+    incr: dict[str, float] = {}
+    now = utc_now_iso()
+    tracked = _tracks_status(options)
+    if tracked:
+        fields.update(status="working", started_at=now, **identity.fields())
         incr = {"attempts": 1}
     if serialized_job is not None and "serialized_job" in options.includes:
         fields["serialized_job"] = json_safe(dict(serialized_job))
-    return _change(options, fields, incr)
+    return _change(
+        options,
+        fields,
+        incr=incr,
+        event=("working", now) if tracked else None,
+        guard="not_cancelled" if tracked else None,
+    )
+
+
+def _finished(options: JobOptions, status: str, fields: Record | None = None) -> Change:
+    if not _tracks_status(options):
+        return _change(options, dict(fields or {}))
+    now = utc_now_iso()
+    ended: Record = {"status": status, "finished_at": now, **(fields or {})}
+    return _change(options, ended, event=(status, now))
 
 
 def returned(options: JobOptions) -> Change:
-    if "status" not in options.includes:
-        return _change(options, {})
-    return _change(options, {"status": "completed", "finished_at": utc_now_iso()})
+    return _finished(options, "completed")
 
 
 def raised(options: JobOptions, exc: BaseException | None) -> Change:
     fields: Record = {}
-    if "status" in options.includes:
-        fields.update(status="failed", finished_at=utc_now_iso())
     if exc is not None and "exception" in options.includes:
         fields["exception"] = exception_info(exc)
-    return _change(options, fields)
+    return _finished(options, "failed", fields)
+
+
+def cancelled(options: JobOptions) -> Change:
+    return _finished(options, "cancelled")
 
 
 def retrying(options: JobOptions, exc: BaseException | None = None) -> Change:
     fields: Record = {}
-    if "status" in options.includes:
+    if _tracks_status(options):
         fields["status"] = "queued"
     if exc is not None and "exception" in options.includes:
         fields["exception"] = exception_info(exc)
-    return _change(options, fields)
+    event = ("queued", utc_now_iso()) if _tracks_status(options) else None
+    return _change(options, fields, event=event)
+
+
+def cancel_requested(options: JobOptions, reason: str | None) -> Change:
+    """A request to stop the job, recorded only while it is queued or working."""
+    now = utc_now_iso()
+    fields: Record = {"cancel": {"requested_at": now, "reason": reason}, "updated_at": now}
+    return _change(options, fields, event=("cancel_requested", now), guard="unfinished")

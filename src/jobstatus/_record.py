@@ -18,8 +18,9 @@ from typing import Any, Final
 
 from ._errors import WriteRefused
 
-STATES: Final = ("queued", "working", "completed", "failed")
-FINISHED_STATES: Final = frozenset({"completed", "failed"})
+STATES: Final = ("queued", "working", "completed", "failed", "cancelled")
+FINISHED_STATES: Final = frozenset({"completed", "failed", "cancelled"})
+UNFINISHED_STATES: Final = frozenset({"queued", "working"})
 RESERVED_KEYS: Final = frozenset(
     {
         "status",
@@ -32,6 +33,11 @@ RESERVED_KEYS: Final = frozenset(
         "finished_at",
         "updated_at",
         "attempts",
+        "name",
+        "cancel",
+        "parent",
+        "children",
+        "history",
     }
 )
 MAX_JOB_ID_LENGTH: Final = 512
@@ -43,6 +49,8 @@ MAX_INT_BITS: Final = 14_000
 # readers divide and multiply them by floats.
 FLOAT_MAX: Final = sys.float_info.max
 _SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_NAME_LENGTH: Final = 512
+MAX_REASON_LENGTH: Final = 1000  # characters of a cancel reason
 # Stores keep, under this key (no status key may be empty), the last write
 # sequence applied per writer, so a write re-sent after a timeout applies once.
 WRITES_KEY: Final = ""
@@ -186,6 +194,37 @@ def _check_reserved(key: str, value: object) -> None:
             raise ValueError(f"{key} must not be negative; got {value!r}")
     if key == "attempts" and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
         raise ValueError(f"attempts must be a non-negative int; got {value!r}")
+    if key == "name" and value is not None:
+        check_name(value)
+    if key == "parent" and value is not None:
+        validate_job_id(value)
+    if key in ("cancel", "children") and value is not None and not isinstance(value, dict):
+        raise ValueError(f"{key} must be a dict or None; got {value!r}")
+    if key == "history" and not isinstance(value, (list, tuple)):
+        raise ValueError(f"history must be a list; got {value!r}")
+
+
+def check_name(name: object) -> str:
+    """Return a valid task name (a non-empty str of at most 512 characters), else raise."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}: {name!r}")
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"name must be 1 to {MAX_NAME_LENGTH} characters long; got {name!r}")
+    return name
+
+
+def check_reason(reason: object) -> str | None:
+    """Return a valid cancel reason (None, or a str of at most 1,000 characters), else raise."""
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be a str or None, not {type(reason).__name__}: {reason!r}")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(
+            f"reason is {len(reason)} characters long; the limit is {MAX_REASON_LENGTH}"
+        )
+    check_json_value("reason", reason)
+    return reason
 
 
 def check_amount(key: str, value: object, *, allow_none: bool = False) -> None:
@@ -256,13 +295,22 @@ def refuse_unstorable(key: str, value: float) -> None:
         )
 
 
+GUARDS: Final = ("unfinished", "not_cancelled", "absent")
+
+
 @dataclass
 class Change:
-    """One atomic write: keys to set and keys to add to, applied together.
+    """One atomic write: keys to set, remove and add to, applied together.
 
     ``ttl`` is how long the record lives after this write; ``finished_ttl``
-    replaces it when the record's status (after the write) is completed or
-    failed. Stores apply the whole change atomically.
+    replaces it when the record's status (after the write) is a finished one.
+    Stores apply the whole change atomically, and with it:
+
+    - ``guard``, a condition on the stored record; when it does not hold, nothing
+      is written (see :func:`guard_holds`);
+    - ``events``, ``(status, at)`` transitions appended to the record's ``history``
+      (at most ``history_limit`` entries are kept);
+    - the move of the record's group, when it has a ``parent`` (see ``_rollup``).
     """
 
     set: Record = field(default_factory=dict)
@@ -272,15 +320,27 @@ class Change:
     #: ``(writer id, sequence)`` of a write a job's writer may send again after
     #: a timeout; stores apply it only if that writer's last sequence is lower.
     origin: tuple[str, int] | None = None
+    unset: tuple[str, ...] = ()
+    guard: str | None = None
+    events: tuple[tuple[str, str], ...] = ()
+    history_limit: int = 100
 
     def __bool__(self) -> bool:
-        return bool(self.set or self.incr)
+        return bool(self.set or self.incr or self.unset or self.events)
 
     def merge(self, later: Change) -> None:
-        """Fold a later change into this one, as if both were applied in order."""
+        """Fold a later change into this one, as if both were applied in order.
+
+        A guard applies to the change it came with only: the merged change has none.
+        """
+        for key in later.unset:
+            self.set.pop(key, None)
+            self.incr.pop(key, None)
+        self.unset = tuple(dict.fromkeys((*self.unset, *later.unset)))
         for key, value in later.set.items():
             self.set[key] = value
             self.incr.pop(key, None)
+        self.unset = tuple(key for key in self.unset if key not in later.set)
         for key, amount in later.incr.items():
             current = self.set.get(key)
             if key not in self.incr and _is_number(current):
@@ -290,17 +350,29 @@ class Change:
                     continue
             # Kept apart, so a sum that overflows is refused alone and the set stays.
             self.incr[key] = add(self.incr.get(key, 0), amount)
+        self.events = (*self.events, *later.events)
+        self.guard = None
         self.ttl = later.ttl
         self.finished_ttl = later.finished_ttl
+        self.history_limit = later.history_limit
 
     def subset(self, keys: Iterable[str], *, sets: bool = True, adds: bool = True) -> Change:
-        """A change of only ``keys`` (what it sets, adds, or both), same expiry, no origin."""
+        """A change of only ``keys`` (what it sets, adds, or both), same expiry, no origin.
+
+        The piece that sets ``status`` keeps the transition's guard, removals and
+        history events: they belong to the transition.
+        """
         wanted = set(keys)
+        transition = sets and "status" in wanted and "status" in self.set
         return Change(
             set={k: v for k, v in self.set.items() if sets and k in wanted},
             incr={k: v for k, v in self.incr.items() if adds and k in wanted},
             ttl=self.ttl,
             finished_ttl=self.finished_ttl,
+            unset=self.unset if transition else (),
+            guard=self.guard if transition else None,
+            events=self.events if transition else (),
+            history_limit=self.history_limit,
         )
 
     def written_keys(self) -> list[str]:
@@ -317,20 +389,84 @@ def apply_change(record: Record | None, change: Change) -> Record:
 
     Stores that merge under their own lock or transaction (memory, SQLite,
     memcached CAS) call this; Redis and PostgreSQL do the same server-side.
-    An increment on a missing or non-numeric key starts from 0.
+    Keys in ``unset`` go first. An increment on a missing or non-numeric key
+    starts from 0. Each event is then appended to ``history`` (see
+    :func:`append_history`), after the increments, so a start's entry carries
+    the attempt it starts.
     """
     merged: Record = dict(record) if record else {}
+    for key in change.unset:
+        merged.pop(key, None)
     merged.update(change.set)
     for key, amount in change.incr.items():
         current = merged.get(key)
         if isinstance(current, bool) or not isinstance(current, (int, float)):
             current = 0
         merged[key] = add(current, amount)
+    for event, at in change.events:
+        merged = append_history(merged, event, at, change.history_limit)
     return merged
 
 
+def guard_holds(record: Mapping[str, Any] | None, guard: str | None) -> bool:
+    """Whether a change with ``guard`` applies to the stored (live) ``record``.
+
+    - ``unfinished``: the record exists and is queued or working (a cancel request);
+    - ``not_cancelled``: the record is not cancelled and no cancel is pending (a start);
+    - ``absent``: there is no record (creating a group once).
+    """
+    if guard is None:
+        return True
+    if guard == "unfinished":
+        return record is not None and record.get("status") in UNFINISHED_STATES
+    if guard == "not_cancelled":
+        return record is None or not (
+            isinstance(record.get("cancel"), dict) or record.get("status") == "cancelled"
+        )
+    if guard == "absent":
+        return record is None
+    raise ValueError(f"unknown guard {guard!r}; known: {', '.join(GUARDS)}")
+
+
+def cancel_pending(record: Mapping[str, Any] | None) -> bool:
+    """Whether ``record`` holds a cancel request its job has not yet acted on."""
+    return pending_cancel(record) is not None
+
+
+def pending_cancel(record: Mapping[str, Any] | None) -> Record | None:
+    """The cancel request ``record`` holds while its job is queued or working, else None."""
+    if record is None or record.get("status") not in UNFINISHED_STATES:
+        return None
+    request = record.get("cancel")
+    return request if isinstance(request, dict) else None
+
+
+_ID_ATTRIBUTES: Final = ("job_id", "message_id", "task_id", "id")
+
+
+def job_id_of(job_or_id: object) -> str:
+    """The id of an id string or a queue's own job object, validated.
+
+    Accepts a Celery AsyncResult, RQ Job, Dramatiq Message, Huey Result, arq
+    Job, Taskiq task handle, Django TaskResult or a Status.
+
+    Raises:
+        TypeError: not a str and no recognisable job object.
+        ValueError: a malformed id.
+    """
+    if isinstance(job_or_id, str):
+        return validate_job_id(job_or_id)
+    for attribute in _ID_ATTRIBUTES:
+        value = getattr(job_or_id, attribute, None)
+        if isinstance(value, str):
+            return validate_job_id(value)
+    raise TypeError(
+        f"expected a job id (str) or a queue's job object, not {type(job_or_id).__name__}"
+    )
+
+
 def apply_write(record: Record | None, change: Change) -> Record | None:
-    """``apply_change``, once per origin: None when ``record`` already has this write.
+    """``apply_change`` where the guard holds, once per origin; None when nothing applies.
 
     Stores that merge in Python call this; the stored record keeps the
     writers' last sequences under ``WRITES_KEY``, which :func:`public` removes.
@@ -339,6 +475,8 @@ def apply_write(record: Record | None, change: Change) -> Record | None:
         WriteRefused: a sum would not be a finite number (or an int too large
             to read back); the caller must then store nothing.
     """
+    if not guard_holds(record, change.guard):
+        return None
     if change.origin is None:
         merged = apply_change(record, change)
     else:
@@ -354,6 +492,24 @@ def apply_write(record: Record | None, change: Change) -> Record | None:
         merged[WRITES_KEY] = seen
     for key in change.incr:
         refuse_unstorable(key, merged[key])
+    return merged
+
+
+def append_history(record: Record, event: str, at: str, limit: int) -> Record:
+    """``record`` with ``{"status": event, "at": at, "attempt": n}`` appended to its
+    ``history``, keeping the last ``limit`` entries (a new dict; none kept when 0).
+
+    ``attempt`` is the record's ``attempts`` at that moment (0 before any).
+    """
+    if limit <= 0:
+        return record
+    stored = record.get("history")
+    history = list(stored) if isinstance(stored, list) else []
+    attempts = record.get("attempts")
+    attempt = attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0
+    history.append({"status": event, "at": at, "attempt": attempt})
+    merged = dict(record)
+    merged["history"] = history[-limit:]
     return merged
 
 

@@ -9,15 +9,17 @@ change the job made, and its writes are throttled as configured.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import monotonic as _monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._cancel import acancel_job, cancel_job
 from ._config import JobOptions, settings
 from ._record import (
     FINISHED_STATES,
     Change,
     Record,
+    cancel_pending,
     check_amount,
     check_fields,
     dumps,
@@ -26,9 +28,10 @@ from ._record import (
     utc_now_iso,
 )
 from ._writer import Writer, progress_of
-from .stores.base import Store
+from .stores.base import Store, acall_store, call_store, listing_of
 
 if TYPE_CHECKING:
+    from ._batch import Batch
     from ._job import Job
 
 _MISSING: Any = object()
@@ -127,6 +130,8 @@ class Progress:
         if by.__class__ is not int:
             check_amount("by", by)
         writer = self._writer or self._owner()._writer_for_write()
+        if writer.cancel is not None:  # a local flag: the cancel check costs no I/O
+            raise writer.cancelled()
         # Writer.add_progress inlined, with acquire/release rather than `with`:
         # this is the hot path and must cost no more than a tqdm tick.
         lock = writer.lock
@@ -169,6 +174,10 @@ class Status:
 
     __slots__ = ("_job_id", "_exists", "_record", "_store", "_job", "_writer", "_live", "_progress")
 
+    #: What ``children`` returns: jobstatus.Batch, which sits in the layer above
+    #: (a Batch is made of Statuses) and installs itself here when it is defined.
+    batch_class: ClassVar[Callable[..., Batch] | None] = None
+
     def __init__(
         self,
         job_id: str,
@@ -199,7 +208,8 @@ class Status:
 
     @property
     def status(self) -> str | None:
-        """``queued``, ``working``, ``completed``, ``failed``, or None when unknown."""
+        """``queued``, ``working``, ``completed``, ``failed``, ``cancelled``, or None
+        when unknown."""
         value = self._record.get("status")
         return value if isinstance(value, str) else None
 
@@ -225,13 +235,61 @@ class Status:
 
     @property
     def is_failed(self) -> bool:
-        """The job raised, was killed or cancelled."""
+        """The job raised, or was killed or stopped by a time limit."""
         return self.status == "failed"
 
     @property
+    def is_cancelled(self) -> bool:
+        """The job stopped because it was cancelled (or revoked by its queue)."""
+        return self.status == "cancelled"
+
+    @property
     def is_finished(self) -> bool:
-        """Completed or failed."""
+        """Completed, failed or cancelled."""
         return self.status in FINISHED_STATES
+
+    @property
+    def cancel_requested(self) -> bool:
+        """A cancel was requested and the job has not stopped yet. Reading it never raises.
+
+        Inside a running job it turns True once the request reached the process
+        (by the store's push, or the reply to the job's next write or heartbeat).
+        """
+        writer = self._writer
+        if writer is not None and writer.in_job:
+            return writer.cancel is not None
+        return cancel_pending(self._record)
+
+    @property
+    def name(self) -> str | None:
+        """The task's name (Celery task name, RQ function, ``track(name=...)``), or None."""
+        value = self._record.get("name")
+        return value if isinstance(value, str) else None
+
+    @property
+    def history(self) -> list[Record]:
+        """Each transition, oldest first: ``{"status", "at", "attempt"}`` (a copy).
+
+        At most ``history_limit`` entries; ``cancel_requested`` appears too, progress
+        ticks never. Empty for an unknown job.
+        """
+        stored = self._record.get("history")
+        if not isinstance(stored, list):
+            return []
+        return [dict(entry) for entry in stored if isinstance(entry, dict)]
+
+    @property
+    def children(self) -> Batch:
+        """A group's children, as a Batch (listed from the store, newest first).
+
+        Raises:
+            NotSupportedError: the store cannot list (memcached, a generic cache).
+            StoreError: the store failed.
+        """
+        if Status.batch_class is None:
+            raise RuntimeError("jobstatus._batch was not imported")  # import jobstatus does
+        ids = call_store(listing_of(self._store).child_ids, self._job_id)
+        return Status.batch_class(ids, store=self._store)
 
     @property
     def is_stale(self) -> bool:
@@ -285,12 +343,15 @@ class Status:
     # -- writing -----------------------------------------------------------------
 
     def _writer_for_write(self) -> Writer:
-        if self._writer is None:
-            self._writer = Writer(
+        writer = self._writer
+        if writer is None:
+            writer = self._writer = Writer(
                 self._store, self._job_id, self._record, settings.options, in_job=False
             )
-        self.progress._writer = self._writer
-        return self._writer
+        elif writer.cancel is not None:
+            raise writer.cancelled()
+        self.progress._writer = writer
+        return writer
 
     def _change(self, fields: Mapping[str, Any]) -> Change:
         writer = self._writer_for_write()
@@ -346,30 +407,33 @@ class Status:
         """Async twin of :meth:`flush`."""
         await self._writer_for_write().aflush()
 
+    def cancel(self, reason: str | None = None) -> bool:
+        """Request this job's cancel: True for a queued or working job, False otherwise.
+
+        Same as ``jobstatus.cancel(self.job_id, reason)``; see there.
+        """
+        return cancel_job(self._store, self._job_id, reason)
+
+    async def acancel(self, reason: str | None = None) -> bool:
+        """Async twin of :meth:`cancel`."""
+        return await acancel_job(self._store, self._job_id, reason)
+
     def delete(self) -> None:
         """Remove the record from the store."""
-        from ._read import call_store
-
         call_store(self._store.delete, self._job_id)
 
     async def adelete(self) -> None:
         """Async twin of :meth:`delete`."""
-        from ._read import acall_store
-
         await acall_store(self._store.adelete, self._job_id)
 
     # -- reading again -----------------------------------------------------------
 
     def refresh(self) -> Status:
         """A new snapshot read from the store; this one is unchanged."""
-        from ._read import read_status
-
         return read_status(self._store, self._job_id)
 
     async def arefresh(self) -> Status:
         """Async twin of :meth:`refresh`."""
-        from ._read import aread_status
-
         return await aread_status(self._store, self._job_id)
 
     def watch(self, timeout: float | None = None) -> Iterator[Status]:
@@ -463,3 +527,13 @@ def _remaining(deadline: float | None, job_id: str) -> float:
     if left <= 0:
         raise TimeoutError(f"job {job_id!r} did not finish in time")
     return left
+
+
+def read_status(store: Store, job_id: str) -> Status:
+    """A snapshot of ``job_id`` read from ``store`` (one round trip)."""
+    return Status(job_id, call_store(store.read, job_id), store)
+
+
+async def aread_status(store: Store, job_id: str) -> Status:
+    """Async twin of :func:`read_status`."""
+    return Status(job_id, await acall_store(store.aread, job_id), store)

@@ -39,7 +39,7 @@ import uuid
 from typing import Any
 
 from ._config import JobOptions
-from ._errors import StoreError, WriteRefused
+from ._errors import Cancelled, StoreError, WriteRefused
 from ._record import (
     RESERVED_KEYS,
     WRITES_KEY,
@@ -199,6 +199,69 @@ class Writer:
         self._restore: Change | None = None  # the restore queued last, never restored itself
         self._wrote = False  # a write of this job reached the store
         self._refusal: WriteRefused | None = None  # to raise once the flush is over
+        #: The cancel request this job learnt of (from a write's reply or the store's
+        #: push), or None. Progress and status calls test it: no I/O on the hot path.
+        self.cancel: Record | None = None
+
+    def learn_cancel(self, request: Record) -> None:
+        """Note a cancel request for this job: its next progress or status call raises."""
+        if self.in_job and self.cancel is None:
+            self.cancel = request
+            self.record["cancel"] = request
+
+    def cancelled(self) -> Cancelled:
+        """The exception to raise in the job now that its cancel was requested."""
+        reason = self.cancel.get("reason") if self.cancel is not None else None
+        return Cancelled(self.job_id, reason if isinstance(reason, str) else None)
+
+    def write_guarded(self, change: Change) -> bool:
+        """Write what is held, then ``change`` alone; whether its guard held.
+
+        A store failure fails open: the change loses its guard and goes the way of
+        any failed write (held for the next write, or raised per
+        ``on_store_error``), and this answers True.
+        """
+        with self.lock:
+            self._flush_locked()
+            self._stamp(change)
+            try:
+                written = self.store.write(self.job_id, change)
+            except Exception as exc:  # noqa: BLE001 - sorted by _refused_or_failed
+                return self._guarded_failed(change, exc)
+            return self._guarded_written(change, written)
+
+    async def awrite_guarded(self, change: Change) -> bool:
+        """Async twin of :meth:`write_guarded` (the write runs on the event loop)."""
+        await self.aflush()
+        with self.lock:
+            self._stamp(change)
+        try:
+            written = await self.store.awrite(self.job_id, change)
+        except Exception as exc:  # noqa: BLE001
+            with self.lock:
+                return self._guarded_failed(change, exc)
+        with self.lock:
+            return self._guarded_written(change, written)
+
+    def _stamp(self, change: Change) -> None:
+        change.set["updated_at"] = utc_now_iso()
+        change.ttl, change.finished_ttl = self.options.expires_in, self.options.finished_ttl
+        if change.incr and self._id is not None:
+            change.origin = self._next_origin()
+
+    def _guarded_written(self, change: Change, written: Written | None) -> bool:
+        applied = written is None or written.applied
+        if applied:
+            self.record.update(apply_change(self.record, change))
+        self._written(change, written)
+        return applied
+
+    def _guarded_failed(self, change: Change, exc: Exception) -> bool:
+        change.guard = None
+        self.record.update(apply_change(self.record, change))
+        if not self._refused_or_failed(change, exc):
+            self._flush_locked()  # the refused change's pieces
+        return True
 
     def _empty(self) -> Change:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
@@ -331,9 +394,11 @@ class Writer:
             raise refusal
 
     def _written(self, change: Change, written: Written | None) -> None:
-        """After a write: time it, and restore a record found vanished."""
+        """After a write: time it, learn of a cancel request, restore a record found vanished."""
         self.written_at = time.monotonic()
         self.due_at = self.written_at + self.interval
+        if written is not None and written.cancel is not None:
+            self.learn_cancel(written.cancel)
         created = written is not None and written.created
         if created and self._wrote and self.in_job and change is not self._restore:
             # Queued last, after the pieces still to go, whose amounts the job's

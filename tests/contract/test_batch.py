@@ -51,7 +51,14 @@ def test_batch_status_rules(store: Store, states: list[str], expected: str) -> N
 def test_empty_and_all_missing_batches(store: Store) -> None:
     empty = Batch([])
     assert empty.status is None and empty.is_finished
-    assert empty.counts == {"queued": 0, "working": 0, "completed": 0, "failed": 0, "missing": 0}
+    assert empty.counts == {
+        "queued": 0,
+        "working": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "missing": 0,
+    }
     assert empty.progress.ratio is None
     ghosts = Batch(["ghost-1", "ghost-2"])
     assert ghosts.status is None and ghosts.counts["missing"] == 2 and ghosts.is_finished

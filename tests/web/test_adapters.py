@@ -57,7 +57,14 @@ def test_unknown_forbidden_and_malformed(serve: Any) -> None:
 def test_batch_and_its_bounds(serve: Any) -> None:
     get = serve(max_batch_ids=4)
     body = get("/jobs?ids=run,bad,done,nope").json()
-    assert body["counts"] == {"queued": 0, "working": 1, "completed": 1, "failed": 1, "missing": 1}
+    assert body["counts"] == {
+        "queued": 0,
+        "working": 1,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "missing": 1,
+    }
     assert body["progress"] == {"current": 8, "total": 15, "ratio": 8 / 15}
     assert get("/jobs?ids=a,b,c,d,e").status == 400
 

@@ -154,7 +154,14 @@ def test_a_batch_summarises_its_members(store: MemoryStore) -> None:
     app = jobstatus.web.create_app(store=store)
     body = get(app, "/jobs?ids=run,bad,done,nope").json()
     assert body["status"] == "failed"
-    assert body["counts"] == {"queued": 0, "working": 1, "completed": 1, "failed": 1, "missing": 1}
+    assert body["counts"] == {
+        "queued": 0,
+        "working": 1,
+        "completed": 1,
+        "failed": 1,
+        "cancelled": 0,
+        "missing": 1,
+    }
     assert body["progress"] == {"current": 8, "total": 15, "ratio": 8 / 15}
     assert [job["job_id"] for job in body["jobs"]] == ["run", "bad", "done", "nope"]
     assert body["jobs"][3] == {"job_id": "nope", "status": None}

@@ -62,7 +62,7 @@ def tracking_from(value: object, where: str) -> Tracking | None:
         raise ConfigurationError(f"{where}: {exc}") from None
 
 
-def quietly(action: Callable[[], None], job_id: str, what: str) -> None:
+def quietly(action: Callable[[], object], job_id: str, what: str) -> None:
     """Run a lifecycle write; a store failure is logged, never raised into the queue."""
     try:
         action()

@@ -30,9 +30,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .._config import store_or_default
 from .._errors import ConfigurationError, StoreError
 from .._job import Job
-from .._read import acall_store, store_or_default
+from ..stores.base import acall_store
 from ._common import Tracking, logger, serialized, tracking_from
 
 try:
@@ -242,7 +243,7 @@ async def _after_job_end(ctx: dict[str, Any]) -> None:
     await _quietly(running.job.afinished(exc), job_id)
 
 
-async def _quietly(write: Awaitable[None], job_id: str) -> None:
+async def _quietly(write: Awaitable[object], job_id: str) -> None:
     try:
         await write
     except StoreError as exc:

@@ -89,7 +89,8 @@ _SUM = f"""CASE
       ELSE i.value
     END"""
 _MERGE = f"""SELECT r.record, r.status,
-       CASE WHEN r.status IN ('completed', 'failed') THEN %(finished_ttl)s ELSE %(ttl)s END AS ttl
+       CASE WHEN r.status IN ('completed', 'failed', 'cancelled') THEN %(finished_ttl)s
+            ELSE %(ttl)s END AS ttl
 FROM (
   SELECT s.record, COALESCE((s.record ->> 'status')::jsonb #>> ARRAY[]::text[], '') AS status
   FROM (

@@ -56,7 +56,8 @@ SWEEP_CHUNK: Final = 1_000  # dead ids per sweep call
 WRITE_SCRIPT: Final = """
 local record, all, exp = KEYS[1], KEYS[2], KEYS[3]
 local by_status = {['"queued"'] = KEYS[4], ['"working"'] = KEYS[5],
-                   ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7]}
+                   ['"completed"'] = KEYS[6], ['"failed"'] = KEYS[7],
+                   ['"cancelled"'] = KEYS[8]}
 local member, channel = ARGV[1], ARGV[2]
 local created = redis.call('EXISTS', record) == 0 and 1 or 0
 local writer = ARGV[7]
@@ -122,7 +123,9 @@ while i < #ARGV do
   i = i + 3
 end
 local ttl = ARGV[3]
-if status == '"completed"' or status == '"failed"' then ttl = ARGV[4] end
+if status == '"completed"' or status == '"failed"' or status == '"cancelled"' then
+  ttl = ARGV[4]
+end
 redis.call('PEXPIRE', record, ttl)
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -141,7 +144,7 @@ redis.call('ZADD', all, score, member)
 redis.call('ZADD', exp, string.format('%.0f', now_ms + tonumber(ttl)), member)
 local gone = redis.call('ZRANGEBYSCORE', exp, '-inf', now_ms, 'LIMIT', 0, %(prune)d)
 for _, id in ipairs(gone) do
-  for k = 2, 7 do redis.call('ZREM', KEYS[k], id) end
+  for k = 2, 8 do redis.call('ZREM', KEYS[k], id) end
 end
 if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
   local flat = redis.call('HGETALL', record)
@@ -157,7 +160,7 @@ return {1, created}
 # A delete: the record and its index entries go together.
 DELETE_SCRIPT: Final = """
 redis.call('DEL', KEYS[1])
-for k = 2, 7 do redis.call('ZREM', KEYS[k], ARGV[1]) end
+for k = 2, 8 do redis.call('ZREM', KEYS[k], ARGV[1]) end
 """
 
 
@@ -213,7 +216,7 @@ class KeyLayout:
 # are still alive the indexes are rebuilt from them, so a million expired
 # entries cost one call instead of a walk past each; otherwise the dead ids
 # given are removed, each only if its record is still absent.
-# KEYS: the six index keys of the tag (as KeyLayout.indexes), a scratch key of
+# KEYS: the seven index keys of the tag (as KeyLayout.indexes), a scratch key of
 # the same tag, then the record key of each id in ARGV[2:].
 # ARGV: the most live ids to rebuild from, then the dead ids.
 SWEEP_SCRIPT: Final = """
@@ -223,8 +226,8 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local live = redis.call('ZCOUNT', exp, '(' .. now_ms, '+inf')
 if live <= tonumber(ARGV[1]) and live < redis.call('ZCARD', exp) then
   local ids = redis.call('ZRANGEBYSCORE', exp, '(' .. now_ms, '+inf')
-  local scratch = KEYS[7]
-  for k = 1, 6 do
+  local scratch = KEYS[8]
+  for k = 1, 7 do
     redis.call('DEL', scratch)
     for _, id in ipairs(ids) do
       local score = redis.call('ZSCORE', KEYS[k], id)
@@ -237,8 +240,8 @@ if live <= tonumber(ARGV[1]) and live < redis.call('ZCARD', exp) then
 end
 local removed = 0
 for n = 2, #ARGV do
-  if redis.call('EXISTS', KEYS[6 + n]) == 0 then
-    for k = 1, 6 do redis.call('ZREM', KEYS[k], ARGV[n]) end
+  if redis.call('EXISTS', KEYS[7 + n]) == 0 then
+    for k = 1, 7 do redis.call('ZREM', KEYS[k], ARGV[n]) end
     removed = removed + 1
   end
 end

@@ -28,15 +28,16 @@ import importlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, NotSupportedError, StoreError
 from .._record import Change, Record
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
 POLL_FIRST = 0.05
@@ -49,14 +50,18 @@ class Written:
     """What one ``Store.write`` did, for the job's writer.
 
     Attributes:
-        applied: False when the store already had this write (a write re-sent
-            with the same ``origin``) and changed nothing.
+        applied: False when nothing was written: the change's guard did not hold,
+            or the store already had this write (re-sent with the same ``origin``).
         created: no live record existed before this write (the id was new, or
             its record had expired or been deleted or evicted).
+        cancel: the cancel request the record holds while its job is queued or
+            working (``{"requested_at", "reason"}``), or None: how a running job
+            learns of a request from the reply to its next write.
     """
 
     applied: bool = True
     created: bool = False
+    cancel: Record | None = None
 
 
 SKIPPED: Written = Written(applied=False)
@@ -176,6 +181,81 @@ class Listing(abc.ABC):
     ) -> list[tuple[str, Record]]:
         """Async twin of :meth:`list_recent`."""
         return await asyncio.to_thread(self.list_recent, status, limit, before)
+
+    def child_ids(self, parent: str) -> list[str]:
+        """The ids of the live records whose ``parent`` is ``parent``, sorted.
+
+        Raises:
+            NotSupportedError: this store does not index children (a custom store
+                that predates groups).
+        """
+        raise NotSupportedError(f"{type(self).__name__} cannot list a group's children")
+
+    async def achild_ids(self, parent: str) -> list[str]:
+        """Async twin of :meth:`child_ids`."""
+        return await asyncio.to_thread(self.child_ids, parent)
+
+
+class CancelPush(abc.ABC):
+    """Capability: a store-wide channel on which cancel requests are announced.
+
+    ``jobstatus.cancel`` announces each request it recorded; every process that
+    runs jobs on the store listens (one listener each) and tells the job at once,
+    rather than at its next write or heartbeat. Redis (pub/sub), PostgreSQL
+    (LISTEN/NOTIFY) and the memory store push.
+    """
+
+    @abc.abstractmethod
+    def announce_cancel(self, job_id: str, request: Record) -> None:
+        """Tell every listener that ``job_id``'s cancel was requested (``request`` is
+        the recorded ``{"requested_at", "reason"}``)."""
+
+    async def aannounce_cancel(self, job_id: str, request: Record) -> None:
+        """Async twin of :meth:`announce_cancel`."""
+        await asyncio.to_thread(self.announce_cancel, job_id, request)
+
+    @abc.abstractmethod
+    def listen_for_cancels(self, deliver: Callable[[str, Record], None]) -> Callable[[], None]:
+        """Call ``deliver(job_id, request)`` for every announced request, from a
+        background thread, until the returned function is called.
+
+        A listener survives its connection dropping: it reconnects (a request
+        announced meanwhile reaches the job by its next write instead).
+        """
+
+
+def listing_of(store: Store) -> Listing:
+    """The store as a :class:`Listing`.
+
+    Raises:
+        NotSupportedError: the store cannot list (memcached, a generic cache).
+    """
+    if not isinstance(store, Listing):
+        raise NotSupportedError(
+            f"{store.describe()} cannot list jobs; memory, SQLite, Redis, Redis Cluster "
+            "and PostgreSQL can"
+        )
+    return store
+
+
+def call_store(method: Callable[..., T], *args: Any) -> T:
+    """Call a store method; any non-StoreError failure becomes a StoreError too."""
+    try:
+        return method(*args)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
+
+
+async def acall_store(method: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Async twin of :func:`call_store`."""
+    try:
+        return await method(*args)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
 
 
 class Subscription(abc.ABC):

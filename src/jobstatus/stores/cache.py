@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .._errors import StoreError
-from .._record import Change, Record, apply_write, dumps, loads, public
+from .._record import Change, Record, dumps, loads, public
+from .._rollup import write_through
 from ._keys import safe_cache_key
-from .base import DEFAULT_TIMEOUT, SKIPPED, Store, Written
+from .base import DEFAULT_TIMEOUT, Store, Written
 
 
 @runtime_checkable
@@ -89,15 +90,20 @@ class CacheStore(Store):
         return public(record) if record is not None else None
 
     def write(self, job_id: str, change: Change) -> Written:
-        key = self._key(job_id)
-        with self._lock:
-            before = self._stored(self._call("get", self.cache.get, key))
-            record = apply_write(before, change)
-            if record is None:
-                return SKIPPED
-            ttl = max(1, round(change.ttl_for(record)))
-            self._call("set", self.cache.set, key, dumps(record), ttl)
-        return Written(created=before is None)
+        with self._lock:  # one process's writers at a time; other processes may interleave
+
+            def update(
+                target: str, compute: Callable[[Record | None], Record | None]
+            ) -> tuple[Record | None, Record | None]:
+                key = self._key(target)
+                old = self._stored(self._call("get", self.cache.get, key))
+                new = compute(old)
+                if new is not None:
+                    ttl = max(1, round(change.ttl_for(new)))
+                    self._call("set", self.cache.set, key, dumps(new), ttl)
+                return old, new
+
+            return write_through(update, job_id, change)
 
     def read(self, job_id: str) -> Record | None:
         return self._decode(self._call("get", self.cache.get, self._key(job_id)))

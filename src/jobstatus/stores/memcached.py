@@ -21,16 +21,17 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError, WriteRefused
-from .._record import Change, Record, apply_write, dumps, loads, loads_record
+from .._record import Change, Record, dumps, loads, loads_record
+from .._rollup import write_through
 from . import _url
 from ._keys import safe_cache_key
-from .base import DEFAULT_TIMEOUT, SKIPPED, PerProcess, Store, Written, require
+from .base import DEFAULT_TIMEOUT, PerProcess, Store, Written, require
 
 DEFAULT_PREFIX: Final = "jobstatus:"
 DEFAULT_PORT: Final = 11211
@@ -159,16 +160,34 @@ class MemcachedStore(Store):
         return data
 
     def write(self, job_id: str, change: Change) -> Written:
-        key = self.key(job_id)
         ring = self._ring()
+
+        def update(
+            target: str, compute: Callable[[Record | None], Record | None]
+        ) -> tuple[Record | None, Record | None]:
+            return self._update(ring, target, compute, change)
+
+        # Each record is one compare-and-swap: a group's move is atomic per record,
+        # not with its child's write (see docs/stores.md, memcached).
+        return write_through(update, job_id, change)
+
+    def _update(
+        self,
+        ring: _Ring,
+        job_id: str,
+        compute: Callable[[Record | None], Record | None],
+        change: Change,
+    ) -> tuple[Record | None, Record | None]:
+        """Store ``compute(old)`` for one record by gets + cas, retried until it wins."""
+        key = self.key(job_id)
         deadline = time.monotonic() + self.timeout * CAS_DEADLINE_FACTOR
         attempt = 0
         while True:
-            written = self._retrying(
-                "write", job_id, lambda: self._try_write(ring, key, job_id, change)
+            outcome: tuple[Record | None, Record | None] | None = self._retrying(
+                "write", job_id, lambda: self._try_update(ring, key, job_id, compute, change)
             )
-            if isinstance(written, Written):
-                return written
+            if outcome is not None:
+                return outcome
             attempt += 1
             if time.monotonic() > deadline:
                 raise StoreError(
@@ -179,20 +198,28 @@ class MemcachedStore(Store):
                 # Many writers on one key: spread them out so one of them wins.
                 time.sleep(random.uniform(0, min(0.001 * attempt, 0.02)))
 
-    def _try_write(self, ring: _Ring, key: str, job_id: str, change: Change) -> Written | None:
+    def _try_update(
+        self,
+        ring: _Ring,
+        key: str,
+        job_id: str,
+        compute: Callable[[Record | None], Record | None],
+        change: Change,
+    ) -> tuple[Record | None, Record | None] | None:
         """One gets + cas (or add) round; None when another writer got there first."""
         with ring.client_for(key) as client:
             raw, token = client.gets(key)
-            record = apply_write(loads(raw) if raw is not None else None, change)
-            if record is None:
-                return SKIPPED
-            data = self._encode(job_id, record)
-            expire = _expire(change.ttl_for(record))
+            old = loads(raw) if raw is not None else None
+            new = compute(old)
+            if new is None:
+                return old, None
+            data = self._encode(job_id, new)
+            expire = _expire(change.ttl_for(new))
             if raw is None:
                 stored = client.add(key, data, expire=expire, noreply=False)
             else:
                 stored = client.cas(key, data, token, expire=expire, noreply=False)
-            return Written(created=raw is None) if stored else None
+            return (old, new) if stored else None
 
     def read(self, job_id: str) -> Record | None:
         key = self.key(job_id)

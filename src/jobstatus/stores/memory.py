@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .._record import Change, Record, apply_write, parse_iso, public
-from .base import SKIPPED, AsyncSubscription, Clock, Listing, Store, Subscription, Written
+from .._record import Change, Record, parse_iso, public
+from .._rollup import write_through
+from .base import AsyncSubscription, CancelPush, Clock, Listing, Store, Subscription, Written
 
 
-class MemoryStore(Store, Listing):
+class MemoryStore(Store, Listing, CancelPush):
     """A dict behind a lock. Merges are atomic within the process.
 
     Args:
@@ -35,6 +36,7 @@ class MemoryStore(Store, Listing):
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0
+        self._cancel_listeners: list[Callable[[str, Record], None]] = []
 
     @classmethod
     def shared(cls) -> MemoryStore:
@@ -64,14 +66,21 @@ class MemoryStore(Store, Listing):
     def write(self, job_id: str, change: Change) -> Written:
         with self._lock:
             now = self._clock()
-            before = self._live(job_id, now)
-            record = apply_write(before, change)
-            if record is None:
-                return SKIPPED
-            self._records[job_id] = (record, now + change.ttl_for(record))
-            self._version += 1
-            self._changed.notify_all()
-        return Written(created=before is None)
+
+            def update(
+                key: str, compute: Callable[[Record | None], Record | None]
+            ) -> tuple[Record | None, Record | None]:
+                old = self._live(key, now)
+                new = compute(old)
+                if new is not None:
+                    self._records[key] = (new, now + change.ttl_for(new))
+                return old, new
+
+            written = write_through(update, job_id, change)
+            if written.applied:
+                self._version += 1
+                self._changed.notify_all()
+            return written
 
     def read(self, job_id: str) -> Record | None:
         with self._lock:
@@ -115,6 +124,33 @@ class MemoryStore(Store, Listing):
             rows.append((updated, job_id, public(dict(record))))
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
         return [(job_id, record) for _, job_id, record in rows[:limit]]
+
+    def child_ids(self, parent: str) -> list[str]:
+        with self._lock:
+            now = self._clock()
+            return sorted(
+                job_id
+                for job_id in list(self._records)
+                if (record := self._live(job_id, now)) is not None
+                and record.get("parent") == parent
+            )
+
+    def announce_cancel(self, job_id: str, request: Record) -> None:
+        with self._lock:
+            listeners = list(self._cancel_listeners)
+        for deliver in listeners:
+            deliver(job_id, request)
+
+    def listen_for_cancels(self, deliver: Callable[[str, Record], None]) -> Callable[[], None]:
+        with self._lock:
+            self._cancel_listeners.append(deliver)
+
+        def stop() -> None:
+            with self._lock:
+                if deliver in self._cancel_listeners:
+                    self._cancel_listeners.remove(deliver)
+
+        return stop
 
     def subscribe(self, job_id: str) -> Subscription:
         return _MemorySubscription(self)

@@ -13,16 +13,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError, WriteRefused
-from .._record import STATES, Change, Record, apply_write, dumps, loads, loads_record, parse_iso
+from .._record import STATES, Change, Record, dumps, loads, loads_record, parse_iso
+from .._rollup import write_through
 from ._url import seconds, take_options
-from .base import DEFAULT_TIMEOUT, SKIPPED, Clock, Listing, PerProcess, Store, Written
+from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Store, Written
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobstatus (
@@ -30,20 +31,28 @@ CREATE TABLE IF NOT EXISTS jobstatus (
     record     TEXT NOT NULL,
     status     TEXT NOT NULL,  -- '' when the record has no status
     updated_at REAL NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    parent     TEXT            -- the record's group, or NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobstatus_status_updated ON jobstatus (status, updated_at);
 CREATE INDEX IF NOT EXISTS jobstatus_expires ON jobstatus (expires_at);
 """
+# Added with groups; a file made before them gains the column when first opened.
+PARENT_COLUMN = "ALTER TABLE jobstatus ADD COLUMN parent TEXT"
+PARENT_INDEX = (
+    "CREATE INDEX IF NOT EXISTS jobstatus_parent ON jobstatus (parent, job_id) "
+    "WHERE parent IS NOT NULL"
+)
 # Each index costs every write about as much as the upsert itself, so there are
 # two: listing all statuses merges the per-status ranges of the first one.
 
 UPSERT = """
-INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at)
-VALUES (?, ?, ?, ?, ?)
+INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at, parent)
+VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id) DO UPDATE SET
     record = excluded.record, status = excluded.status,
-    updated_at = excluded.updated_at, expires_at = excluded.expires_at
+    updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+    parent = excluded.parent
 """
 
 PURGE = """
@@ -123,6 +132,10 @@ class SQLiteStore(Store, Listing):
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(jobstatus)")}
+            if "parent" not in columns:
+                connection.execute(PARENT_COLUMN)
+            connection.execute(PARENT_INDEX)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
         return connection
@@ -155,28 +168,39 @@ class SQLiteStore(Store, Listing):
         now = self._clock()
         with self._connection() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT record FROM jobstatus WHERE job_id = ? AND expires_at > ?", (job_id, now)
-            ).fetchone()
-            record = apply_write(loads(row[0]) if row else None, change)
-            if record is None:
-                db.execute("COMMIT")
-                return SKIPPED
-            updated = parse_iso(record.get("updated_at")) or now
-            db.execute(
-                UPSERT,
-                (
-                    job_id,
-                    dumps(record),
-                    record.get("status") or "",
-                    updated,
-                    now + change.ttl_for(record),
-                ),
-            )
-            if self._due_for_purge():
+
+            def update(
+                key: str, compute: Callable[[Record | None], Record | None]
+            ) -> tuple[Record | None, Record | None]:
+                row = db.execute(
+                    "SELECT record FROM jobstatus WHERE job_id = ? AND expires_at > ?", (key, now)
+                ).fetchone()
+                old = loads(row[0]) if row else None
+                new = compute(old)
+                if new is not None:
+                    self._save(db, key, new, now, change.ttl_for(new))
+                return old, new
+
+            written = write_through(update, job_id, change)
+            if written.applied and self._due_for_purge():
                 db.execute(PURGE, (now, PURGE_BATCH))
             db.execute("COMMIT")
-        return Written(created=row is None)
+            return written
+
+    @staticmethod
+    def _save(db: sqlite3.Connection, job_id: str, record: Record, now: float, ttl: float) -> None:
+        parent = record.get("parent")
+        db.execute(
+            UPSERT,
+            (
+                job_id,
+                dumps(record),
+                record.get("status") or "",
+                parse_iso(record.get("updated_at")) or now,
+                now + ttl,
+                parent if isinstance(parent, str) else None,
+            ),
+        )
 
     def _due_for_purge(self) -> bool:
         with self._writes_lock:
@@ -214,6 +238,14 @@ class SQLiteStore(Store, Listing):
     def delete(self, job_id: str) -> None:
         with self._connection() as db:
             db.execute("DELETE FROM jobstatus WHERE job_id = ?", (job_id,))
+
+    def child_ids(self, parent: str) -> list[str]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT job_id FROM jobstatus WHERE parent = ? AND expires_at > ? ORDER BY job_id",
+                (parent, self._clock()),
+            ).fetchall()
+        return [job_id for (job_id,) in rows]
 
     def list_recent(
         self, status: str | None, limit: int, before: float | None

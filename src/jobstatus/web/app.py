@@ -21,8 +21,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._batch import Batch
-from .._read import aread_status, arecent
+from .._read import arecent
 from .._record import Record
+from .._status import aread_status
 from ..stores.base import Store
 from . import core, routes
 from .core import WebOptions

@@ -22,9 +22,9 @@ from importlib import resources
 from typing import Any, Final
 
 from .._batch import Batch
-from .._config import settings
+from .._config import settings, store_or_default
 from .._errors import NotSupportedError, StoreError
-from .._read import MAX_RECENT, store_or_default
+from .._read import MAX_RECENT
 from .._record import (
     FINISHED_STATES,
     MAX_NESTING,

@@ -16,8 +16,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from .._batch import Batch
-from .._read import read_status, recent
+from .._read import recent
 from .._record import Record
+from .._status import read_status
 from ..stores.base import Store
 from . import core, routes
 from .core import WebOptions

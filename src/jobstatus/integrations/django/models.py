@@ -20,6 +20,7 @@ class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no ty
     status = models.CharField(max_length=16, blank=True, default="")
     updated_at = models.FloatField(default=0.0)
     expires_at = models.FloatField(default=0.0)
+    parent = models.CharField(max_length=512, null=True, blank=True, default=None)  # its group
 
     class Meta:
         app_label = "jobstatus"
@@ -28,6 +29,7 @@ class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no ty
             models.Index(fields=["status", "updated_at"], name="jobstatus_status_updated"),
             models.Index(fields=["updated_at"], name="jobstatus_updated"),
             models.Index(fields=["expires_at"], name="jobstatus_expires"),
+            models.Index(fields=["parent", "job_id"], name="jobstatus_parent"),
         ]
 
     def __str__(self) -> str:

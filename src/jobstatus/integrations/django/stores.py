@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
-from ..._record import Change, Record, apply_write, dumps, loads, loads_record, parse_iso
-from ...stores.base import DEFAULT_TIMEOUT, SKIPPED, Clock, Listing, Store, Written, require
+from ..._record import Change, Record, dumps, loads, loads_record, parse_iso
+from ..._rollup import write_through
+from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, Written, require
 from ...stores.cache import CacheStore
 
 PURGE_EVERY = 500  # writes per process between purges of expired rows
@@ -178,26 +179,45 @@ class DjangoDatabaseStore(Store, Listing):
     def _write(self, job_id: str, change: Change) -> Written:
         from django.db import transaction
 
-        from .models import JobStatusRecord
-
         now = self._clock()
         with self._database("write"), transaction.atomic(using=self.using):
-            # Insert a placeholder first, so a missing row can be locked too and two
-            # first writers never both see "no row" (on SQLite this takes the write lock).
-            self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
-            row = self._rows().select_for_update().get(job_id=job_id)
-            live = row.expires_at > now
-            record = apply_write(loads(row.record) if live else None, change)
-            if record is None:
-                return SKIPPED
-            row.record = dumps(record)
-            row.status = record.get("status") or ""
-            row.updated_at = parse_iso(record.get("updated_at")) or now
-            row.expires_at = now + change.ttl_for(record)
-            row.save(update_fields=["record", "status", "updated_at", "expires_at"])
-            if self._due_for_purge():
+
+            def update(
+                target: str, compute: Callable[[Record | None], Record | None]
+            ) -> tuple[Record | None, Record | None]:
+                return self._update(target, compute, change, now)
+
+            written = write_through(update, job_id, change)
+            if written.applied and self._due_for_purge():
                 self._purge_some(now)
-        return Written(created=not live)
+        return written
+
+    def _update(
+        self,
+        job_id: str,
+        compute: Callable[[Record | None], Record | None],
+        change: Change,
+        now: float,
+    ) -> tuple[Record | None, Record | None]:
+        """One record, locked for the rest of the transaction: ``compute(old)`` stored."""
+        from .models import JobStatusRecord
+
+        # Insert a placeholder first, so a missing row can be locked too and two
+        # first writers never both see "no row" (on SQLite this takes the write lock).
+        self._rows().bulk_create([JobStatusRecord(job_id=job_id)], ignore_conflicts=True)
+        row = self._rows().select_for_update().get(job_id=job_id)
+        old = loads(row.record) if row.expires_at > now else None
+        new = compute(old)
+        if new is None:
+            return old, None
+        parent = new.get("parent")
+        row.record = dumps(new)
+        row.status = new.get("status") or ""
+        row.updated_at = parse_iso(new.get("updated_at")) or now
+        row.expires_at = now + change.ttl_for(new)
+        row.parent = parent if isinstance(parent, str) else None
+        row.save(update_fields=["record", "status", "updated_at", "expires_at", "parent"])
+        return old, new
 
     def _due_for_purge(self) -> bool:
         with self._writes_lock:
@@ -241,6 +261,11 @@ class DjangoDatabaseStore(Store, Listing):
         with self._database("delete"):
             self._rows().filter(job_id=job_id).delete()
 
+    def _child_ids(self, parent: str) -> list[str]:
+        rows = self._rows().filter(parent=parent, expires_at__gt=self._clock())
+        with self._database("list"):
+            return list(rows.order_by("job_id").values_list("job_id", flat=True))
+
     def _list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
@@ -274,6 +299,9 @@ class DjangoDatabaseStore(Store, Listing):
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
         return _off_loop(self._list_recent, status, limit, before)
+
+    def child_ids(self, parent: str) -> list[str]:
+        return _off_loop(self._child_ids, parent)
 
     def purge(self) -> int:
         """Delete every expired row now; return how many were removed."""

@@ -1,0 +1,200 @@
+"""Groups: how a child's change of state moves its group's record. Pure: no I/O.
+
+A group's record keeps, in its own keys, what its children add up to::
+
+    children  {"queued": n, "working": n, "completed": n, "failed": n, "cancelled": n}
+    total     how many children it has
+    progress  the children's ratios summed; a finished child, whatever its ending, counts 1
+    status    the Batch rules over ``children`` (queued while it has none)
+
+A child names its group in ``parent``. When a write changes a child's
+:class:`State` (its status, or how far along it is), the store applies
+:func:`roll_up` to the group's record in the same atomic step, and the group's own
+change of state moves *its* parent, and so on up to :data:`MAX_DEPTH` levels.
+Reading a group is therefore one read, whatever its size.
+
+The Python-merging stores call these functions; the Redis script and the
+PostgreSQL function do the same arithmetic (the contract suite holds them to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeGuard
+
+from ._record import (
+    FINISHED_STATES,
+    STATES,
+    Change,
+    Record,
+    append_history,
+    apply_write,
+    pending_cancel,
+    utc_now_iso,
+)
+from .stores.base import Written
+
+#: Ancestors a job may have: its group, that group's group, ... (each level a write).
+MAX_DEPTH: Final = 8
+CHILDREN_KEY: Final = "children"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """What a child adds to its group: its status and its ratio in [0, 1]."""
+
+    status: str
+    ratio: float
+
+
+def is_number(value: object) -> TypeGuard[float]:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def state_of(record: Mapping[str, Any] | None) -> State | None:
+    """The state a record adds to its group; None when it has no valid status.
+
+    A finished record counts 1 whatever its ending; an unfinished one counts
+    ``progress / total`` clamped to [0, 1], or 0 while its total is unknown.
+    """
+    if not record:
+        return None
+    status = record.get("status")
+    if status not in STATES:
+        return None
+    if status in FINISHED_STATES:
+        return State(status, 1.0)
+    progress, total = record.get("progress"), record.get("total")
+    if is_number(total) and total > 0 and is_number(progress):
+        return State(status, min(max(progress / total, 0.0), 1.0))
+    return State(status, 0.0)
+
+
+def is_group(record: Mapping[str, Any] | None) -> bool:
+    """Whether a record is a group's (it keeps its children's counts)."""
+    return bool(record) and isinstance(record.get(CHILDREN_KEY), dict)  # type: ignore[union-attr]
+
+
+def empty_counts() -> dict[str, int]:
+    """A new group's counts: every state 0."""
+    return dict.fromkeys(STATES, 0)
+
+
+def counts_of(record: Mapping[str, Any]) -> dict[str, int]:
+    """A group record's counts, every state present, none below 0."""
+    stored = record.get(CHILDREN_KEY)
+    stored = stored if isinstance(stored, dict) else {}
+    return {
+        state: max(int(value), 0) if is_number(value := stored.get(state, 0)) else 0
+        for state in STATES
+    }
+
+
+def status_of_counts(counts: Mapping[str, int], existing: int) -> str | None:
+    """The Batch rules: failed if any failed; queued if all queued; completed if all
+    completed; cancelled if all finished (some cancelled, none failed); else working.
+
+    None when ``existing`` is 0 (a Batch of missing jobs; a group says queued).
+    """
+    if existing <= 0:
+        return None
+    if counts.get("failed", 0):
+        return "failed"
+    if counts.get("queued", 0) == existing:
+        return "queued"
+    if counts.get("completed", 0) == existing:
+        return "completed"
+    if not counts.get("queued", 0) and not counts.get("working", 0):
+        return "cancelled"
+    return "working"
+
+
+def roll_up(
+    group: Record, old: State | None, new: State | None, *, at: str, history_limit: int
+) -> Record:
+    """The group's record after one child moved from ``old`` to ``new`` (a new dict).
+
+    ``at`` is the child's write time: it becomes the group's ``updated_at``, and
+    stamps ``started_at``, ``finished_at`` and a ``history`` entry when the
+    group's own status changes.
+    """
+    counts = counts_of(group)
+    progress = group.get("progress")
+    current = float(progress) if is_number(progress) else 0.0
+    if old is not None:
+        counts[old.status] = max(counts[old.status] - 1, 0)
+        current -= old.ratio
+    if new is not None:
+        counts[new.status] += 1
+        current += new.ratio
+    total = sum(counts.values())
+    status = status_of_counts(counts, total) or "queued"
+    merged = dict(group)
+    merged[CHILDREN_KEY] = counts
+    merged["total"] = total
+    # Ratios added and taken away drift by a few ulps: a finished group is exact.
+    finished = total and not counts["queued"] and not counts["working"]
+    merged["progress"] = total if finished else min(max(current, 0.0), float(total))
+    merged["updated_at"] = at
+    if status != group.get("status"):
+        merged["status"] = status
+        if status != "queued" and "started_at" not in group:
+            merged["started_at"] = at
+        if status in FINISHED_STATES:
+            merged["finished_at"] = at
+        merged = append_history(merged, status, at, history_limit)
+    return merged
+
+
+#: ``update(job_id, compute)``: read the live record of ``job_id``, store
+#: ``compute(old)`` unless it is None (with the ttl ``change.ttl_for`` gives),
+#: atomically for that record; return ``(old, new)``, new None when nothing was stored.
+Update = Callable[
+    [str, Callable[[Record | None], Record | None]], tuple[Record | None, Record | None]
+]
+
+
+def write_through(update: Update, job_id: str, change: Change) -> Written:
+    """Apply ``change`` to ``job_id`` and move its groups: the write of a store that
+    merges in Python (memory, SQLite, memcached, the caches, Django's database).
+
+    The store calls it inside its lock or transaction, so the whole chain is one
+    atomic step; memcached's ``update`` is a CAS per record, atomic per record.
+    """
+    old, new = update(job_id, lambda stored: apply_write(stored, change))
+    if new is None:
+        return Written(applied=False, created=old is None, cancel=pending_cancel(old))
+    move_groups(update, old, new, change)
+    return Written(applied=True, created=old is None, cancel=pending_cancel(new))
+
+
+def move_groups(update: Update, old: Record | None, new: Record, change: Change) -> None:
+    """Roll a record's change of state up through its groups, at most MAX_DEPTH levels."""
+    parent = new.get("parent")
+    before = state_of(old) if old is not None and old.get("parent") == parent else None
+    after = state_of(new)
+    stamp = new.get("updated_at")
+    at = stamp if isinstance(stamp, str) else utc_now_iso()
+    for _ in range(MAX_DEPTH):
+        if not isinstance(parent, str) or before == after:
+            return
+        group_old, group_new = update(parent, _mover(before, after, at, change.history_limit))
+        if group_new is None:
+            return
+        before, after = state_of(group_old), state_of(group_new)
+        parent = group_new.get("parent")
+
+
+def _mover(
+    before: State | None, after: State | None, at: str, history_limit: int
+) -> Callable[[Record | None], Record | None]:
+    """What a group's record becomes when one child moves (None leaves a non-group alone)."""
+
+    def roll(group: Record | None) -> Record | None:
+        if group is None or not is_group(group):
+            return None
+        return roll_up(group, before, after, at=at, history_limit=history_limit)
+
+    return roll
