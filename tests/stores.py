@@ -78,6 +78,7 @@ class StoreCase:
         lists: supports ``recent()``.
         guards: applies the whole Change (guards, removals, history events, the
             group roll-up): cancel, groups and history work on it.
+        searches: counts by status and searches by name and id from its indexes.
     """
 
     name: str
@@ -87,6 +88,7 @@ class StoreCase:
     atomic: bool = True
     lists: bool = True
     guards: bool = True
+    searches: bool = True
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
     service: tuple[str, str, int] | None = None
 
@@ -150,6 +152,7 @@ CASES: list[StoreCase] = [
         url=lambda tmp, ns: f"{REDIS_URL}?prefix=t{ns}:",
         uses_clock=False,
         guards=False,
+        searches=False,
         marks=[pytest.mark.redis],
         service=("Redis", REDIS_URL, 6379),
     ),
@@ -159,6 +162,7 @@ CASES: list[StoreCase] = [
         url=lambda tmp, ns: f"{_redis_servers().cluster_url()}?prefix=t{ns}:",
         uses_clock=False,
         guards=False,
+        searches=False,
         marks=[pytest.mark.redis_cluster],
     ),
     StoreCase(
@@ -166,6 +170,7 @@ CASES: list[StoreCase] = [
         lambda tmp, clock, ns: _postgres(ns, clock),
         url=lambda tmp, ns: f"{POSTGRES_URL}?table=jobstatus_t{ns}",
         guards=False,
+        searches=False,
         marks=[pytest.mark.postgres],
         service=("PostgreSQL", POSTGRES_URL, 5432),
     ),

@@ -254,3 +254,25 @@ def test_a_disk_full_episode_ends_and_the_job_completes(
     final = job_with_a_refused_write(fill, caplog)
     assert "during" not in final and final["filler"] == "y" * 20_000
     assert final.progress.current == 13  # 3 was kept and written once there was room
+
+
+def test_a_file_made_before_groups_and_names_gains_their_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE jobstatus (
+            job_id TEXT PRIMARY KEY, record TEXT NOT NULL, status TEXT NOT NULL,
+            updated_at REAL NOT NULL, expires_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO jobstatus VALUES ('before', '{"status":"completed"}', 'completed', 1, 1e12);
+        """
+    )
+    old.close()
+    jobstatus.configure(store=f"sqlite:///{path}")
+    group = jobstatus.group(name="after")
+    Job("child", name="task", parent=group).enqueued()
+    assert jobstatus.get("before").is_completed
+    assert jobstatus.get(group.job_id).children.job_ids == ["child"]
+    assert [s.job_id for s in jobstatus.recent(name="task")] == ["child"]
+    assert jobstatus.counts()["completed"] == 1

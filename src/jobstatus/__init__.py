@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._group import agroup, group
 from ._job import Job, asubmit, current, submit, track
-from ._read import aget, arecent, get, recent
+from ._read import acounts, aget, arecent, counts, get, recent
 from ._status import Progress, Status
 from .stores import Store, store_from_url
 
@@ -49,12 +49,14 @@ __all__ = [
     "StoreError",
     "WriteRefused",
     "acancel",
+    "acounts",
     "aget",
     "agroup",
     "arecent",
     "asubmit",
     "cancel",
     "configure",
+    "counts",
     "current",
     "get",
     "group",

@@ -195,6 +195,66 @@ class Listing(abc.ABC):
         """Async twin of :meth:`child_ids`."""
         return await asyncio.to_thread(self.child_ids, parent)
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many live records each status has, every state present, exactly.
+
+        Read from the store's indexes, never by reading every record.
+
+        Raises:
+            NotSupportedError: this store cannot count (a custom store that predates it).
+        """
+        raise NotSupportedError(f"{type(self).__name__} cannot count jobs by status")
+
+    async def acount_by_status(self) -> dict[str, int]:
+        """Async twin of :meth:`count_by_status`."""
+        return await asyncio.to_thread(self.count_by_status)
+
+    def count_stale(self, updated_before: float) -> int:
+        """How many live records are ``working`` and were last updated before
+        ``updated_before`` (epoch seconds): the stale jobs, for that cut-off.
+
+        Raises:
+            NotSupportedError: this store cannot count (a custom store that predates it).
+        """
+        raise NotSupportedError(f"{type(self).__name__} cannot count stale jobs")
+
+    async def acount_stale(self, updated_before: float) -> int:
+        """Async twin of :meth:`count_stale`."""
+        return await asyncio.to_thread(self.count_stale, updated_before)
+
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        """Like :meth:`list_recent`, keeping only records whose ``name`` is ``name``
+        and whose id starts with ``id_prefix`` (each filter only when given).
+
+        Raises:
+            NotSupportedError: this store cannot search (a custom store that predates it).
+        """
+        raise NotSupportedError(f"{type(self).__name__} cannot search jobs by name or id")
+
+    async def afind(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        """Async twin of :meth:`find`."""
+        return await asyncio.to_thread(
+            lambda: self.find(
+                status=status, limit=limit, before=before, name=name, id_prefix=id_prefix
+            )
+        )
+
 
 class CancelPush(abc.ABC):
     """Capability: a store-wide channel on which cancel requests are announced.

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from .._record import Change, Record, parse_iso, public
+from .._record import STATES, Change, Record, parse_iso, public
 from .._rollup import write_through
 from .base import AsyncSubscription, CancelPush, Clock, Listing, Store, Subscription, Written
 
@@ -107,23 +107,55 @@ class MemoryStore(Store, Listing, CancelPush):
     def list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
-        with self._lock:
-            now = self._clock()
-            live = [
-                (job_id, record)
-                for job_id in list(self._records)
-                if (record := self._live(job_id, now)) is not None
-            ]
+        return self.find(status=status, limit=limit, before=before)
+
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
         rows = []
-        for job_id, record in live:
+        for job_id, record in self._live_records():
             updated = parse_iso(record.get("updated_at")) or 0.0
             if status is not None and record.get("status") != status:
                 continue
             if before is not None and updated >= before:
                 continue
+            if name is not None and record.get("name") != name:
+                continue
+            if id_prefix is not None and not job_id.startswith(id_prefix):
+                continue
             rows.append((updated, job_id, public(dict(record))))
         rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
         return [(job_id, record) for _, job_id, record in rows[:limit]]
+
+    def count_by_status(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        for _, record in self._live_records():
+            status = record.get("status")
+            if status in counts:
+                counts[status] += 1
+        return counts
+
+    def count_stale(self, updated_before: float) -> int:
+        return sum(
+            record.get("status") == "working"
+            and (parse_iso(record.get("updated_at")) or 0.0) < updated_before
+            for _, record in self._live_records()
+        )
+
+    def _live_records(self) -> list[tuple[str, Record]]:
+        with self._lock:
+            now = self._clock()
+            return [
+                (job_id, record)
+                for job_id in list(self._records)
+                if (record := self._live(job_id, now)) is not None
+            ]
 
     def child_ids(self, parent: str) -> list[str]:
         with self._lock:

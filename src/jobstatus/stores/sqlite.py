@@ -32,27 +32,36 @@ CREATE TABLE IF NOT EXISTS jobstatus (
     status     TEXT NOT NULL,  -- '' when the record has no status
     updated_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    parent     TEXT            -- the record's group, or NULL
+    parent     TEXT,           -- the record's group, or NULL
+    name       TEXT            -- the task's name, or NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobstatus_status_updated ON jobstatus (status, updated_at);
 CREATE INDEX IF NOT EXISTS jobstatus_expires ON jobstatus (expires_at);
 """
-# Added with groups; a file made before them gains the column when first opened.
-PARENT_COLUMN = "ALTER TABLE jobstatus ADD COLUMN parent TEXT"
-PARENT_INDEX = (
-    "CREATE INDEX IF NOT EXISTS jobstatus_parent ON jobstatus (parent, job_id) "
-    "WHERE parent IS NOT NULL"
-)
+# Added with groups and names; a file made before them gains them when first opened.
+# The indexes hold (value, job_id): a write that changes neither leaves them alone.
+ADDED_COLUMNS = {
+    "parent": (
+        "ALTER TABLE jobstatus ADD COLUMN parent TEXT",
+        "CREATE INDEX IF NOT EXISTS jobstatus_parent ON jobstatus (parent, job_id) "
+        "WHERE parent IS NOT NULL",
+    ),
+    "name": (
+        "ALTER TABLE jobstatus ADD COLUMN name TEXT",
+        "CREATE INDEX IF NOT EXISTS jobstatus_name ON jobstatus (name, job_id) "
+        "WHERE name IS NOT NULL",
+    ),
+}
 # Each index costs every write about as much as the upsert itself, so there are
 # two: listing all statuses merges the per-status ranges of the first one.
 
 UPSERT = """
-INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at, parent)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at, parent, name)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (job_id) DO UPDATE SET
     record = excluded.record, status = excluded.status,
     updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-    parent = excluded.parent
+    parent = excluded.parent, name = excluded.name
 """
 
 PURGE = """
@@ -133,9 +142,10 @@ class SQLiteStore(Store, Listing):
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(jobstatus)")}
-            if "parent" not in columns:
-                connection.execute(PARENT_COLUMN)
-            connection.execute(PARENT_INDEX)
+            for column, (add, index) in ADDED_COLUMNS.items():
+                if column not in columns:
+                    connection.execute(add)
+                connection.execute(index)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
         return connection
@@ -189,7 +199,7 @@ class SQLiteStore(Store, Listing):
 
     @staticmethod
     def _save(db: sqlite3.Connection, job_id: str, record: Record, now: float, ttl: float) -> None:
-        parent = record.get("parent")
+        parent, name = record.get("parent"), record.get("name")
         db.execute(
             UPSERT,
             (
@@ -199,6 +209,7 @@ class SQLiteStore(Store, Listing):
                 parse_iso(record.get("updated_at")) or now,
                 now + ttl,
                 parent if isinstance(parent, str) else None,
+                name if isinstance(name, str) else None,
             ),
         )
 
@@ -257,7 +268,7 @@ class SQLiteStore(Store, Listing):
         )
         statuses = [status] if status is not None else ["", *STATES]
         query = " UNION ALL ".join(f"SELECT * FROM ({one_status})" for _ in statuses)
-        now, upper = self._clock(), float("inf") if before is None else before
+        now, upper = self._clock(), _upper(before)
         params: list[object] = []
         for name in statuses:
             params += [name, now, upper, limit]
@@ -269,11 +280,77 @@ class SQLiteStore(Store, Listing):
             ).fetchall()
         return [(job_id, loads_record(record)) for job_id, record in rows]
 
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        if name is None and id_prefix is None:
+            return self.list_recent(status, limit, before)
+        where = ["expires_at > ?", "updated_at < ?"]
+        params: list[object] = [self._clock(), _upper(before)]
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if id_prefix is not None:
+            # A range of the primary key: every id that starts with the prefix sorts
+            # between it and the prefix followed by the last code point.
+            where.append("job_id >= ? AND job_id < ?")
+            params += [id_prefix, id_prefix + "\U0010ffff"]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        query = (
+            f"SELECT job_id, record FROM jobstatus WHERE {' AND '.join(where)} "
+            "ORDER BY updated_at DESC, job_id DESC LIMIT ?"
+        )
+        with self._connection() as db:
+            rows = db.execute(query, [*params, limit]).fetchall()
+        return [(job_id, loads_record(record)) for job_id, record in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATES, 0)
+        with self._connection() as db:
+            # Every row, counted on the (status, updated_at) index; then the expired
+            # ones (few: writes purge them) taken away, found by the expiry index.
+            everything = db.execute(
+                "SELECT status, count(*) FROM jobstatus INDEXED BY jobstatus_status_updated "
+                "GROUP BY status"
+            ).fetchall()
+            expired = db.execute(
+                "SELECT status, count(*) FROM jobstatus WHERE expires_at <= ? GROUP BY status",
+                (self._clock(),),
+            ).fetchall()
+        for status, count in everything:
+            if status in counts:
+                counts[status] += count
+        for status, count in expired:
+            if status in counts:
+                counts[status] -= count
+        return counts
+
+    def count_stale(self, updated_before: float) -> int:
+        with self._connection() as db:
+            (count,) = db.execute(
+                "SELECT count(*) FROM jobstatus "
+                "WHERE status = 'working' AND updated_at < ? AND expires_at > ?",
+                (updated_before, self._clock()),
+            ).fetchone()
+        return int(count)
+
     def close(self) -> None:
         connection = self._connections.get()
         assert isinstance(connection, sqlite3.Connection)
         connection.close()
         self._connections.reset()
+
+
+def _upper(before: float | None) -> float:
+    return float("inf") if before is None else before
 
 
 def _store_error(path: Path, exc: sqlite3.Error) -> StoreError:

@@ -21,6 +21,7 @@ class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no ty
     updated_at = models.FloatField(default=0.0)
     expires_at = models.FloatField(default=0.0)
     parent = models.CharField(max_length=512, null=True, blank=True, default=None)  # its group
+    name = models.CharField(max_length=512, null=True, blank=True, default=None)  # its task
 
     class Meta:
         app_label = "jobstatus"
@@ -30,6 +31,7 @@ class JobStatusRecord(models.Model):  # type: ignore[misc]  # Django ships no ty
             models.Index(fields=["updated_at"], name="jobstatus_updated"),
             models.Index(fields=["expires_at"], name="jobstatus_expires"),
             models.Index(fields=["parent", "job_id"], name="jobstatus_parent"),
+            models.Index(fields=["name", "job_id"], name="jobstatus_name"),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
-from ..._record import Change, Record, dumps, loads, loads_record, parse_iso
+from ..._record import STATES, Change, Record, dumps, loads, loads_record, parse_iso
 from ..._rollup import write_through
 from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, Written, require
 from ...stores.cache import CacheStore
@@ -210,13 +210,14 @@ class DjangoDatabaseStore(Store, Listing):
         new = compute(old)
         if new is None:
             return old, None
-        parent = new.get("parent")
+        parent, name = new.get("parent"), new.get("name")
         row.record = dumps(new)
         row.status = new.get("status") or ""
         row.updated_at = parse_iso(new.get("updated_at")) or now
         row.expires_at = now + change.ttl_for(new)
         row.parent = parent if isinstance(parent, str) else None
-        row.save(update_fields=["record", "status", "updated_at", "expires_at", "parent"])
+        row.name = name if isinstance(name, str) else None
+        row.save(update_fields=["record", "status", "updated_at", "expires_at", "parent", "name"])
         return old, new
 
     def _due_for_purge(self) -> bool:
@@ -267,13 +268,22 @@ class DjangoDatabaseStore(Store, Listing):
             return list(rows.order_by("job_id").values_list("job_id", flat=True))
 
     def _list_recent(
-        self, status: str | None, limit: int, before: float | None
+        self,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[tuple[str, Record]]:
         rows = self._rows().filter(expires_at__gt=self._clock())
         if status is not None:
             rows = rows.filter(status=status)
         if before is not None:
             rows = rows.filter(updated_at__lt=before)
+        if name is not None:
+            rows = rows.filter(name=name)
+        if id_prefix is not None:
+            rows = rows.filter(job_id__startswith=id_prefix)
         with self._database("list"):
             found = list(
                 rows.order_by("-updated_at", "-job_id").values_list("job_id", "record")[:limit]
@@ -302,6 +312,41 @@ class DjangoDatabaseStore(Store, Listing):
 
     def child_ids(self, parent: str) -> list[str]:
         return _off_loop(self._child_ids, parent)
+
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        return _off_loop(self._list_recent, status, limit, before, name, id_prefix)
+
+    def count_by_status(self) -> dict[str, int]:
+        return _off_loop(self._count_by_status)
+
+    def count_stale(self, updated_before: float) -> int:
+        return _off_loop(self._count_stale, updated_before)
+
+    def _count_by_status(self) -> dict[str, int]:
+        from django.db.models import Count
+
+        counts = dict.fromkeys(STATES, 0)
+        rows = self._rows().filter(expires_at__gt=self._clock())
+        with self._database("count"):
+            for row in rows.values("status").annotate(n=Count("job_id")).order_by():
+                if row["status"] in counts:
+                    counts[row["status"]] = int(row["n"])
+        return counts
+
+    def _count_stale(self, updated_before: float) -> int:
+        rows = self._rows().filter(
+            status="working", updated_at__lt=updated_before, expires_at__gt=self._clock()
+        )
+        with self._database("count"):
+            return int(rows.count())
 
     def purge(self) -> int:
         """Delete every expired row now; return how many were removed."""

@@ -1,4 +1,4 @@
-"""Groups: each row names its group, indexed so a group's children are listed fast."""
+"""Groups and names: each row names its group and its task, indexed for listing."""
 
 from django.db import migrations, models
 
@@ -12,8 +12,17 @@ class Migration(migrations.Migration):  # type: ignore[misc]
             name="parent",
             field=models.CharField(blank=True, default=None, max_length=512, null=True),
         ),
+        migrations.AddField(
+            model_name="jobstatusrecord",
+            name="name",
+            field=models.CharField(blank=True, default=None, max_length=512, null=True),
+        ),
         migrations.AddIndex(
             model_name="jobstatusrecord",
             index=models.Index(fields=["parent", "job_id"], name="jobstatus_parent"),
+        ),
+        migrations.AddIndex(
+            model_name="jobstatusrecord",
+            index=models.Index(fields=["name", "job_id"], name="jobstatus_name"),
         ),
     ]
