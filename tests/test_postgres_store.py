@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 import jobstatus
-from jobstatus import ConfigurationError, StoreError
+from jobstatus import ConfigurationError, StoreError, WriteRefused
 from jobstatus._record import Change
+from jobstatus.stores import Written
 
 from . import _workers
 from ._outage import job_through_outage
@@ -247,6 +248,32 @@ def test_ready_pools_and_connections_work(table: str) -> None:
     assert asyncio.run(with_async_pool()) == {"via": "pool", "n": 3}
     jobstatus.configure(store=None)
     PostgresStore(POSTGRES_URL, table="jobstatus").delete("pooled")
+
+
+def test_a_given_async_connection_serves_one_call_at_a_time(table: str) -> None:
+    """Calls on one given AsyncConnection take turns, as they do on a given Connection.
+
+    Outside autocommit mode a call is its statements, then a commit or a
+    rollback: the rollback of a write the server refused must not undo another
+    task's write that was not committed yet.
+    """
+
+    async def main() -> tuple[object, dict | None]:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+            store = PostgresStore(client=conn, table=table)
+            await store.awrite("huge", Change(set={"n": 1e308}))
+            kept, refused = await asyncio.gather(
+                store.awrite("kept", Change(set={"a": 1})),
+                store.awrite("huge", Change(incr={"n": 1e308})),  # a sum the server refuses
+                return_exceptions=True,
+            )
+            assert kept == Written(created=True)
+            return refused, await store.aread("kept")
+
+    refused, kept = asyncio.run(main())
+    assert isinstance(refused, WriteRefused)
+    assert kept == {"a": 1}
+    assert PostgresStore(POSTGRES_URL, table=table).read("kept") == {"a": 1}
 
 
 def test_expired_rows_are_purged(table: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,7 +125,10 @@ class PostgresStore(Store, Listing):
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
             weakref.WeakKeyDictionary()
         )
+        # One call at a time on a given connection: outside autocommit mode, the
+        # rollback of a failed call would also undo another call's uncommitted write.
         self._given_lock = threading.Lock()
+        self._given_alock = asyncio.Lock()
         self._migrated = False
         self._writes = 0
         self._writes_lock = threading.Lock()
@@ -218,14 +221,15 @@ class PostgresStore(Store, Listing):
                 yield conn, True
         elif self._given_kind == "async_connection":
             conn = self._given
-            try:
-                yield conn, True
-            except BaseException:
-                if not conn.autocommit and not conn.closed:
-                    await conn.rollback()
-                raise
-            if not conn.autocommit:
-                await conn.commit()
+            async with self._given_alock:
+                try:
+                    yield conn, True
+                except BaseException:
+                    if not conn.autocommit and not conn.closed:
+                        await conn.rollback()
+                    raise
+                if not conn.autocommit:
+                    await conn.commit()
         else:
             pool = await self._loop_pool()
             async with pool.lease() as lease:
