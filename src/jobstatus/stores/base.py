@@ -6,14 +6,25 @@ A store keeps one record per job id and offers:
   and the amounts it adds, which also refreshes the record's expiry; it answers
   what it did as a :class:`Written`;
 - ``read(job_id)`` and ``read_many(job_ids)`` (a few round trips for thousands);
-- ``delete(job_id)``.
+- ``delete(job_id)``;
+- ``subscribe(job_id)``: a :class:`Subscription` whose ``wait`` returns when the
+  record may have changed. The base class polls with backoff.
 
-Optional capabilities:
+Optional capabilities are small abstract classes a store class inherits (list
+them before :class:`Store` in its bases, so that one whose abstract method the
+class leaves out fails loudly instead of falling back on a default):
 
 - :class:`Listing`: ``list_recent(status, limit, before)``, newest first;
-- push: ``subscribe(job_id)`` returns a :class:`Subscription` whose ``wait`` wakes
-  on a change. The base class polls with backoff; stores that can push (Redis
-  pub/sub, PostgreSQL LISTEN/NOTIFY) override it and set ``pushes = True``.
+- :class:`Push`: ``subscribe`` is woken by the store (Redis pub/sub, PostgreSQL
+  LISTEN/NOTIFY) rather than by polling;
+- :class:`Migration`: ``migrate()`` creates what the store needs ahead of time;
+- :class:`Purge`: ``purge()`` deletes expired records now.
+
+An instance may turn one off (a PostgreSQL store built with ``notify=False``
+does not push): ask :meth:`Store.supports`, or :func:`capability`, which gives
+the store as that capability or None, once where a feature is set up, rather
+than probing for methods. A new capability is a new subclass of
+:class:`Capability` here, inherited by the stores that have it.
 
 Every blocking method has an async twin (``awrite``, ``aread``, ...). The base
 class runs the sync method in a worker thread so the event loop never blocks;
@@ -31,7 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from .._errors import ConfigurationError
 from .._record import Change, Record
@@ -67,8 +78,8 @@ class Store(abc.ABC):
     """The base class of every store; subclass it for a store of your own.
 
     Implement ``write``, ``read``, ``read_many`` and ``delete``; add
-    :class:`Listing` for ``jobstatus.recent()`` and override ``subscribe`` for
-    push notifications.
+    :class:`Listing` for ``jobstatus.recent()``, and :class:`Push` with your own
+    ``subscribe``/``asubscribe`` for push notifications.
 
     ``write`` answers a :class:`Written`. A store written before it existed may
     answer None, which counts as ``Written()``: applied, and not created, so
@@ -77,13 +88,24 @@ class Store(abc.ABC):
     Attributes:
         atomic: whether ``write`` merges atomically across writers. Only the
             generic get/set/delete cache adapter sets this to False.
-        pushes: whether ``subscribe`` is woken by the store rather than polling.
         timeout: the bound, in seconds, on every call to the backend.
     """
 
     atomic: ClassVar[bool] = True
-    pushes: ClassVar[bool] = False
     timeout: float = DEFAULT_TIMEOUT
+
+    def supports(self, capability: type[Capability]) -> bool:
+        """Whether this store offers ``capability`` (:class:`Listing`, :class:`Push`, ...).
+
+        A store offers what its class inherits; a store whose options turn a
+        capability off overrides this to say so.
+        """
+        return isinstance(self, capability)
+
+    @property
+    def pushes(self) -> bool:
+        """Whether ``subscribe`` is woken by the store rather than polling: ``supports(Push)``."""
+        return self.supports(Push)
 
     @abc.abstractmethod
     def write(self, job_id: str, change: Change) -> Written | None:
@@ -158,7 +180,31 @@ class Store(abc.ABC):
         return type(self).__name__
 
 
-class Listing(abc.ABC):
+class Capability(abc.ABC):  # noqa: B024 - a kind of capability, with no method of its own
+    """An optional part of the store interface; a store class inherits the ones it has.
+
+    Check one with :meth:`Store.supports` or :func:`capability`.
+    """
+
+
+C = TypeVar("C", bound=Capability)
+
+
+def capability(store: Store, kind: type[C]) -> C | None:
+    """``store`` as the capability ``kind`` when it offers it, else None.
+
+    Example::
+
+        migration = capability(store, Migration)
+        if migration is not None:
+            migration.migrate()
+    """
+    if isinstance(store, kind) and store.supports(kind):
+        return store
+    return None
+
+
+class Listing(Capability):
     """Capability: list recent records, newest first (memory, SQLite, Redis, PostgreSQL)."""
 
     @abc.abstractmethod
@@ -176,6 +222,57 @@ class Listing(abc.ABC):
     ) -> list[tuple[str, Record]]:
         """Async twin of :meth:`list_recent`."""
         return await asyncio.to_thread(self.list_recent, status, limit, before)
+
+
+class Push(Capability):
+    """Capability: ``subscribe`` is woken by the store, not by polling (memory, Redis, PostgreSQL).
+
+    A watcher then follows each change as it is written; the web app's hub also
+    follows the jobs it watches this way.
+    """
+
+    @abc.abstractmethod
+    def subscribe(self, job_id: str) -> Subscription:
+        """A subscription the store wakes when the record of ``job_id`` changes."""
+
+    @abc.abstractmethod
+    def asubscribe(self, job_id: str) -> AsyncSubscription:
+        """The async twin of :meth:`subscribe`."""
+
+
+class Migration(Capability):
+    """Capability: ``migrate()`` creates the store's tables ahead of time (PostgreSQL).
+
+    Such a store also creates them on first use; ``jobstatus migrate`` calls this.
+    """
+
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create what the store needs if missing (safe to run from many processes at once).
+
+        Raises:
+            StoreError: the backend refused (for example, no right to create tables).
+        """
+
+    async def amigrate(self) -> None:
+        """Async twin of :meth:`migrate`."""
+        await asyncio.to_thread(self.migrate)
+
+
+class Purge(Capability):
+    """Capability: ``purge()`` deletes expired records now (SQLite, PostgreSQL, Django's database).
+
+    Such a store keeps expired records until a write purges a few of them;
+    ``jobstatus purge`` calls this, from cron for example.
+    """
+
+    @abc.abstractmethod
+    def purge(self) -> int:
+        """Delete every expired record now; return how many were removed.
+
+        Raises:
+            StoreError: the backend failed.
+        """
 
 
 class Subscription(abc.ABC):
