@@ -128,13 +128,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("source", nargs="?", type=Path, default=SOURCES, help="a source tree")
     args = parser.parse_args(argv)
     total = 0
-    for path in sorted(args.source.resolve().rglob("*.py")):
+    source = args.source.resolve()
+    for path in sorted(source.rglob("*.py")):
         pairs = count_file(path)
         alike = sum(count for _, _, count in pairs)
         if not alike:
             continue
         total += alike
-        print(f"{path.relative_to(args.source.resolve())}: {alike} twin lines in {len(pairs)} pairs")
+        print(f"{path.relative_to(source)}: {alike} twin lines in {len(pairs)} pairs")
         if args.pairs:
             for qualname, size, count in pairs:
                 if count:
