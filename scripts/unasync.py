@@ -46,6 +46,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
     (r"\b__aenter__\b", "__enter__"),
+    (r"\b__aexit__\b", "__exit__"),
     # Class names: AsyncSubscription, AsyncIterator, psycopg's AsyncConnection, _AsyncPool.
     (r"(?<![A-Za-z0-9])Async(?=[A-Z])", ""),
     # The stores' methods and their helpers: aname -> name, _aname -> _name.

@@ -70,7 +70,7 @@ class Scripts:
 
 
 class RedisBase(Listing, Push, Store):
-    """The Redis store without its calls: see :class:`jobstatus.stores.redis.RedisStore`."""
+    """The Redis store without its calls (see :class:`.redis.RedisStore`)."""
 
     _prefix_forbids: ClassVar[str] = ""
 

@@ -28,7 +28,9 @@ than probing for methods. A new capability is a new subclass of
 
 Every blocking method has an async twin (``awrite``, ``aread``, ...). The base
 class runs the sync method in a worker thread so the event loop never blocks;
-stores with a native async driver override the twins.
+stores with a native async driver override the twins. :class:`Subscription`
+and :class:`AsyncSubscription` (and their polling defaults) are written once,
+in :mod:`._async.subscription`, and importable from here.
 """
 
 from __future__ import annotations
@@ -38,21 +40,23 @@ import asyncio
 import importlib
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import ClassVar, TypeVar
 
 from .._errors import ConfigurationError
 from .._record import Change, Record
+from ._async.subscription import AsyncPollingSubscription as AsyncPollingSubscription
+from ._async.subscription import AsyncSubscription as AsyncSubscription
+from ._backoff import POLL_FIRST as POLL_FIRST
+from ._backoff import POLL_GROWTH as POLL_GROWTH
+from ._backoff import POLL_MAX as POLL_MAX
+from ._sync.subscription import PollingSubscription as PollingSubscription
+from ._sync.subscription import Subscription as Subscription
 
 Clock = Callable[[], float]
 
 DEFAULT_TIMEOUT = 5.0
-POLL_FIRST = 0.05
-POLL_MAX = 1.0
-POLL_GROWTH = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,106 +277,6 @@ class Purge(Capability):
         Raises:
             StoreError: the backend failed.
         """
-
-
-class Subscription(abc.ABC):
-    """Wakes a reader when a record may have changed. Use as a context manager."""
-
-    @abc.abstractmethod
-    def wait(self, timeout: float) -> list[Record] | None:
-        """Block until a change may have happened, or ``timeout`` seconds pass.
-
-        A store that publishes each change's record returns those records, in
-        order (so a watcher sees every state); None means "read the store again".
-        """
-
-    def changed(self) -> None:  # noqa: B027 - only polling keeps state
-        """Tell the subscription the reader just saw a change (polling resets its backoff)."""
-
-    def close(self) -> None:  # noqa: B027 - only pushed subscriptions hold a connection
-        """Stop listening."""
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncSubscription(abc.ABC):
-    """The async twin of :class:`Subscription`."""
-
-    @abc.abstractmethod
-    async def wait(self, timeout: float) -> list[Record] | None:
-        """Wait until a change may have happened, or ``timeout`` seconds pass.
-
-        Returns the pushed records, in order, or None (see :meth:`Subscription.wait`).
-        """
-
-    def changed(self) -> None:  # noqa: B027
-        """Tell the subscription the reader just saw a change."""
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Stop listening."""
-
-    async def __aenter__(self) -> AsyncSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class _Backoff:
-    """Poll intervals: 50 ms, growing by half each time up to 1 s; reset on a change."""
-
-    def __init__(self) -> None:
-        self.interval = POLL_FIRST
-
-    def next(self, timeout: float) -> float:
-        delay = min(self.interval, max(timeout, 0.0))
-        self.interval = min(self.interval * POLL_GROWTH, POLL_MAX)
-        return delay
-
-    def reset(self) -> None:
-        self.interval = POLL_FIRST
-
-
-class PollingSubscription(Subscription):
-    """The default: sleep with backoff, since the store cannot say when it changes."""
-
-    def __init__(self) -> None:
-        self._backoff = _Backoff()
-
-    def wait(self, timeout: float) -> list[Record] | None:
-        time.sleep(self._backoff.next(timeout))
-        return None
-
-    def changed(self) -> None:
-        self._backoff.reset()
-
-
-class AsyncPollingSubscription(AsyncSubscription):
-    """Async twin of :class:`PollingSubscription`."""
-
-    def __init__(self) -> None:
-        self._backoff = _Backoff()
-
-    async def wait(self, timeout: float) -> list[Record] | None:
-        await asyncio.sleep(self._backoff.next(timeout))
-        return None
-
-    def changed(self) -> None:
-        self._backoff.reset()
 
 
 class PerProcess:
