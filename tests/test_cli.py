@@ -114,3 +114,9 @@ def test_purge_deletes_expired_records_now(url: str) -> None:
     assert "removed 0 expired records" in again.stdout
     by_itself = run("purge", "--store", "memory://")
     assert by_itself.returncode == 0 and "removes expired records by itself" in by_itself.stdout
+
+
+def test_migrate_says_when_a_store_needs_none(url: str) -> None:
+    result = run("migrate", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert "needs no migration" in result.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -206,6 +208,37 @@ def test_migrate_creates_the_table_and_indexes(table: str) -> None:
         }
     assert {f"{table}_status_updated", f"{table}_updated", f"{table}_expires"} <= indexes
     store.close()
+
+
+def test_jobstatus_migrate_creates_the_table(table: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "jobstatus", "migrate", "--store", f"{POSTGRES_URL}?table={table}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"(table {table}) is ready" in done.stdout
+    with psycopg.connect(POSTGRES_URL) as conn:
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    assert found == (True,)
+
+
+def test_a_store_without_notify_does_not_claim_push(table: str) -> None:
+    from jobstatus.stores.base import Push
+    from jobstatus.web.hub import Hub
+
+    quiet = PostgresStore(POSTGRES_URL, table=table, notify=False)
+    pushing = PostgresStore(POSTGRES_URL, table=table)
+    assert not quiet.supports(Push) and Push.of(quiet) is None and not quiet.pushes
+    assert pushing.supports(Push) and Push.of(pushing) is pushing
+    # The web app's hub follows pushes only where the store pushes.
+    assert Hub(quiet, push_jobs=32).push_jobs == 0
+    assert Hub(pushing, push_jobs=32).push_jobs == 32
+    with quiet.subscribe("polled") as subscription:
+        assert type(subscription).__name__ == "PollingSubscription"
+    quiet.close()
+    pushing.close()
 
 
 def test_a_locked_row_fails_within_the_timeout(table: str) -> None:

@@ -22,6 +22,7 @@ from ._batch import Batch
 from ._config import settings
 from ._errors import JobStatusError
 from ._status import Status
+from .stores.base import Migration, Purge
 
 EXIT_OK, EXIT_FAILED, EXIT_UNKNOWN, EXIT_ERROR = 0, 1, 2, 3
 REFRESH = 0.2  # seconds between two screen updates of `watch`
@@ -236,22 +237,22 @@ def _this_command() -> str:
 
 def command_migrate(args: argparse.Namespace) -> int:
     store = settings.store()
-    migrate = getattr(store, "migrate", None)
-    if migrate is None:
+    migration = Migration.of(store)
+    if migration is None:
         print(f"{store.describe()} needs no migration")
         return EXIT_OK
-    migrate()
+    migration.migrate()
     print(f"{store.describe()} is ready")
     return EXIT_OK
 
 
 def command_purge(args: argparse.Namespace) -> int:
     store = settings.store()
-    purge = getattr(store, "purge", None)
-    if purge is None:
+    purging = Purge.of(store)
+    if purging is None:
         print(f"{store.describe()} removes expired records by itself")
         return EXIT_OK
-    removed = purge()
+    removed = purging.purge()
     print(f"removed {removed:,} expired records from {store.describe()}")
     return EXIT_OK
 

@@ -21,9 +21,10 @@ class leaves out fails loudly instead of falling back on a default):
 - :class:`Purge`: ``purge()`` deletes expired records now.
 
 An instance may turn one off (a PostgreSQL store built with ``notify=False``
-does not push): ask :meth:`Store.supports`, or :func:`capability`, which gives
-the store as that capability or None, once where a feature is set up, rather
-than probing for methods. A new capability is a new subclass of
+does not push). So check a capability with :meth:`Store.supports`, or with
+``Listing.of(store)`` (any capability's :meth:`Capability.of`), which gives the
+store as that capability or None: once, where a feature is set up, never by
+probing for methods or with ``isinstance``. A new capability is a subclass of
 :class:`Capability` here, inherited by the stores that have it.
 
 Every blocking method has an async twin (``awrite``, ``aread``, ...). The base
@@ -184,28 +185,28 @@ class Store(abc.ABC):
         return type(self).__name__
 
 
+C = TypeVar("C", bound="Capability")
+
+
 class Capability(abc.ABC):  # noqa: B024 - a kind of capability, with no method of its own
     """An optional part of the store interface; a store class inherits the ones it has.
 
-    Check one with :meth:`Store.supports` or :func:`capability`.
+    Check one with :meth:`Store.supports` or :meth:`of`.
     """
 
+    @classmethod
+    def of(cls: type[C], store: Store) -> C | None:
+        """``store`` as this capability when it offers it, else None.
 
-C = TypeVar("C", bound=Capability)
+        Example::
 
-
-def capability(store: Store, kind: type[C]) -> C | None:
-    """``store`` as the capability ``kind`` when it offers it, else None.
-
-    Example::
-
-        migration = capability(store, Migration)
-        if migration is not None:
-            migration.migrate()
-    """
-    if isinstance(store, kind) and store.supports(kind):
-        return store
-    return None
+            migration = Migration.of(store)
+            if migration is not None:
+                migration.migrate()
+        """
+        if isinstance(store, cls) and store.supports(cls):
+            return store
+        return None
 
 
 class Listing(Capability):

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from .._record import Change, Record, apply_write, parse_iso, public
-from .base import SKIPPED, AsyncSubscription, Clock, Listing, Store, Subscription, Written
+from .base import SKIPPED, AsyncSubscription, Clock, Listing, Push, Store, Subscription, Written
 
 
-class MemoryStore(Store, Listing):
+class MemoryStore(Listing, Push, Store):
     """A dict behind a lock. Merges are atomic within the process.
 
     Args:
@@ -25,7 +25,6 @@ class MemoryStore(Store, Listing):
             to expire records without waiting.
     """
 
-    pushes: ClassVar[bool] = True
     _shared: ClassVar[MemoryStore | None] = None
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
