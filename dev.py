@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # run sample jobs and watch them live
     python3 dev.py test     # run every test (pytest arguments may follow)
+    python3 dev.py lint     # ruff, mypy, and the generated sync stores' check
 
 Only Python 3.10+ and git are needed: the first run creates .venv and installs
 jobstatus into it (with the test extras for `test`).
@@ -38,14 +39,36 @@ def ensure_installed(extra: str | None) -> None:
     stamp.touch()
 
 
+# What `lint` runs, in order; each must pass.
+LINTS = [
+    ["ruff", "check", "src", "tests", "bench", "scripts"],
+    ["ruff", "format", "--check", "src", "tests", "bench", "scripts"],
+    ["mypy"],
+    ["python", "scripts/unasync.py", "--check"],  # stores/_sync/ is what _async/ makes
+]
+
+
+def lint() -> int:
+    """Run every check of LINTS; the first failure's exit status, else 0."""
+    for command in LINTS:
+        print("$", " ".join(command), flush=True)
+        code = subprocess.call([str(BIN / command[0]), *command[1:]], cwd=ROOT)
+        if code:
+            return code
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test"):
+    if not argv or argv[0] not in ("demo", "test", "lint"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
         ensure_installed(None)
         return subprocess.call([str(BIN / "jobstatus"), "demo", *rest])
+    if command == "lint":
+        ensure_installed("dev")
+        return lint()
     ensure_installed("dev")
     return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
 

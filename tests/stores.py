@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -75,7 +76,14 @@ class StoreCase:
         url: the store's URL for other processes, or None (memory://).
         uses_clock: expiry follows the injected clock; else tests wait for real.
         atomic: merges are atomic across processes.
-        lists: supports ``recent()``.
+        lists: supports ``recent()`` (the Listing capability).
+        pushes: its subscriptions are woken by the store (Push).
+        purges: ``purge()`` deletes expired records now (Purge).
+        migrates: ``migrate()`` creates its tables ahead of time (Migration).
+        prefixed: its keys start with a ``prefix`` option.
+        source: what ``resolve_store`` builds the store from with options (a URL
+            or a ready client); None for the URL, or for a store taking no
+            options when it has none (memory://).
         guards: applies the whole Change (guards, removals, history events, the
             group roll-up): cancel, groups and history work on it.
         searches: counts by status and searches by name and id from its indexes.
@@ -87,6 +95,11 @@ class StoreCase:
     uses_clock: bool = True
     atomic: bool = True
     lists: bool = True
+    pushes: bool = False
+    purges: bool = False
+    migrates: bool = False
+    prefixed: bool = False
+    source: Callable[[Path, str], object] | None = None
     guards: bool = True
     searches: bool = True
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
@@ -95,11 +108,19 @@ class StoreCase:
     def param(self) -> object:
         return pytest.param(self, id=self.name, marks=self.marks)
 
+    def source_of(self, tmp: Path, ns: str) -> object:
+        """A URL or a client to build this store from with options; None if it takes none."""
+        return self.source(tmp, ns) if self.source is not None else self.url(tmp, ns)
 
-def _cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
+
+def _simple_cache() -> Any:
     from cachelib import SimpleCache
 
-    return CacheStore(SimpleCache(), prefix=f"t{ns}:")
+    return SimpleCache()
+
+
+def _cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
+    return CacheStore(_simple_cache(), prefix=f"t{ns}:")
 
 
 def _django_cache(tmp: Path, clock: FakeClock, ns: str) -> Store:
@@ -130,12 +151,14 @@ CASES: list[StoreCase] = [
     StoreCase(
         "memory",
         lambda tmp, clock, ns: MemoryStore(clock=clock),
+        pushes=True,
         marks=[pytest.mark.memory],
     ),
     StoreCase(
         "sqlite",
         lambda tmp, clock, ns: SQLiteStore(tmp / "status.db", clock=clock),
         url=lambda tmp, ns: f"sqlite:///{tmp / 'status.db'}",
+        purges=True,
         marks=[pytest.mark.sqlite],
     ),
     StoreCase(
@@ -144,6 +167,8 @@ CASES: list[StoreCase] = [
         uses_clock=False,
         atomic=False,
         lists=False,
+        prefixed=True,
+        source=lambda tmp, ns: _simple_cache(),
         marks=[pytest.mark.cache],
     ),
     StoreCase(
@@ -151,6 +176,8 @@ CASES: list[StoreCase] = [
         lambda tmp, clock, ns: _redis_servers().redis_case_store(REDIS_URL, ns),
         url=lambda tmp, ns: f"{REDIS_URL}?prefix=t{ns}:",
         uses_clock=False,
+        pushes=True,
+        prefixed=True,
         guards=False,
         searches=False,
         marks=[pytest.mark.redis],
@@ -161,6 +188,8 @@ CASES: list[StoreCase] = [
         lambda tmp, clock, ns: _redis_servers().cluster_case_store(ns),
         url=lambda tmp, ns: f"{_redis_servers().cluster_url()}?prefix=t{ns}:",
         uses_clock=False,
+        pushes=True,
+        prefixed=True,
         guards=False,
         searches=False,
         marks=[pytest.mark.redis_cluster],
@@ -169,6 +198,9 @@ CASES: list[StoreCase] = [
         "postgres",
         lambda tmp, clock, ns: _postgres(ns, clock),
         url=lambda tmp, ns: f"{POSTGRES_URL}?table=jobstatus_t{ns}",
+        pushes=True,
+        purges=True,
+        migrates=True,
         guards=False,
         searches=False,
         marks=[pytest.mark.postgres],
@@ -180,6 +212,7 @@ CASES: list[StoreCase] = [
         url=lambda tmp, ns: f"{MEMCACHED_URL}?prefix=t{ns}:",
         uses_clock=False,
         lists=False,
+        prefixed=True,
         marks=[pytest.mark.memcached],
         service=("memcached", MEMCACHED_URL, 11211),
     ),
@@ -189,11 +222,15 @@ CASES: list[StoreCase] = [
         uses_clock=False,
         atomic=False,
         lists=False,
+        prefixed=True,
+        source=lambda tmp, ns: "django-cache://default",
         marks=[pytest.mark.django],
     ),
     StoreCase(
         "django_db",
         _django_db,
+        purges=True,
+        source=lambda tmp, ns: "django-db://default",
         marks=[pytest.mark.django, pytest.mark.postgres],
         service=("PostgreSQL", POSTGRES_URL, 5432),
     ),

@@ -177,3 +177,9 @@ def test_the_cli_and_web_modules_import_without_a_cycle() -> None:
     ours = [m for m in graph if m.startswith(("jobstatus.cli", "jobstatus.web"))]
     assert len(ours) >= 14
     assert [m for m in ours if reaches(m, m)] == []
+
+
+def test_migrate_says_when_a_store_needs_none(url: str) -> None:
+    result = run("migrate", "--store", url)
+    assert result.returncode == 0, result.stderr
+    assert "needs no migration" in result.stdout

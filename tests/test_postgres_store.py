@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -12,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 import jobstatus
-from jobstatus import ConfigurationError, StoreError
+from jobstatus import ConfigurationError, StoreError, WriteRefused
 from jobstatus._record import Change
+from jobstatus.stores import Written
 
 from . import _workers
 from ._outage import job_through_outage
@@ -207,6 +210,37 @@ def test_migrate_creates_the_table_and_indexes(table: str) -> None:
     store.close()
 
 
+def test_jobstatus_migrate_creates_the_table(table: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "jobstatus", "migrate", "--store", f"{POSTGRES_URL}?table={table}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"(table {table}) is ready" in done.stdout
+    with psycopg.connect(POSTGRES_URL) as conn:
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    assert found == (True,)
+
+
+def test_a_store_without_notify_does_not_claim_push(table: str) -> None:
+    from jobstatus.stores.base import Push
+    from jobstatus.web.hub import Hub
+
+    quiet = PostgresStore(POSTGRES_URL, table=table, notify=False)
+    pushing = PostgresStore(POSTGRES_URL, table=table)
+    assert not quiet.supports(Push) and Push.of(quiet) is None and not quiet.pushes
+    assert pushing.supports(Push) and Push.of(pushing) is pushing
+    # The web app's hub follows pushes only where the store pushes.
+    assert Hub(quiet, push_jobs=32).push_jobs == 0
+    assert Hub(pushing, push_jobs=32).push_jobs == 32
+    with quiet.subscribe("polled") as subscription:
+        assert type(subscription).__name__ == "PollingSubscription"
+    quiet.close()
+    pushing.close()
+
+
 def test_a_locked_row_fails_within_the_timeout(table: str) -> None:
     store = PostgresStore(POSTGRES_URL, table=table, timeout=0.5)
     store.write("locked", Change(set={"a": 1}))
@@ -247,6 +281,32 @@ def test_ready_pools_and_connections_work(table: str) -> None:
     assert asyncio.run(with_async_pool()) == {"via": "pool", "n": 3}
     jobstatus.configure(store=None)
     PostgresStore(POSTGRES_URL, table="jobstatus").delete("pooled")
+
+
+def test_a_given_async_connection_serves_one_call_at_a_time(table: str) -> None:
+    """Calls on one given AsyncConnection take turns, as they do on a given Connection.
+
+    Outside autocommit mode a call is its statements, then a commit or a
+    rollback: the rollback of a write the server refused must not undo another
+    task's write that was not committed yet.
+    """
+
+    async def main() -> tuple[object, dict | None]:
+        async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
+            store = PostgresStore(client=conn, table=table)
+            await store.awrite("huge", Change(set={"n": 1e308}))
+            kept, refused = await asyncio.gather(
+                store.awrite("kept", Change(set={"a": 1})),
+                store.awrite("huge", Change(incr={"n": 1e308})),  # a sum the server refuses
+                return_exceptions=True,
+            )
+            assert kept == Written(created=True)
+            return refused, await store.aread("kept")
+
+    refused, kept = asyncio.run(main())
+    assert isinstance(refused, WriteRefused)
+    assert kept == {"a": 1}
+    assert PostgresStore(POSTGRES_URL, table=table).read("kept") == {"a": 1}
 
 
 def test_expired_rows_are_purged(table: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,9 @@ import pytest
 import jobstatus
 from jobstatus import Batch
 from jobstatus._record import Change
-from jobstatus.stores import redis as redis_module
+from jobstatus.stores import _redis_common
+from jobstatus.stores._async import redis as async_redis
+from jobstatus.stores._sync import redis as sync_redis
 from jobstatus.stores.postgres import PostgresStore
 from jobstatus.stores.redis import RedisStore
 from jobstatus.stores.redis_cluster import RedisClusterStore
@@ -45,7 +47,7 @@ def _fill_redis(store: RedisStore, short: int, long: int, first: int = 0) -> Non
             store.write(job_id, _finished(ttl))
         return
     for job_id, ttl in jobs:
-        args = redis_module.write_args(job_id, layout.channel(job_id), _finished(ttl))
+        args = _redis_common.write_args(job_id, layout.channel(job_id), _finished(ttl))
         scripts.write(layout.script_keys(job_id), args, client=pipe)
     pipe.execute()  # the store's own write script, pipelined: the indexes of real writes
 
@@ -90,7 +92,8 @@ def test_expired_records_leave_reads_counts_and_listings(redis_store: RedisStore
 def test_a_listing_after_an_idle_spell_removes_the_expired_entries_it_meets(
     redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_module, "REBUILD_LIVE", 10)  # too many live ids to rebuild
+    for side in (async_redis, sync_redis):  # where the sweeps read it
+        monkeypatch.setattr(side, "REBUILD_LIVE", 10)  # too many live ids to rebuild
     _fill_redis(redis_store, 500, 50)  # 500 expire below the 50 live ones...
     _fill_redis(redis_store, 1_500, 0, first=500)  # ...and 1,500 above them
     time.sleep(2.1)

@@ -74,9 +74,9 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     written = call_store(store.write, job_id, change)
     if written is not None and not written.applied:
         return False
-    request = change.set["cancel"]
-    if isinstance(store, CancelPush):
-        call_store(store.announce_cancel, job_id, request)
+    pushing = CancelPush.of(store)
+    if pushing is not None:
+        call_store(pushing.announce_cancel, job_id, change.set["cancel"])
     for child in _children(store, job_id):
         cancel_job(store, child, reason)
     return True
@@ -88,9 +88,9 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     written = await acall_store(store.awrite, job_id, change)
     if written is not None and not written.applied:
         return False
-    request = change.set["cancel"]
-    if isinstance(store, CancelPush):
-        await acall_store(store.aannounce_cancel, job_id, request)
+    pushing = CancelPush.of(store)
+    if pushing is not None:
+        await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
     for child in await _achildren(store, job_id):
         await acancel_job(store, child, reason)
     return True
@@ -132,9 +132,10 @@ class Delivery:
             if self._pid != os.getpid():  # a forked child has none of its parent's listeners
                 self._pid, self._listening, self._writers = os.getpid(), {}, {}
             self._writers[(id(store), writer.job_id)] = writer
-            if not isinstance(store, CancelPush) or id(store) in self._listening:
+            pushing = CancelPush.of(store)
+            if pushing is None or id(store) in self._listening:
                 return
-            self._listening[id(store)] = store.listen_for_cancels(self._deliverer(store))
+            self._listening[id(store)] = pushing.listen_for_cancels(self._deliverer(store))
 
     def remove(self, writer: Writer) -> None:
         """Stop delivering requests for ``writer``'s job."""

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .._config import settings
+from ..stores.base import Migration, Purge
 from ._exit_codes import EXIT_OK
 
 
@@ -28,11 +29,11 @@ def register(
 def command_migrate(args: argparse.Namespace) -> int:
     """Create the store's tables now (a store without any says it needs no migration)."""
     store = settings.store()
-    migrate = getattr(store, "migrate", None)
-    if migrate is None:
+    migration = Migration.of(store)
+    if migration is None:
         print(f"{store.describe()} needs no migration")
         return EXIT_OK
-    migrate()
+    migration.migrate()
     print(f"{store.describe()} is ready")
     return EXIT_OK
 
@@ -40,10 +41,10 @@ def command_migrate(args: argparse.Namespace) -> int:
 def command_purge(args: argparse.Namespace) -> int:
     """Delete expired records now (a store that expires them by itself says so)."""
     store = settings.store()
-    purge = getattr(store, "purge", None)
-    if purge is None:
+    purging = Purge.of(store)
+    if purging is None:
         print(f"{store.describe()} removes expired records by itself")
         return EXIT_OK
-    removed = purge()
+    removed = purging.purge()
     print(f"removed {removed:,} expired records from {store.describe()}")
     return EXIT_OK

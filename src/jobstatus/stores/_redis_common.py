@@ -1,8 +1,8 @@
 """What the Redis and Redis Cluster stores share and that does no I/O.
 
 The key layout, the Lua scripts, how a :class:`Change` becomes script
-arguments, how a hash becomes a record, how options are checked and how the
-listing merges index pages. The store modules only move bytes.
+arguments, how a hash becomes a record and how the listing merges index pages.
+The store modules only move bytes.
 
 Key layout (``P`` is the prefix, ``T`` empty on plain Redis and a hash tag
 ``{bN}`` on Redis Cluster)::
@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring as _json_string
 from typing import Any, Final
 
-from .._errors import ConfigurationError
 from .._record import (
     MAX_WRITERS,
     STATES,
@@ -247,34 +246,6 @@ for n = 2, #ARGV do
 end
 return removed
 """
-
-
-def check_prefix(prefix: object, *, forbid: str = "") -> str:
-    """Return a valid key prefix or raise ConfigurationError saying why."""
-    if not isinstance(prefix, str):
-        raise ConfigurationError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
-    if len(prefix) > MAX_PREFIX_LENGTH:
-        raise ConfigurationError(
-            f"prefix is {len(prefix)} characters long; the limit is {MAX_PREFIX_LENGTH}"
-        )
-    if not prefix.isprintable():
-        raise ConfigurationError(f"prefix must not contain control characters: {prefix!r}")
-    bad = [char for char in forbid if char in prefix]
-    if bad:
-        raise ConfigurationError(
-            f"prefix {prefix!r} must not contain {' or '.join(map(repr, bad))}: on Redis "
-            "Cluster the store puts its own hash tag after the prefix"
-        )
-    return prefix
-
-
-def check_timeout(timeout: object) -> float:
-    """Return a valid timeout in seconds or raise ConfigurationError."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds; got {timeout!r}")
-    if timeout == float("inf"):
-        raise ConfigurationError("timeout must be finite: every store call has a bounded time")
-    return float(timeout)
 
 
 _decode = json.JSONDecoder().decode

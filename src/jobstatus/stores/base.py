@@ -6,18 +6,32 @@ A store keeps one record per job id and offers:
   and the amounts it adds, which also refreshes the record's expiry; it answers
   what it did as a :class:`Written`;
 - ``read(job_id)`` and ``read_many(job_ids)`` (a few round trips for thousands);
-- ``delete(job_id)``.
+- ``delete(job_id)``;
+- ``subscribe(job_id)``: a :class:`Subscription` whose ``wait`` returns when the
+  record may have changed. The base class polls with backoff.
 
-Optional capabilities:
+Optional capabilities are small abstract classes a store class inherits (list
+them before :class:`Store` in its bases, so that one whose abstract method the
+class leaves out fails loudly instead of falling back on a default):
 
 - :class:`Listing`: ``list_recent(status, limit, before)``, newest first;
-- push: ``subscribe(job_id)`` returns a :class:`Subscription` whose ``wait`` wakes
-  on a change. The base class polls with backoff; stores that can push (Redis
-  pub/sub, PostgreSQL LISTEN/NOTIFY) override it and set ``pushes = True``.
+- :class:`Push`: ``subscribe`` is woken by the store (Redis pub/sub, PostgreSQL
+  LISTEN/NOTIFY) rather than by polling;
+- :class:`Migration`: ``migrate()`` creates what the store needs ahead of time;
+- :class:`Purge`: ``purge()`` deletes expired records now.
+
+An instance may turn one off (a PostgreSQL store built with ``notify=False``
+does not push). So check a capability with :meth:`Store.supports`, or with
+``Listing.of(store)`` (any capability's :meth:`Capability.of`), which gives the
+store as that capability or None: once, where a feature is set up, never by
+probing for methods or with ``isinstance``. A new capability is a subclass of
+:class:`Capability` here, inherited by the stores that have it.
 
 Every blocking method has an async twin (``awrite``, ``aread``, ...). The base
 class runs the sync method in a worker thread so the event loop never blocks;
-stores with a native async driver override the twins.
+stores with a native async driver override the twins. :class:`Subscription`
+and :class:`AsyncSubscription` (and their polling defaults) are written once,
+in :mod:`._async.subscription`, and importable from here.
 """
 
 from __future__ import annotations
@@ -27,22 +41,24 @@ import asyncio
 import importlib
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
 from .._errors import ConfigurationError, NotSupportedError, StoreError
 from .._record import Change, Record
+from ._async.subscription import AsyncPollingSubscription as AsyncPollingSubscription
+from ._async.subscription import AsyncSubscription as AsyncSubscription
+from ._backoff import POLL_FIRST as POLL_FIRST
+from ._backoff import POLL_GROWTH as POLL_GROWTH
+from ._backoff import POLL_MAX as POLL_MAX
+from ._sync.subscription import PollingSubscription as PollingSubscription
+from ._sync.subscription import Subscription as Subscription
 
 Clock = Callable[[], float]
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
-POLL_FIRST = 0.05
-POLL_MAX = 1.0
-POLL_GROWTH = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +88,8 @@ class Store(abc.ABC):
     """The base class of every store; subclass it for a store of your own.
 
     Implement ``write``, ``read``, ``read_many`` and ``delete``; add
-    :class:`Listing` for ``jobstatus.recent()`` and override ``subscribe`` for
-    push notifications.
+    :class:`Listing` for ``jobstatus.recent()``, and :class:`Push` with your own
+    ``subscribe``/``asubscribe`` for push notifications.
 
     ``write`` answers a :class:`Written`. A store written before it existed may
     answer None, which counts as ``Written()``: applied, and not created, so
@@ -82,13 +98,24 @@ class Store(abc.ABC):
     Attributes:
         atomic: whether ``write`` merges atomically across writers. Only the
             generic get/set/delete cache adapter sets this to False.
-        pushes: whether ``subscribe`` is woken by the store rather than polling.
         timeout: the bound, in seconds, on every call to the backend.
     """
 
     atomic: ClassVar[bool] = True
-    pushes: ClassVar[bool] = False
     timeout: float = DEFAULT_TIMEOUT
+
+    def supports(self, capability: type[Capability]) -> bool:
+        """Whether this store offers ``capability`` (:class:`Listing`, :class:`Push`, ...).
+
+        A store offers what its class inherits; a store whose options turn a
+        capability off overrides this to say so.
+        """
+        return isinstance(self, capability)
+
+    @property
+    def pushes(self) -> bool:
+        """Whether ``subscribe`` is woken by the store rather than polling: ``supports(Push)``."""
+        return self.supports(Push)
 
     @abc.abstractmethod
     def write(self, job_id: str, change: Change) -> Written | None:
@@ -163,7 +190,31 @@ class Store(abc.ABC):
         return type(self).__name__
 
 
-class Listing(abc.ABC):
+C = TypeVar("C", bound="Capability")
+
+
+class Capability(abc.ABC):  # noqa: B024 - a kind of capability, with no method of its own
+    """An optional part of the store interface; a store class inherits the ones it has.
+
+    Check one with :meth:`Store.supports` or :meth:`of`.
+    """
+
+    @classmethod
+    def of(cls: type[C], store: Store) -> C | None:
+        """``store`` as this capability when it offers it, else None.
+
+        Example::
+
+            migration = Migration.of(store)
+            if migration is not None:
+                migration.migrate()
+        """
+        if isinstance(store, cls) and store.supports(cls):
+            return store
+        return None
+
+
+class Listing(Capability):
     """Capability: list recent records, newest first (memory, SQLite, Redis, PostgreSQL)."""
 
     @abc.abstractmethod
@@ -256,7 +307,7 @@ class Listing(abc.ABC):
         )
 
 
-class CancelPush(abc.ABC):
+class CancelPush(Capability):
     """Capability: a store-wide channel on which cancel requests are announced.
 
     ``jobstatus.cancel`` announces each request it recorded; every process that
@@ -290,12 +341,13 @@ def listing_of(store: Store) -> Listing:
     Raises:
         NotSupportedError: the store cannot list (memcached, a generic cache).
     """
-    if not isinstance(store, Listing):
+    listing = Listing.of(store)
+    if listing is None:
         raise NotSupportedError(
             f"{store.describe()} cannot list jobs; memory, SQLite, Redis, Redis Cluster "
             "and PostgreSQL can"
         )
-    return store
+    return listing
 
 
 def call_store(method: Callable[..., T], *args: Any) -> T:
@@ -318,104 +370,55 @@ async def acall_store(method: Callable[..., Awaitable[T]], *args: Any) -> T:
         raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
 
 
-class Subscription(abc.ABC):
-    """Wakes a reader when a record may have changed. Use as a context manager."""
+class Push(Capability):
+    """Capability: ``subscribe`` is woken by the store, not by polling (memory, Redis, PostgreSQL).
+
+    A watcher then follows each change as it is written; the web app's hub also
+    follows the jobs it watches this way.
+    """
 
     @abc.abstractmethod
-    def wait(self, timeout: float) -> list[Record] | None:
-        """Block until a change may have happened, or ``timeout`` seconds pass.
-
-        A store that publishes each change's record returns those records, in
-        order (so a watcher sees every state); None means "read the store again".
-        """
-
-    def changed(self) -> None:  # noqa: B027 - only polling keeps state
-        """Tell the subscription the reader just saw a change (polling resets its backoff)."""
-
-    def close(self) -> None:  # noqa: B027 - only pushed subscriptions hold a connection
-        """Stop listening."""
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncSubscription(abc.ABC):
-    """The async twin of :class:`Subscription`."""
+    def subscribe(self, job_id: str) -> Subscription:
+        """A subscription the store wakes when the record of ``job_id`` changes."""
 
     @abc.abstractmethod
-    async def wait(self, timeout: float) -> list[Record] | None:
-        """Wait until a change may have happened, or ``timeout`` seconds pass.
+    def asubscribe(self, job_id: str) -> AsyncSubscription:
+        """The async twin of :meth:`subscribe`."""
 
-        Returns the pushed records, in order, or None (see :meth:`Subscription.wait`).
+
+class Migration(Capability):
+    """Capability: ``migrate()`` creates the store's tables ahead of time (PostgreSQL).
+
+    Such a store also creates them on first use; ``jobstatus migrate`` calls this.
+    """
+
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create what the store needs if missing (safe to run from many processes at once).
+
+        Raises:
+            StoreError: the backend refused (for example, no right to create tables).
         """
 
-    def changed(self) -> None:  # noqa: B027
-        """Tell the subscription the reader just saw a change."""
-
-    async def aclose(self) -> None:  # noqa: B027
-        """Stop listening."""
-
-    async def __aenter__(self) -> AsyncSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def amigrate(self) -> None:
+        """Async twin of :meth:`migrate`."""
+        await asyncio.to_thread(self.migrate)
 
 
-class _Backoff:
-    """Poll intervals: 50 ms, growing by half each time up to 1 s; reset on a change."""
+class Purge(Capability):
+    """Capability: ``purge()`` deletes expired records now (SQLite, PostgreSQL, Django's database).
 
-    def __init__(self) -> None:
-        self.interval = POLL_FIRST
+    Such a store keeps expired records until a write purges a few of them;
+    ``jobstatus purge`` calls this, from cron for example.
+    """
 
-    def next(self, timeout: float) -> float:
-        delay = min(self.interval, max(timeout, 0.0))
-        self.interval = min(self.interval * POLL_GROWTH, POLL_MAX)
-        return delay
+    @abc.abstractmethod
+    def purge(self) -> int:
+        """Delete every expired record now; return how many were removed.
 
-    def reset(self) -> None:
-        self.interval = POLL_FIRST
-
-
-class PollingSubscription(Subscription):
-    """The default: sleep with backoff, since the store cannot say when it changes."""
-
-    def __init__(self) -> None:
-        self._backoff = _Backoff()
-
-    def wait(self, timeout: float) -> list[Record] | None:
-        time.sleep(self._backoff.next(timeout))
-        return None
-
-    def changed(self) -> None:
-        self._backoff.reset()
-
-
-class AsyncPollingSubscription(AsyncSubscription):
-    """Async twin of :class:`PollingSubscription`."""
-
-    def __init__(self) -> None:
-        self._backoff = _Backoff()
-
-    async def wait(self, timeout: float) -> list[Record] | None:
-        await asyncio.sleep(self._backoff.next(timeout))
-        return None
-
-    def changed(self) -> None:
-        self._backoff.reset()
+        Raises:
+            StoreError: the backend failed.
+        """
 
 
 class PerProcess:

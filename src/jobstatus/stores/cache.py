@@ -19,6 +19,7 @@ from .._errors import StoreError
 from .._record import Change, Record, dumps, loads, public
 from .._rollup import write_through
 from ._keys import safe_cache_key
+from ._options import MEMCACHED_KEY_PREFIX_LENGTH, check_prefix, check_timeout
 from .base import DEFAULT_TIMEOUT, Store, Written
 
 
@@ -31,6 +32,16 @@ class CacheLike(Protocol):
     def delete(self, key: str) -> Any: ...
 
 
+def check_cache_options(prefix: object, timeout: object) -> tuple[str, float]:
+    """A cache store's prefix (keys that suit every cache, memcached too) and timeout.
+
+    Raises:
+        ConfigurationError: either is wrong.
+    """
+    checked = check_prefix(prefix, max_length=MEMCACHED_KEY_PREFIX_LENGTH, memcached_safe=True)
+    return checked, check_timeout(timeout)
+
+
 class NonAtomicStoreWarning(UserWarning):
     """A store that cannot merge atomically was configured."""
 
@@ -40,7 +51,13 @@ class CacheStore(Store):
 
     Args:
         cache: the cache object.
-        prefix: prepended to every key.
+        prefix: prepended to every key: at most 48 characters of printable
+            ASCII without spaces, so that keys suit every cache (memcached too).
+        timeout: seconds a call may take (positive and finite); the cache keeps
+            its own timeouts.
+
+    Raises:
+        ConfigurationError: the prefix or the timeout is wrong.
 
     Writes are not atomic across processes (see the module docs); within this
     process they are serialized by a lock.
@@ -52,9 +69,8 @@ class CacheStore(Store):
     def __init__(
         self, cache: CacheLike, *, prefix: str = "jobstatus:", timeout: float = DEFAULT_TIMEOUT
     ) -> None:
+        self.prefix, self.timeout = check_cache_options(prefix, timeout)
         self.cache = cache
-        self.prefix = prefix
-        self.timeout = timeout
         self._lock = threading.Lock()
         if not CacheStore._warned:
             CacheStore._warned = True

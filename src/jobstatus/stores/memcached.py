@@ -31,11 +31,12 @@ from .._record import Change, Record, dumps, loads, loads_record
 from .._rollup import write_through
 from . import _url
 from ._keys import safe_cache_key
+from ._options import MEMCACHED_KEY_PREFIX_LENGTH, check_prefix, check_timeout
 from .base import DEFAULT_TIMEOUT, PerProcess, Store, Written, require
 
 DEFAULT_PREFIX: Final = "jobstatus:"
 DEFAULT_PORT: Final = 11211
-MAX_PREFIX_LENGTH: Final = 48  # keeps every key within memcached's 250 bytes
+MAX_PREFIX_LENGTH: Final = MEMCACHED_KEY_PREFIX_LENGTH  # keys within memcached's 250 bytes
 MAX_VALUE_SIZE: Final = 1024 * 1024 - 1024  # memcached's default 1 MiB item, less its overhead
 RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # longer expiries are read as a Unix time
 READ_CHUNK: Final = 1_000  # keys per get_many
@@ -81,8 +82,8 @@ class MemcachedStore(Store):
             raise ConfigurationError("MemcachedStore needs servers or a client (one of them)")
         if servers is not None and not servers:
             raise ConfigurationError("MemcachedStore needs at least one server")
-        self.prefix = _check_prefix(prefix)
-        self.timeout = _check_timeout(timeout)
+        self.prefix = check_prefix(prefix, max_length=MAX_PREFIX_LENGTH, memcached_safe=True)
+        self.timeout = check_timeout(timeout)
         if isinstance(max_value_size, bool) or not isinstance(max_value_size, int):
             raise ConfigurationError(f"max_value_size must be an int; got {max_value_size!r}")
         self.max_value_size = max_value_size
@@ -366,25 +367,6 @@ def _expire(ttl: float) -> int:
     if seconds > RELATIVE_TTL_LIMIT:
         return int(time.time()) + seconds
     return seconds
-
-
-def _check_prefix(prefix: object) -> str:
-    if not isinstance(prefix, str):
-        raise ConfigurationError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
-    if len(prefix) > MAX_PREFIX_LENGTH or not all(33 <= ord(char) <= 126 for char in prefix):
-        raise ConfigurationError(
-            f"prefix must be at most {MAX_PREFIX_LENGTH} characters of printable ASCII "
-            f"without spaces; got {prefix!r}"
-        )
-    return prefix
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ConfigurationError(f"timeout must be a number of seconds; got {timeout!r}")
-    if not 0 < timeout < math.inf:
-        raise ConfigurationError(f"timeout must be positive and finite; got {timeout!r}")
-    return float(timeout)
 
 
 def _parse_servers(netloc: str, url: str) -> list[tuple[str, int]]:

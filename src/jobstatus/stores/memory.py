@@ -15,10 +15,19 @@ from typing import Any, ClassVar
 
 from .._record import STATES, Change, Record, parse_iso, public
 from .._rollup import write_through
-from .base import AsyncSubscription, CancelPush, Clock, Listing, Store, Subscription, Written
+from .base import (
+    AsyncSubscription,
+    CancelPush,
+    Clock,
+    Listing,
+    Push,
+    Store,
+    Subscription,
+    Written,
+)
 
 
-class MemoryStore(Store, Listing, CancelPush):
+class MemoryStore(Listing, Push, CancelPush, Store):
     """A dict behind a lock. Merges are atomic within the process.
 
     Args:
@@ -26,7 +35,6 @@ class MemoryStore(Store, Listing, CancelPush):
             to expire records without waiting.
     """
 
-    pushes: ClassVar[bool] = True
     _shared: ClassVar[MemoryStore | None] = None
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 

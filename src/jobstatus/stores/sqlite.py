@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 from .._errors import ConfigurationError, StoreError, WriteRefused
 from .._record import STATES, Change, Record, dumps, loads, loads_record, parse_iso
 from .._rollup import write_through
+from ._options import check_timeout
 from ._url import seconds, take_options
-from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Store, Written
+from .base import DEFAULT_TIMEOUT, Clock, Listing, PerProcess, Purge, Store, Written
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobstatus (
@@ -79,12 +80,13 @@ REFUSALS = ("SQLITE_FULL", "SQLITE_TOOBIG")
 REFUSAL_MESSAGES = ("database or disk is full", "string or blob too big")
 
 
-class SQLiteStore(Store, Listing):
+class SQLiteStore(Listing, Purge, Store):
     """A store in one SQLite file, safe across threads and processes.
 
     Args:
         path: the database file; its folder is created if missing.
-        timeout: seconds to wait for another writer's lock before failing.
+        timeout: seconds to wait for another writer's lock before failing
+            (positive and finite).
         clock: returns epoch seconds; inject one in tests to expire records.
     """
 
@@ -101,7 +103,7 @@ class SQLiteStore(Store, Listing):
                 "sqlite:///:memory: would give each connection its own empty database; "
                 "use memory:// for an in-process store"
             )
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self._clock = clock
         self._connections = PerProcess(self._connect, per_thread=True)
         self._writes = 0

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 
 from .._record import Record
-from ..stores.base import Store
+from ..stores.base import Push, Store
 
 log = logging.getLogger("jobstatus.web")
 
@@ -66,7 +66,7 @@ class Hub:
     def __init__(self, store: Store, *, poll_interval: float = 0.2, push_jobs: int = 32) -> None:
         self.store = store
         self.poll_interval = poll_interval
-        self.push_jobs = push_jobs if store.pushes else 0
+        self.push_jobs = push_jobs if store.supports(Push) else 0
         self._listeners: dict[str, set[Listener]] = {}
         self._last: dict[str, object] = {}
         self._task: asyncio.Task[None] | None = None

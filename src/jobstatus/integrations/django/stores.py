@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 from ..._errors import ConfigurationError, StoreError
 from ..._record import STATES, Change, Record, dumps, loads, loads_record, parse_iso
 from ..._rollup import write_through
-from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Store, Written, require
-from ...stores.cache import CacheStore
+from ...stores._options import check_timeout
+from ...stores.base import DEFAULT_TIMEOUT, Clock, Listing, Purge, Store, Written, require
+from ...stores.cache import CacheStore, check_cache_options
 
 PURGE_EVERY = 500  # writes per process between purges of expired rows
 PURGE_BATCH = 1000  # rows removed per purge, so one write never stalls long
@@ -57,11 +58,12 @@ class DjangoCacheStore(CacheStore):
 
     Args:
         alias: the key of ``settings.CACHES`` (default ``"default"``).
-        prefix: prepended to every cache key.
+        prefix: prepended to every cache key (see :class:`~jobstatus.stores.CacheStore`).
+        timeout: seconds a call may take (positive and finite).
 
     Raises:
-        ConfigurationError: Django is not installed, the alias is unknown, or
-            the cache is a ``DummyCache`` (it stores nothing).
+        ConfigurationError: Django is not installed, the alias is unknown, the
+            cache is a ``DummyCache`` (it stores nothing), or an option is wrong.
 
     Example::
 
@@ -76,6 +78,7 @@ class DjangoCacheStore(CacheStore):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         require("django", "django")
+        check_cache_options(prefix, timeout)  # before the cache is looked up (and warned about)
         from django.core.cache import caches
         from django.core.cache.backends.base import InvalidCacheBackendError
         from django.core.cache.backends.dummy import DummyCache
@@ -111,7 +114,7 @@ class DjangoCacheStore(CacheStore):
         return f"django-cache://{self.alias}"
 
 
-class DjangoDatabaseStore(Store, Listing):
+class DjangoDatabaseStore(Listing, Purge, Store):
     """Records in the ``jobstatus_record`` table of a Django database alias.
 
     Needs ``"jobstatus.integrations.django"`` in ``INSTALLED_APPS`` and its
@@ -120,6 +123,7 @@ class DjangoDatabaseStore(Store, Listing):
     Args:
         using: the database alias (default ``"default"``).
         clock: returns epoch seconds; inject one in tests to expire records.
+        timeout: seconds a call may take (positive and finite).
 
     A write joins the caller's transaction when there is one (like any ORM
     write): the record appears when that transaction commits.
@@ -137,8 +141,8 @@ class DjangoDatabaseStore(Store, Listing):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         require("django", "django")
+        self.timeout = check_timeout(timeout)
         self.using = using
-        self.timeout = timeout
         self._clock = clock
         self._writes = 0
         self._writes_lock = threading.Lock()

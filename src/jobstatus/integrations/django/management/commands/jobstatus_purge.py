@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from jobstatus._config import settings
+from jobstatus.stores.base import Purge
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type stubs
@@ -20,8 +21,8 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type stubs
 
     def handle(self, *args: Any, **options: Any) -> None:
         store = settings.store()
-        purge = getattr(store, "purge", None)
-        if purge is None:
+        purging = Purge.of(store)
+        if purging is None:
             raise CommandError(f"{store.describe()} expires records by itself: nothing to purge")
-        removed = purge()
+        removed = purging.purge()
         self.stdout.write(f"removed {removed} expired records from {store.describe()}")
