@@ -48,11 +48,24 @@ class Instruments:
             explicit_bucket_boundaries_advisory=BUCKETS,
         )
 
+        # One attributes mapping per label set, made once and never changed (the SDK may keep it).
+        self._pairs: dict[tuple[str, str], dict[str, str]] = {}
+        self._names: dict[str, dict[str, str]] = {}
+
+    def _of(self, name: str, status: str) -> dict[str, str]:
+        found = self._pairs.get((name, status))
+        if found is None:
+            found = self._pairs[name, status] = {"name": name, "status": status}
+        return found
+
     def transition(self, name: str, status: str) -> None:
-        self.transitions.add(1, {"name": name, "status": status})
+        self.transitions.add(1, self._of(name, status))
 
     def duration(self, name: str, status: str, seconds: float) -> None:
-        self.durations.record(seconds, {"name": name, "status": status})
+        self.durations.record(seconds, self._of(name, status))
 
     def wait(self, name: str, seconds: float) -> None:
-        self.waits.record(seconds, {"name": name})
+        found = self._names.get(name)
+        if found is None:
+            found = self._names[name] = {"name": name}
+        self.waits.record(seconds, found)

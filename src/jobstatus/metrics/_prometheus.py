@@ -59,6 +59,9 @@ class Instruments:
             buckets=BUCKETS,
             registry=registry,
         )
+        self._transitions: dict[tuple[str, str], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._waits: dict[str, Histogram] = {}
 
     @classmethod
     def shared(cls) -> Instruments:
@@ -76,14 +79,26 @@ class Instruments:
     def collectors(self) -> tuple[Collector, ...]:
         return (self.transitions, self.durations, self.waits)
 
+    # ``labels()`` takes a lock and checks its arguments each time, the most of a
+    # transition's cost: each label set's child is looked up once, then kept.
+
     def transition(self, name: str, status: str) -> None:
-        self.transitions.labels(name, status).inc()
+        child = self._transitions.get((name, status))
+        if child is None:
+            child = self._transitions[name, status] = self.transitions.labels(name, status)
+        child.inc()
 
     def duration(self, name: str, status: str, seconds: float) -> None:
-        self.durations.labels(name, status).observe(seconds)
+        child = self._durations.get((name, status))
+        if child is None:
+            child = self._durations[name, status] = self.durations.labels(name, status)
+        child.observe(seconds)
 
     def wait(self, name: str, seconds: float) -> None:
-        self.waits.labels(name).observe(seconds)
+        child = self._waits.get(name)
+        if child is None:
+            child = self._waits[name] = self.waits.labels(name)
+        child.observe(seconds)
 
 
 class JobsCollector(Collector):
