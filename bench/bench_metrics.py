@@ -242,6 +242,51 @@ def _network_stores() -> list[tuple[str, Callable[[], Store], Callable[..., obje
     ]  # fmt: skip
 
 
+# -- multiprocess mode: the files of dead processes ---------------------------------------
+
+
+def multiprocess_rows(folder: Path) -> list[Row]:
+    """``render()`` in multiprocess mode with 1,000 dead processes' files against 10.
+
+    RQ forks a work horse per job, and prometheus_client keeps each process's
+    counter and histogram files (their totals must not go backwards): the files
+    of one real job's horse are copied under other pids.
+    """
+    import shutil
+    import subprocess
+
+    seed = folder / "seed"
+    seed.mkdir()
+    code = "import jobstatus; jobstatus.track(name='reports.export')(lambda: None)()"
+    environment = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(seed),
+                       JOBSTATUS_STORE=f"sqlite:///{folder / 'seed.db'}")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], env=environment, check=True)
+    figures = {}
+    for dead in (10, 1_000):
+        target = folder / f"dead-{dead}"
+        target.mkdir()
+        for pid in range(dead):
+            for source in seed.glob("*.db"):
+                kind = source.name.split("_")[0]
+                shutil.copy(source, target / f"{kind}_{900_000 + pid}.db")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(target)
+        try:
+            jobstatus.metrics.render(store="memory://")
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                jobstatus.metrics.render(store="memory://")
+                times.append(time.perf_counter() - start)
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        figures[dead] = sorted(times)[3] * 1e3
+    return [
+        Row("multiprocess render(), 1,000 dead processes' files", figures[1_000],
+            "10 dead processes' files", figures[10], "ms", "grows with the files: wipe the "
+            "directory when the workers restart"),
+    ]  # fmt: skip
+
+
 # -- a task through a real worker ---------------------------------------------------------
 
 
@@ -330,6 +375,7 @@ def main() -> str:
     with tempfile.TemporaryDirectory(prefix="jobstatus-bench-metrics-") as folder:
         rows += sqlite_scrape_rows(Path(folder))
         rows += network_scrape_rows()
+        rows += multiprocess_rows(Path(folder))
         rows += celery_rows(Path(folder))
     return report("Metrics: what they cost (issue 17)", rows, "metrics")
 
