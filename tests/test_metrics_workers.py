@@ -8,6 +8,7 @@ test reads what their children recorded through prometheus_client's
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 import jobstatus
 
 from .integrations._support import (
-    APPS,
     CELERY_REDIS_DB,
     RQ_REDIS_DB,
     finished,
@@ -35,7 +35,14 @@ from .integrations._support import (
 )
 
 pytestmark = [pytest.mark.timeout(180)]
+APPS = Path(__file__).parent / "metrics_apps"
+ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(APPS))
+
+
+def _env(store_url: str, **more: str) -> dict[str, str]:
+    """A worker's environment: its store, this module's apps, and ``more``."""
+    return worker_env(store_url, PYTHONPATH=os.pathsep.join([str(APPS), str(ROOT / "src")]), **more)
 
 
 class Scraped:
@@ -76,7 +83,7 @@ def _worker_folder(folder: Path) -> Path:
 def celery_worker() -> Iterator[tuple[Path, Path]]:
     pytest.importorskip("celery")
     require_redis()
-    import celery_tasks as tasks
+    import celery_metrics_app as tasks
 
     broker, queue = redis_url(CELERY_REDIS_DB), unique("jobstatus-metrics-celery")
     with scratch_dir("metrics-celery") as folder:
@@ -87,14 +94,14 @@ def celery_worker() -> Iterator[tuple[Path, Path]]:
         tasks.app.conf.task_default_queue = queue
         tasks.app.__dict__.pop("amqp", None)  # cached with the old queue and producer pool
         log = folder / "worker.log"
-        env = worker_env(
+        env = _env(
             url,
-            JOBSTATUS_TEST_CELERY_BROKER=broker,
-            JOBSTATUS_TEST_CELERY_QUEUE=queue,
+            METRICS_CELERY_BROKER=broker,
+            METRICS_CELERY_QUEUE=queue,
             PROMETHEUS_MULTIPROC_DIR=str(metrics),
         )
         command = [
-            python(), "-m", "celery", "-A", "celery_tasks", "worker", "-Q", queue,
+            python(), "-m", "celery", "-A", "celery_metrics_app", "worker", "-Q", queue,
             "-c", "2", "--pool", "prefork", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-n", f"{queue}@%h", "-l", "info",
         ]  # fmt: skip
@@ -112,12 +119,12 @@ def celery_worker() -> Iterator[tuple[Path, Path]]:
 def test_a_celery_prefork_worker_records_the_process_side_metrics(
     celery_worker: tuple[Path, Path],
 ) -> None:
-    import celery_tasks as tasks
+    import celery_metrics_app as tasks
 
     store, metrics = celery_worker
     jobstatus.configure(store=f"sqlite:///{store}")
     added = tasks.add.delay(1, 2)
-    failed = tasks.fail.delay("no")
+    failed = tasks.fail.delay()
     retried = tasks.retry_once.delay()
     assert finished(added, timeout=60).is_completed
     assert finished(failed).is_failed
@@ -178,7 +185,7 @@ def rq_worker() -> Iterator[tuple[str, Path, object]]:
             rq, "worker", "-w", "jobstatus.integrations.rq.StatusWorker", "--url", broker,
             "--with-scheduler", "--name", queue.name, queue.name,
         ]  # fmt: skip
-        process = start(command, worker_env(url, PROMETHEUS_MULTIPROC_DIR=str(metrics)),
+        process = start(command, _env(url, PROMETHEUS_MULTIPROC_DIR=str(metrics)),
                         folder / "worker.log")  # fmt: skip
         try:
             yield url, metrics, queue
@@ -192,16 +199,14 @@ def rq_worker() -> Iterator[tuple[str, Path, object]]:
 def test_an_rq_worker_records_the_process_side_metrics_in_its_work_horses(
     rq_worker: tuple[str, Path, object],
 ) -> None:
-    import rq_tasks as tasks
+    import rq_metrics_app as tasks
     from rq import Retry
 
     url, metrics, queue = rq_worker
     jobstatus.configure(store=url)
     added = queue.enqueue(tasks.add, 1, 2)  # type: ignore[attr-defined]
-    failed = queue.enqueue(tasks.fail, "no")  # type: ignore[attr-defined]
-    retried = queue.enqueue(  # type: ignore[attr-defined]
-        tasks.fail_once, unique("count"), retry=Retry(max=1, interval=1)
-    )
+    failed = queue.enqueue(tasks.fail)  # type: ignore[attr-defined]
+    retried = queue.enqueue(tasks.fail_once, retry=Retry(max=1, interval=1))  # type: ignore[attr-defined]
     assert finished(added, timeout=60).is_completed
     assert finished(failed).is_failed
     wait_for(retried, lambda s: s.is_completed)
