@@ -140,7 +140,7 @@ def test_default_store_without_environment_is_under_the_user_cache_dir(
 
 def test_public_names_are_exactly_all() -> None:
     public = {name for name in dir(jobstatus) if not name.startswith("_")}
-    modules = {"stores", "integrations", "web", "cli"}
+    modules = {"stores", "integrations", "web", "cli", "metrics"}
     assert public - modules == set(jobstatus.__all__)
     for name in [
         "configure",

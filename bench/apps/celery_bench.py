@@ -1,4 +1,5 @@
-"""A no-op Celery task for bench_queues; BENCH_TRACKED=1 tracks it with jobstatus."""
+"""A no-op Celery task for bench_queues and bench_metrics; BENCH_TRACKED=1 tracks it with
+jobstatus, and BENCH_METRICS=0 turns its metrics off."""
 
 import os
 
@@ -14,6 +15,10 @@ if TRACKED:
     from jobstatus.integrations.celery import track
 
     track(app, includes={"status", "exception", "serialized_job"})
+    if os.environ.get("BENCH_METRICS") == "0":
+        import jobstatus.metrics
+
+        jobstatus.metrics.configure(prometheus=False, otel=False)
 
 
 @app.task(name="bench.noop" if TRACKED else "bench.noop_plain")

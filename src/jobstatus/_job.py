@@ -26,6 +26,7 @@ from ._heartbeat import heartbeat
 from ._record import Change, Record, check_name, validate_job_id
 from ._status import Status
 from ._writer import AsyncWriter, Writer
+from .metrics._process import job_meter
 from .stores.base import Store
 
 logger = logging.getLogger("jobstatus")
@@ -113,6 +114,8 @@ class Job:
         )
         self.status = Status(job_id, self.record, self.store, job=self, writer=self.writer)
         self.failed_by_hand = False
+        # The metrics follow the record: a job whose lifecycle writes no status records none.
+        self.meter = job_meter(self.identity.name) if "status" in self.options.includes else None
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id!r}>"
@@ -148,6 +151,7 @@ class Job:
 
     def enqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Record ``queued`` (from the publishing process)."""
+        self._moved("queued")
         self._write(lifecycle.enqueued(self.options, serialized_job, self.identity))
 
     def started(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
@@ -159,8 +163,10 @@ class Job:
         """
         change = lifecycle.started(self.options, serialized_job, self.identity)
         if change and not self.writer.write_guarded(change):
+            self._ended("cancelled")
             self._write(lifecycle.cancelled(self.options))
             return False
+        self._began(change)
         self._running()
         return True
 
@@ -169,7 +175,9 @@ class Job:
         ``exc``), ``failed``, or ``cancelled`` when it raised :class:`Cancelled` or
         returned after learning of a cancel request."""
         self._stopped()
-        self._write(self._final_change(exc))
+        ending = self._ending(exc)
+        self._ended(ending)
+        self._write(self._final_change(ending, exc))
 
     def retrying(self, exc: BaseException | None = None) -> bool:
         """Record ``queued`` again, for a retry; whether the retry may go ahead.
@@ -180,8 +188,10 @@ class Job:
         self._stopped()
         self.failed_by_hand = False
         if self.cancel_seen or isinstance(exc, Cancelled):
+            self._ended("cancelled")
             self._write(lifecycle.cancelled(self.options))
             return False
+        self._ended("queued")
         self._write(lifecycle.retrying(self.options, exc))
         return True
 
@@ -189,21 +199,43 @@ class Job:
         """Record ``cancelled``: the job stopped (or will never run) because it was
         cancelled, or its queue revoked or aborted it."""
         self._stopped()
+        self._ended("cancelled")
         self._write(lifecycle.cancelled(self.options))
 
     def mark_failed(self, exc: BaseException) -> None:
         """Record ``failed`` now, and keep it when the job then returns."""
         self.failed_by_hand = True
+        self._moved("failed")
         self._write(lifecycle.raised(self.options, exc))
 
-    def _final_change(self, exc: BaseException | None) -> Change:
+    def _ending(self, exc: BaseException | None) -> str:
+        """How the attempt ends: ``completed``, ``failed`` or ``cancelled``."""
         if isinstance(exc, Cancelled) or (exc is None and self.cancel_seen):
+            return "cancelled"
+        return "failed" if exc is not None or self.failed_by_hand else "completed"
+
+    def _final_change(self, ending: str, exc: BaseException | None) -> Change:
+        if ending == "cancelled":
             return lifecycle.cancelled(self.options)
         if exc is not None:
             return lifecycle.raised(self.options, exc)
         if self.failed_by_hand:
             return Change()  # stays failed; the write still flushes what is held
         return lifecycle.returned(self.options)
+
+    # -- metrics: each transition tells the meter, when a library records -----------
+
+    def _moved(self, status: str) -> None:
+        if self.meter is not None:
+            self.meter.moved(status)
+
+    def _began(self, change: Change) -> None:
+        if self.meter is not None:
+            self.meter.began(change.set.get("started_at"), self.writer.queued_at)
+
+    def _ended(self, status: str) -> None:
+        if self.meter is not None:
+            self.meter.ended(status)
 
     def _running(self) -> None:
         heartbeat.add(self.writer)
@@ -220,35 +252,43 @@ class Job:
 
     async def aenqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Async twin of :meth:`enqueued`."""
+        self._moved("queued")
         await self._awrite(lifecycle.enqueued(self.options, serialized_job, self.identity))
 
     async def astarted(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
         """Async twin of :meth:`started`."""
         change = lifecycle.started(self.options, serialized_job, self.identity)
         if change and not await self.writer.awrite_guarded(change):
+            self._ended("cancelled")
             await self._awrite(lifecycle.cancelled(self.options))
             return False
+        self._began(change)
         self._running()
         return True
 
     async def afinished(self, exc: BaseException | None = None) -> None:
         """Async twin of :meth:`finished`."""
         self._stopped()
-        await self._awrite(self._final_change(exc))
+        ending = self._ending(exc)
+        self._ended(ending)
+        await self._awrite(self._final_change(ending, exc))
 
     async def aretrying(self, exc: BaseException | None = None) -> bool:
         """Async twin of :meth:`retrying`."""
         self._stopped()
         self.failed_by_hand = False
         if self.cancel_seen or isinstance(exc, Cancelled):
+            self._ended("cancelled")
             await self._awrite(lifecycle.cancelled(self.options))
             return False
+        self._ended("queued")
         await self._awrite(lifecycle.retrying(self.options, exc))
         return True
 
     async def acancelled(self) -> None:
         """Async twin of :meth:`cancelled`."""
         self._stopped()
+        self._ended("cancelled")
         await self._awrite(lifecycle.cancelled(self.options))
 
     # -- running --------------------------------------------------------------------

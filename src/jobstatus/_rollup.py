@@ -167,7 +167,32 @@ def write_through(update: Update, job_id: str, change: Change) -> Written:
     if new is None:
         return Written(applied=False, created=old is None, cancel=pending_cancel(old))
     move_groups(update, old, new, change)
-    return Written(applied=True, created=old is None, cancel=pending_cancel(new))
+    return Written(
+        applied=True,
+        created=old is None,
+        cancel=pending_cancel(new),
+        queued_at=queued_since(old, new),
+    )
+
+
+def queued_since(old: Record | None, new: Record) -> str | None:
+    """When ``old`` became queued, if this write moved it from queued to working
+    (see :attr:`Written.queued_at`); None otherwise or when the record cannot tell.
+
+    The newest ``queued`` history entry dates a retry as well as the enqueue. With
+    no history kept, ``queued_at`` dates only a first attempt: after a retry it is
+    the enqueue's time, which would count the earlier attempts as waiting.
+    """
+    if old is None or old.get("status") != "queued" or new.get("status") != "working":
+        return None
+    history = old.get("history")
+    if isinstance(history, list):
+        for entry in reversed(history):
+            if isinstance(entry, dict) and entry.get("status") == "queued":
+                at = entry.get("at")
+                return at if isinstance(at, str) else None
+    queued_at = old.get("queued_at")
+    return queued_at if isinstance(queued_at, str) and not old.get("attempts") else None
 
 
 def move_groups(update: Update, old: Record | None, new: Record, change: Change) -> None:

@@ -199,6 +199,9 @@ class Writer:
         self._restore: Change | None = None  # the restore queued last, never restored itself
         self._wrote = False  # a write of this job reached the store
         self._refusal: WriteRefused | None = None  # to raise once the flush is over
+        #: What the store answered to the last guarded write (a job's start): when the
+        #: record became queued (``Written.queued_at``), or None. The job's wait metric.
+        self.queued_at: str | None = None
         #: The cancel request this job learnt of (from a write's reply or the store's
         #: push), or None. Progress and status calls test it: no I/O on the hot path.
         self.cancel: Record | None = None
@@ -251,6 +254,7 @@ class Writer:
 
     def _guarded_written(self, change: Change, written: Written | None) -> bool:
         applied = written is None or written.applied
+        self.queued_at = written.queued_at if written is not None else None
         if applied:
             self.record.update(apply_change(self.record, change))
         self._written(change, written)

@@ -42,6 +42,11 @@ def register(
         metavar="KEY",
         help="serve a private key anyway (exception, serialized_job); repeatable",
     )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics (needs jobstatus[prometheus])",
+    )
     serve.set_defaults(handler=command_serve)
 
 
@@ -52,7 +57,11 @@ def command_serve(args: argparse.Namespace) -> int:
     # The web extra is optional: imported here, once it is known to be installed.
     from ..web.app import create_app
 
-    app = create_app(store=settings.store(), public=args.public, expose=args.expose)
+    if args.metrics:
+        require("prometheus_client", "prometheus")
+    # Passed only when asked for: create_app(metrics=) comes with the web's /metrics route.
+    metrics: dict[str, Any] = {"metrics": True} if args.metrics else {}
+    app = create_app(store=settings.store(), public=args.public, expose=args.expose, **metrics)
     where = f"http://{args.host}:{args.port}/"
     print(
         f"jobstatus: serving {settings.store().describe()} at {where}"

@@ -73,11 +73,18 @@ class Written:
         cancel: the cancel request the record holds while its job is queued or
             working (``{"requested_at", "reason"}``), or None: how a running job
             learns of a request from the reply to its next write.
+        queued_at: for a write that moved the record from ``queued`` to
+            ``working`` (a job's start), when the record last became queued:
+            the ``at`` of its newest ``queued`` history entry, or its
+            ``queued_at`` before any attempt; None for any other write, or when
+            the store cannot tell. How a worker measures the job's wait
+            (``jobstatus_job_wait_seconds``) without reading the record.
     """
 
     applied: bool = True
     created: bool = False
     cancel: Record | None = None
+    queued_at: str | None = None
 
 
 SKIPPED: Written = Written(applied=False)
