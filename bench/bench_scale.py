@@ -39,9 +39,17 @@ def fill(store: SQLiteStore, count: int) -> None:
         }
         rows.append((f"job-{n}", dumps(record), status, stamp, now + 3600))
         if len(rows) == 50_000:
-            db.executemany("INSERT INTO jobstatus VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
             rows.clear()
-    db.executemany("INSERT INTO jobstatus VALUES (?, ?, ?, ?, ?)", rows)
+    db.executemany(
+        "INSERT INTO jobstatus (job_id, record, status, updated_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def measure(folder: Path, count: int) -> dict[str, float]:

@@ -358,10 +358,11 @@ def listing_of(store: Store) -> Listing:
 
 
 def call_store(method: Callable[..., T], *args: Any) -> T:
-    """Call a store method; any non-StoreError failure becomes a StoreError too."""
+    """Call a store method; any failure but StoreError and NotSupportedError becomes a
+    StoreError too."""
     try:
         return method(*args)
-    except StoreError:
+    except (StoreError, NotSupportedError):
         raise
     except Exception as exc:
         raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
@@ -371,7 +372,7 @@ async def acall_store(method: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Async twin of :func:`call_store`."""
     try:
         return await method(*args)
-    except StoreError:
+    except (StoreError, NotSupportedError):
         raise
     except Exception as exc:
         raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
