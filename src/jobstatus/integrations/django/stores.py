@@ -18,13 +18,14 @@ Both import Django only when built, so this module imports without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
@@ -37,6 +38,7 @@ PURGE_EVERY = 500  # writes per process between purges of expired rows
 PURGE_BATCH = 1000  # rows removed per purge, so one write never stalls long
 READ_CHUNK = 1000  # ids per query when reading a batch
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -50,6 +52,24 @@ def _alias_from_url(url: str, scheme: str) -> str:
     if not alias:
         raise ConfigurationError(f"{url!r} names no alias; write {scheme}://default")
     return alias
+
+
+_helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobstatus-django")
+
+
+def _off_loop(method: Callable[P, T]) -> Callable[P, T]:
+    """``method``, run in a helper thread when called from a thread running an event
+    loop: Django refuses ORM calls there, and a plain call from async code must work."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return method(*args, **kwargs)
+        return _helpers.submit(method, *args, **kwargs).result()
+
+    return call
 
 
 class DjangoCacheStore(CacheStore):
@@ -176,7 +196,8 @@ class DjangoDatabaseStore(Store, Listing):
                 # never gets Django's request-end cleanup: don't leave it a connection.
                 connection.close()
 
-    def _write(self, job_id: str, change: Change) -> Written:
+    @_off_loop
+    def write(self, job_id: str, change: Change) -> Written:
         from django.db import transaction
 
         now = self._clock()
@@ -231,12 +252,15 @@ class DjangoDatabaseStore(Store, Listing):
         if expired:
             self._rows().filter(job_id__in=expired, expires_at__lte=now).delete()
 
-    def _purge(self) -> int:
+    @_off_loop
+    def purge(self) -> int:
+        """Delete every expired row now; return how many were removed."""
         with self._database("purge"):
             removed, _ = self._rows().filter(expires_at__lte=self._clock()).delete()
         return int(removed)
 
-    def _read(self, job_id: str) -> Record | None:
+    @_off_loop
+    def read(self, job_id: str) -> Record | None:
         with self._database("read"):
             found = (
                 self._rows()
@@ -246,7 +270,8 @@ class DjangoDatabaseStore(Store, Listing):
             )
         return loads_record(found) if found is not None else None
 
-    def _read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+    @_off_loop
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
         now = self._clock()
         with self._database("read"):
@@ -257,16 +282,19 @@ class DjangoDatabaseStore(Store, Listing):
                 found.update((job_id, loads_record(text)) for job_id, text in pairs)
         return [found.get(job_id) for job_id in job_ids]
 
-    def _delete(self, job_id: str) -> None:
+    @_off_loop
+    def delete(self, job_id: str) -> None:
         with self._database("delete"):
             self._rows().filter(job_id=job_id).delete()
 
-    def _child_ids(self, parent: str) -> list[str]:
+    @_off_loop
+    def child_ids(self, parent: str) -> list[str]:
         rows = self._rows().filter(parent=parent, expires_at__gt=self._clock())
         with self._database("list"):
             return list(rows.order_by("job_id").values_list("job_id", flat=True))
 
-    def _list_recent(
+    @_off_loop
+    def list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
         rows = self._rows().filter(expires_at__gt=self._clock())
@@ -279,41 +307,3 @@ class DjangoDatabaseStore(Store, Listing):
                 rows.order_by("-updated_at", "-job_id").values_list("job_id", "record")[:limit]
             )
         return [(job_id, loads_record(text)) for job_id, text in found]
-
-    # Django refuses ORM calls from a thread running an event loop; a plain call
-    # from async code must still work, so such a call runs in a helper thread.
-
-    def write(self, job_id: str, change: Change) -> Written:
-        return _off_loop(self._write, job_id, change)
-
-    def read(self, job_id: str) -> Record | None:
-        return _off_loop(self._read, job_id)
-
-    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
-        return _off_loop(self._read_many, job_ids)
-
-    def delete(self, job_id: str) -> None:
-        _off_loop(self._delete, job_id)
-
-    def list_recent(
-        self, status: str | None, limit: int, before: float | None
-    ) -> list[tuple[str, Record]]:
-        return _off_loop(self._list_recent, status, limit, before)
-
-    def child_ids(self, parent: str) -> list[str]:
-        return _off_loop(self._child_ids, parent)
-
-    def purge(self) -> int:
-        """Delete every expired row now; return how many were removed."""
-        return _off_loop(self._purge)
-
-
-_helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobstatus-django")
-
-
-def _off_loop(function: Callable[..., T], *args: Any) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return function(*args)
-    return _helpers.submit(function, *args).result()
