@@ -340,9 +340,13 @@ class JobSpec:
             own.parent if own.parent is not None else self.parent,
         )
 
-    def named(self, name: str) -> JobSpec:
-        """This spec for the task called ``name``."""
-        return replace(self, name=name)
+    def named(self, name: object) -> JobSpec:
+        """This spec for the task called ``name`` (a queue's, from its message); a
+        name a record cannot hold (not a str, empty, too long) leaves it unnamed."""
+        try:
+            return replace(self, name=check_name(name))
+        except (TypeError, ValueError):
+            return self
 
     def job(
         self,

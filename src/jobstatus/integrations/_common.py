@@ -1,32 +1,25 @@
 """What the queue integrations share: a task's :class:`~jobstatus._job.JobSpec`, and
 one attempt lifecycle that each queue drives from its own hooks.
 
-| where             | call                           | record                                  |
-|-------------------|--------------------------------|-----------------------------------------|
-| the publisher     | ``enqueue(job, serialized)``   | queued                                  |
-| the worker        | ``attempt.start(serialized)``  | working; False: cancelled before it     |
-|                   |                                | started, and its code must not run      |
-|                   | ``attempt.finish(exc)``        | completed, failed, or cancelled         |
-|                   |                                | (``exc`` a ``Cancelled``, or a cancel   |
-|                   |                                | seen while it ran)                      |
-|                   | ``attempt.requeue(exc)``       | queued again; False: the job is being   |
-|                   |                                | cancelled, so the retry must not run    |
-|                   | ``attempt.leave()``            | nothing: the attempt ends without an    |
-|                   |                                | outcome of its own                      |
-| another process   | ``record_outcome(job, exc)``   | an outcome decided outside the run      |
+- The publisher: ``enqueue(job, serialized)`` records queued.
+- The worker: ``attempt.start(serialized)`` records working, or answers False
+  when a cancel was pending (the job is recorded cancelled: its code must not run);
+  ``finish(exc)`` records completed, failed or cancelled; ``requeue(exc)`` records
+  queued again for a retry, or answers False when the job is being cancelled (the
+  queue must not retry it); ``leave()`` ends the attempt with no outcome of its own.
+- Another process: ``record_outcome(job, exc)`` records an outcome decided outside
+  the run (a revoke, a time limit, a dead worker).
 
-The async twins are ``aenqueue``, ``astart``, ``afinish`` and ``arequeue``, for a
-Job made by ``JobSpec.ajob`` (its writes run on the loop). An attempt records
-one outcome (the first ``finish`` or ``requeue``), and a store error never
-reaches the queue: it is logged. A task's group is given as ``parent`` to
-``JobSpec.job`` / ``ajob``, on the publisher's side and on the worker's.
+``aenqueue``, ``astart``, ``afinish`` and ``arequeue`` are the async twins, for a
+Job made by ``JobSpec.ajob``. An attempt records one outcome, and a store error
+never reaches the queue (it is logged). A task's group is the ``parent`` given to
+``JobSpec.job`` or ``ajob``, on the publisher's side and on the worker's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
@@ -34,12 +27,19 @@ from typing import Any, TypeVar
 from .._config import validate_options
 from .._errors import ConfigurationError, StoreError
 from .._job import SPEC_ATTRIBUTE, Job, JobSpec
-from .._record import check_name
 from .._status import Status
 
 logger = logging.getLogger("jobstatus")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def missing(queue: str, library: str) -> ConfigurationError:
+    """The error of an integration imported without its queue library."""
+    return ConfigurationError(
+        f"jobstatus.integrations.{queue} needs {library}: pip install 'jobstatus[{queue}]'"
+    )
+
 
 # -- a task's spec, from its options ----------------------------------------------------
 
@@ -77,6 +77,20 @@ def spec_from(value: object, where: str) -> JobSpec | None:
     return spec_of_options(store, options, where)
 
 
+def task_spec(app: JobSpec | None, option: object, name: object) -> JobSpec | None:
+    """A task's spec: its app's (or worker's, or middleware's) overridden by the task's
+    ``jobstatus`` option, named after the task; None when the option is False, or when
+    there is neither.
+
+    Raises:
+        ConfigurationError: a bad option, naming the task.
+    """
+    own = spec_from(option, f"task {name!r}")
+    if app is not None and option is not False:
+        own = app if own is None else app.merged(own)
+    return None if own is None else own.named(name)
+
+
 def declaring(
     where: str, *, enabled: bool = True, store: object = None, options: Mapping[str, Any]
 ) -> Callable[[F], F]:
@@ -101,14 +115,6 @@ def declared(fn: object, default: JobSpec) -> JobSpec | None:
     if spec is False:
         return None
     return spec if isinstance(spec, JobSpec) else default
-
-
-def named(spec: JobSpec, name: object) -> JobSpec:
-    """``spec`` for the task called ``name``; a name a record cannot hold is left out."""
-    try:
-        return spec.named(check_name(name))
-    except (TypeError, ValueError):
-        return spec
 
 
 # -- the lifecycle --------------------------------------------------------------------
@@ -139,16 +145,13 @@ async def aenqueue(job: Job, serialized_job: Mapping[str, Any] | None = None) ->
 class Attempt:
     """One attempt of a job in this process, from the queue's start hook to its end.
 
-    Keeping the Job from start to end means its held (throttled) changes go out
-    with the outcome. An Attempt that was never started records an outcome
-    decided outside the run (see :func:`record_outcome`).
+    The Job is kept from start to end, so its held (throttled) changes go out with
+    the outcome. An Attempt never started here records an outcome decided elsewhere.
 
     Attributes:
-        job: the attempt's Job.
-        exc: the exception the queue reported, kept while the queue decides
-            between a retry and a failure (in a later hook).
-        done: an outcome was recorded (or the start was refused): later
-            ``finish`` and ``requeue`` calls record nothing.
+        exc: the exception the queue reported, kept until a later hook decides
+            between a retry and a failure.
+        done: an outcome was recorded (or the start refused): no other will be.
     """
 
     def __init__(self, job: Job) -> None:
@@ -158,36 +161,26 @@ class Attempt:
         self._retry_allowed = True
         self._token: Token[Status | None] | None = None
 
-    def __repr__(self) -> str:
-        return f"<Attempt {self.job.job_id!r}>"
-
     def start(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
-        """Record ``working`` and make the job current; whether its code may run.
-
-        False: a cancel was pending, the job is recorded ``cancelled`` and its code
-        must not run. A store failure answers True (the job runs unrecorded).
-        """
-        runs = True
+        """Record ``working`` and make the job current; whether its code may run."""
         with quietly(self.job.job_id, "working"):
-            runs = self.job.started(serialized_job)
-        return self._entered(runs)
+            return self._entered(self.job.started(serialized_job))
+        return self._entered(True)  # the store failed: the job runs unrecorded
 
     async def astart(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
         """Async twin of :meth:`start`."""
-        runs = True
         with quietly(self.job.job_id, "working"):
-            runs = await self.job.astarted(serialized_job)
-        return self._entered(runs)
+            return self._entered(await self.job.astarted(serialized_job))
+        return self._entered(True)
 
     def _entered(self, runs: bool) -> bool:
         if runs:
             self._token = self.job.enter()
-        else:
-            self.done = True
+        self.done = not runs  # refused: recorded cancelled
         return runs
 
     def finish(self, exc: BaseException | None = None) -> None:
-        """Record how the attempt ended (completed, failed or cancelled), once; leave."""
+        """Record how the attempt ended, unless an outcome was; leave."""
         if self._settle():
             with quietly(self.job.job_id, "the outcome"):
                 self.job.finished(exc)
@@ -201,12 +194,8 @@ class Attempt:
         self.leave()
 
     def requeue(self, exc: BaseException | None = None) -> bool:
-        """Record ``queued`` again for a retry, once; whether the retry may go ahead.
-
-        False: the job is being cancelled (or ``exc`` is a ``Cancelled``): it is
-        recorded ``cancelled`` and the queue must not run it again. The job stays
-        current until :meth:`leave` (the task may still be unwinding).
-        """
+        """Record ``queued`` for a retry, unless an outcome was; whether the retry may
+        go ahead. The job stays current until :meth:`leave` (the task may be unwinding)."""
         if self._settle():
             with quietly(self.job.job_id, "the retry"):
                 self._retry_allowed = self.job.retrying(exc)
@@ -220,14 +209,13 @@ class Attempt:
         return self._retry_allowed
 
     def leave(self) -> None:
-        """The job stops being current here; nothing is recorded (once is enough)."""
+        """The job stops being current here; nothing is recorded."""
         token, self._token = self._token, None
-        if token is None:
-            return
-        # Left from another context than the one it started in (Huey's consumer
-        # reports a worker thread's task at shutdown): nothing of ours is set here.
+        # From another context than the one it started in (Huey's consumer reports
+        # a worker thread's task at shutdown), nothing of ours is set: no reset.
         with contextlib.suppress(ValueError, RuntimeError):
-            self.job.exit(token)
+            if token is not None:
+                self.job.exit(token)
 
     def _settle(self) -> bool:
         """Whether this is the attempt's first outcome (then it is the only one)."""
@@ -235,11 +223,15 @@ class Attempt:
         return first
 
 
-def record_outcome(job: Job, exc: BaseException | None, *, retry: bool = False) -> None:
+def record_outcome(
+    spec: JobSpec | None, job_id: str, exc: BaseException | None, *, retry: bool = False
+) -> None:
     """Record an outcome decided outside the job's run (a revoke, a time limit or a
     dead worker reported by another process): failed, cancelled for a ``Cancelled``,
-    or queued again when ``retry``."""
-    attempt = Attempt(job)
+    or queued again when ``retry``. Nothing when ``spec`` is None (not tracked)."""
+    if spec is None:
+        return
+    attempt = Attempt(spec.job(job_id))
     if retry:
         attempt.requeue(exc)
     else:
@@ -247,24 +239,17 @@ def record_outcome(job: Job, exc: BaseException | None, *, retry: bool = False) 
 
 
 class Attempts:
-    """The attempts running in this process, by job id (thread-safe)."""
+    """The attempts running in this process, by job id (each dict operation is atomic,
+    so threads share it without a lock)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._attempts: dict[str, Attempt] = {}
+        self._by_id: dict[str, Attempt] = {}
 
     def add(self, attempt: Attempt) -> None:
-        with self._lock:
-            self._attempts[attempt.job.job_id] = attempt
+        self._by_id[attempt.job.job_id] = attempt
 
     def get(self, job_id: object) -> Attempt | None:
-        if not isinstance(job_id, str):
-            return None
-        with self._lock:
-            return self._attempts.get(job_id)
+        return self._by_id.get(job_id) if isinstance(job_id, str) else None
 
     def pop(self, job_id: object) -> Attempt | None:
-        if not isinstance(job_id, str):
-            return None
-        with self._lock:
-            return self._attempts.pop(job_id, None)
+        return self._by_id.pop(job_id, None) if isinstance(job_id, str) else None

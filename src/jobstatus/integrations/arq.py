@@ -30,10 +30,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .._config import store_or_default
-from .._errors import ConfigurationError
 from .._job import JobSpec
 from ..stores.base import acall_store
-from ._common import Attempt, aenqueue, declared, declaring, named, quietly, spec_of_options
+from ._common import (
+    Attempt,
+    aenqueue,
+    declared,
+    declaring,
+    missing,
+    quietly,
+    spec_of_options,
+)
 
 try:
     from arq.connections import ArqRedis
@@ -42,9 +49,7 @@ try:
     from arq.typing import WorkerCoroutine
     from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, func
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.arq needs arq: pip install 'jobstatus[arq]'"
-    ) from exc
+    raise missing("arq", "arq") from exc
 
 __all__ = ["enqueue_job", "options", "track"]
 
@@ -113,7 +118,7 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
     job_id = kwargs.pop("_job_id", None) or uuid.uuid4().hex
     queue = kwargs.get("_queue_name") or redis.default_queue_name
     job_kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}
-    spec = named(JobSpec(), function)
+    spec = JobSpec().named(function)
     await aenqueue(await spec.ajob(job_id), spec.serialized(job_id, args, job_kwargs, queue))
     return await redis.enqueue_job(function, *args, _job_id=job_id, **kwargs)
 
@@ -127,7 +132,7 @@ def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> F
     own = declared(function.coroutine, JobSpec())
     if own is None:
         return _untracked(function, app)
-    spec = named(app.merged(own), function.name)
+    spec = app.merged(own).named(function.name)
     max_tries = function.max_tries or default_tries
     coroutine = function.coroutine
 
@@ -229,9 +234,7 @@ def _chain(
 
 
 def _setting(settings: Any, name: str, default: Any) -> Any:
-    if isinstance(settings, Mapping):
-        return settings.get(name, default)
-    return settings.__dict__.get(name, default)
+    return (settings if isinstance(settings, Mapping) else settings.__dict__).get(name, default)
 
 
 def _set(settings: Any, name: str, value: Any) -> None:

@@ -28,19 +28,26 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import ConfigurationError, NoCurrentJob
+from .._errors import NoCurrentJob
 from .._job import JobSpec
 from .._read import get as read_status
 from .._status import Progress, Status
-from ._common import Attempt, Attempts, enqueue, named, record_outcome, spec_from, spec_of_options
+from ._common import (
+    Attempt,
+    Attempts,
+    enqueue,
+    missing,
+    record_outcome,
+    spec_from,
+    spec_of_options,
+    task_spec,
+)
 
 try:
     from celery import Celery, Task, current_app, signals, states
     from celery.exceptions import Ignore, Reject, Retry, TaskRevokedError
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.celery needs Celery: pip install 'jobstatus[celery]'"
-    ) from exc
+    raise missing("celery", "Celery") from exc
 
 __all__ = ["StatusTask", "track", "untrack"]
 
@@ -75,17 +82,8 @@ def untrack(app: Celery) -> None:
 
 def spec_of(task: Any) -> JobSpec | None:
     """How ``task``'s jobs are recorded, or None when it is not tracked."""
-    if task is None:
-        return None
-    own_setting = getattr(task, "jobstatus", None)
-    if own_setting is False:
-        return None
-    name = getattr(task, "name", task)
-    own = spec_from(own_setting, f"task {name!r}")
     app = _apps.get(getattr(task, "app", None))
-    if app is not None:
-        own = app if own is None else app.merged(own)
-    return None if own is None else named(own, name)
+    return task_spec(app, getattr(task, "jobstatus", None), getattr(task, "name", task))
 
 
 class StatusTask(Task):  # type: ignore[misc]
@@ -175,10 +173,9 @@ def _on_publish(
         return
     app = current_app._get_current_object()
     task = _published_task(app, name)
-    spec = spec_of(task) if task is not None else _apps.get(app)
+    spec = spec_of(task) if task is not None else task_spec(_apps.get(app), None, name)
     if spec is None:
         return
-    spec = named(spec, name)
     args, kwargs = _body_args(body)
     enqueue(spec.job(task_id), spec.serialized(task_id, args, kwargs, routing_key))
 
@@ -268,9 +265,7 @@ def _record_elsewhere(task: Any, task_id: object, exc: BaseException | None, ret
     """Record an outcome for a task not running in this process."""
     if not isinstance(task_id, str) or _attempts.get(task_id) is not None:
         return  # the process running it records its own outcome
-    spec = spec_of(task)
-    if spec is not None:
-        record_outcome(spec.job(task_id), exc, retry=retry)
+    record_outcome(spec_of(task), task_id, exc, retry=retry)
 
 
 def _on_failure(
@@ -292,12 +287,7 @@ def _on_revoked(
     expired: bool = False,
     **_: Any,
 ) -> None:
-    if expired:
-        reason = "expired"
-    elif terminated:
-        reason = f"terminated by signal {signum}"
-    else:
-        reason = "revoked"
+    reason = "expired" if expired else f"terminated by signal {signum}" if terminated else "revoked"
     _record_elsewhere(sender, getattr(request, "id", None), TaskRevokedError(reason), retry=False)
 
 
@@ -310,7 +300,7 @@ def _fail_if_recorded(task_id: object, exc: BaseException) -> None:
             return
     except Exception:  # noqa: BLE001 - a broken store must not break the consumer
         return
-    record_outcome(JobSpec().job(task_id), exc)
+    record_outcome(JobSpec(), task_id, exc)
 
 
 def _on_unknown(id: object = None, exc: BaseException | None = None, **_: Any) -> None:  # noqa: A002

@@ -28,18 +28,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import ConfigurationError
 from .._job import JobSpec
 from .._record import exception_info
-from ._common import Attempt, Attempts, enqueue, named, quietly, spec_from, spec_of_options
+from ._common import Attempt, Attempts, enqueue, missing, quietly, spec_of_options, task_spec
 
 try:
     from dramatiq import Broker, Middleware
     from dramatiq.errors import ActorNotFound
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.dramatiq needs Dramatiq: pip install 'jobstatus[dramatiq]'"
-    ) from exc
+    raise missing("dramatiq", "Dramatiq") from exc
 
 __all__ = ["MessageSkipped", "StatusMiddleware"]
 
@@ -82,10 +79,9 @@ class StatusMiddleware(Middleware):
             setting = broker.get_actor(actor_name).options.get("jobstatus")
         except ActorNotFound:
             setting = None
-        if setting is False or (setting is None and not self.track_all):
+        if setting is None and not self.track_all:
             return None
-        own = spec_from(setting, f"actor {actor_name!r}")
-        return named(self.spec if own is None else self.spec.merged(own), actor_name)
+        return task_spec(self.spec, setting, actor_name)
 
     # -- publishing ----------------------------------------------------------------
 
@@ -126,7 +122,9 @@ class StatusMiddleware(Middleware):
             attempt.finish()
         elif attempt.done:
             # Placed before Retries, this hook runs after the retry was sent: add its exception.
-            self._note_retry_exception(attempt, exception)
+            if "exception" in attempt.job.options.includes:
+                with quietly(attempt.job.job_id, "the retry's exception"):
+                    attempt.job.status.update(exception=exception_info(exception), force=True)
         else:
             attempt.exc = exception  # failed or retried: decided by the Retries middleware
 
@@ -141,25 +139,15 @@ class StatusMiddleware(Middleware):
         attempt.leave()
         attempt.exc = MessageSkipped("skipped by a middleware")
 
-    @staticmethod
-    def _note_retry_exception(attempt: Attempt, exception: BaseException) -> None:
-        if "exception" in attempt.job.options.includes:
-            with quietly(attempt.job.job_id, "the retry's exception"):
-                attempt.job.status.update(exception=exception_info(exception), force=True)
-
     # -- acknowledging (the consumer thread) ------------------------------------------
 
     def before_ack(self, broker: Broker, message: Any) -> None:
-        self._settle(message)
-
-    def before_nack(self, broker: Broker, message: Any) -> None:
-        self._settle(message)
-
-    def _settle(self, message: Any) -> None:
         """The message is done with: record its exception as failed unless it was retried."""
         attempt = self._attempts.pop(message.message_id)
         if attempt is not None and attempt.exc is not None:
             attempt.finish(attempt.exc)
+
+    before_nack = before_ack
 
 
 def _serialized(spec: JobSpec, message: Any) -> dict[str, Any]:

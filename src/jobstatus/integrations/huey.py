@@ -26,26 +26,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import ConfigurationError
 from .._job import JobSpec
-from ._common import (
-    Attempt,
-    Attempts,
-    enqueue,
-    named,
-    record_outcome,
-    spec_from,
-    spec_of_options,
-)
+from ._common import Attempt, Attempts, enqueue, missing, record_outcome, spec_of_options, task_spec
 
 try:
     from huey import Huey
     from huey import signals as huey_signals
     from huey.exceptions import HueyException
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.huey needs Huey: pip install 'jobstatus[huey]'"
-    ) from exc
+    raise missing("huey", "Huey") from exc
 
 __all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "track", "untrack"]
 
@@ -65,15 +54,6 @@ class TaskInterrupted(HueyException):  # type: ignore[misc]
 _instances: weakref.WeakKeyDictionary[Huey, JobSpec] = weakref.WeakKeyDictionary()
 _connected: weakref.WeakSet[Huey] = weakref.WeakSet()  # untrack() keeps the handlers, idle
 _attempts = Attempts()
-
-# The failure signals that Huey sends from inside its ``except`` block, so the
-# exception is ``sys.exc_info()`` (only ``error`` passes it as an argument).
-_FAILURE_SIGNALS = (
-    huey_signals.SIGNAL_TIMEOUT,
-    huey_signals.SIGNAL_RATE_LIMITED,
-    huey_signals.SIGNAL_LOCKED,
-    huey_signals.SIGNAL_CANCELED,
-)
 
 
 def track(huey: Huey, *, store: object = None, **options: Any) -> None:
@@ -114,18 +94,15 @@ def _bound(huey: Huey, handler: Callable[[JobSpec, Any, str, tuple[Any, ...]], N
     def receive(signal: str, task: Any, *args: Any, **_: Any) -> None:
         instance = ref()
         app = _instances.get(instance) if instance is not None else None
-        spec = _task_spec(app, task) if app is not None else None
+        if app is None:
+            return  # untracked
+        name = f"{type(task).__module__}.{task.name}"
+        spec = task_spec(app, getattr(task, "jobstatus", True), name)
         if spec is not None:
             handler(spec, task, signal, args)
 
     receive.__name__ = f"jobstatus_{handler.__name__.lstrip('_')}"
     return receive
-
-
-def _task_spec(app: JobSpec, task: Any) -> JobSpec | None:
-    """The instance's spec overridden by the task's ``jobstatus`` option."""
-    own = spec_from(getattr(task, "jobstatus", True), f"task {task.name!r}")
-    return None if own is None else named(app.merged(own), f"{type(task).__module__}.{task.name}")
 
 
 def _serialized(spec: JobSpec, task: Any) -> dict[str, Any]:
@@ -174,7 +151,7 @@ def _skipped(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> No
     exc: HueyException = (
         TaskRevoked("revoked") if signal == huey_signals.SIGNAL_REVOKED else TaskExpired("expired")
     )
-    record_outcome(spec.job(task.id), exc)
+    record_outcome(spec, task.id, exc)
 
 
 def _interrupted(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
@@ -196,7 +173,11 @@ _HANDLERS: dict[str, Callable[[JobSpec, Any, str, tuple[Any, ...]], None]] = {
     huey_signals.SIGNAL_EXECUTING: _executing,
     huey_signals.SIGNAL_COMPLETE: _complete,
     huey_signals.SIGNAL_ERROR: _failed,
-    **{signal: _failed for signal in _FAILURE_SIGNALS},
+    # Sent from inside Huey's ``except`` block: the exception is ``sys.exc_info()``.
+    huey_signals.SIGNAL_TIMEOUT: _failed,
+    huey_signals.SIGNAL_RATE_LIMITED: _failed,
+    huey_signals.SIGNAL_LOCKED: _failed,
+    huey_signals.SIGNAL_CANCELED: _failed,
     huey_signals.SIGNAL_RETRYING: _retrying,
     huey_signals.SIGNAL_REVOKED: _skipped,
     huey_signals.SIGNAL_EXPIRED: _skipped,

@@ -30,18 +30,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._errors import ConfigurationError
 from .._job import JobSpec
-from ._common import Attempt, declared, declaring, enqueue, named, record_outcome
+from ._common import Attempt, declared, declaring, enqueue, missing, record_outcome
 
 try:
     from rq import Queue, Retry, Worker
     from rq.exceptions import AbandonedJobError
     from rq.job import Job
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.rq needs RQ: pip install 'jobstatus[rq]'"
-    ) from exc
+    raise missing("rq", "RQ") from exc
 
 __all__ = [
     "JobCanceled",
@@ -104,7 +101,7 @@ def spec_of(job: Job) -> JobSpec | None:
     except Exception:  # noqa: BLE001 - a function the publisher cannot import: defaults
         function = None
     spec = declared(function, JobSpec())
-    return None if spec is None else named(spec, _described(job)[0])
+    return None if spec is None else spec.named(_described(job)[0])
 
 
 def _has_retries_left(job: Job) -> bool:
@@ -161,9 +158,7 @@ class StatusJob(Job):
 
     def cancel(self, *args: Any, **kwargs: Any) -> Any:
         outcome = super().cancel(*args, **kwargs)
-        spec = spec_of(self)
-        if spec is not None:
-            record_outcome(spec.job(self.id), JobCanceled("canceled"))
+        record_outcome(spec_of(self), self.id, JobCanceled("canceled"))
         return outcome
 
 
@@ -213,21 +208,14 @@ class StatusWorker(Worker):
             text = str(kwargs.get("exc_string") or "").strip().splitlines()
             reason = text[0] if text else "the work horse ended without an outcome"
             exc = JobStopped(reason) if stopped else WorkHorseLost(reason)
-            _record_outside(job, exc, retry=_has_retries_left(job) and not stopped)
+            retry = _has_retries_left(job) and not stopped
+            record_outcome(spec_of(job), job.id, exc, retry=retry)
         return super().handle_job_failure(job, *args, **kwargs)
-
-
-def _record_outside(job: Job, exc: BaseException, *, retry: bool) -> None:
-    """Record an outcome decided outside the job's own run."""
-    spec = spec_of(job)
-    if spec is not None:
-        record_outcome(spec.job(job.id), exc, retry=retry)
 
 
 def _record_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
     """RQ's exception handler: jobs whose worker died are abandoned by its registry cleanup."""
     if exc_type is AbandonedJobError:
-        _record_outside(
-            job, WorkHorseLost("abandoned: its worker died"), retry=_has_retries_left(job)
-        )
+        exc = WorkHorseLost("abandoned: its worker died")
+        record_outcome(spec_of(job), job.id, exc, retry=_has_retries_left(job))
     return True  # let the next handler run

@@ -28,17 +28,14 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from .._errors import ConfigurationError
 from .._job import JobSpec
-from ._common import Attempt, aenqueue, named, spec_from, spec_of_options
+from ._common import Attempt, aenqueue, missing, spec_of_options, task_spec
 
 try:
     from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
     from taskiq.exceptions import NoResultError
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.taskiq needs Taskiq: pip install 'jobstatus[taskiq]'"
-    ) from exc
+    raise missing("taskiq", "Taskiq") from exc
 
 __all__ = ["StatusMiddleware"]
 
@@ -130,8 +127,7 @@ class StatusMiddleware(TaskiqMiddleware):
             label = task.labels.get(LABEL, True)
         else:  # a task this process does not know: only the wire's label, a string
             label = str(message.labels.get(LABEL, True)).lower() != "false"
-        own = spec_from(label, f"task {message.task_name!r}")
-        return None if own is None else named(self.spec.merged(own), message.task_name)
+        return task_spec(self.spec, label, message.task_name)
 
     def _serialized(self, spec: JobSpec, message: TaskiqMessage) -> dict[str, Any]:
         queue = getattr(self.broker, "queue_name", None)

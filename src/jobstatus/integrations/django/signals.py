@@ -21,7 +21,7 @@ import importlib
 import inspect
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ..._job import Job, JobSpec
@@ -149,17 +149,14 @@ def _status_name(task_result: Any) -> str:
     return str(getattr(status, "value", status))
 
 
-def _class_path(cls: type[BaseException]) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 def _live_exception(task_result: Any) -> BaseException | None:
     """The task's exception: backends send task_finished inside their ``except`` block."""
     exc = sys.exc_info()[1]
     if exc is None:
         return None
     errors = getattr(task_result, "errors", None)
-    if errors and getattr(errors[-1], "exception_class_path", None) != _class_path(type(exc)):
+    path = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if errors and getattr(errors[-1], "exception_class_path", None) != path:
         return None  # an unrelated exception being handled around the backend
     return exc
 
@@ -200,32 +197,34 @@ def _error_info(error: Any) -> tuple[str, str]:
     return name, ""
 
 
-def connect() -> list[str]:
-    """Hook the receivers to every task signal module installed; return their names."""
-    hooked = []
+def _installed() -> Iterator[tuple[str, Any]]:
+    """Each task signal module installed: its name and the module."""
     for module_name in SIGNAL_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
-        for name, receiver in (
-            ("task_enqueued", task_enqueued),
-            ("task_started", task_started),
-            ("task_finished", task_finished),
-        ):
-            getattr(module, name).connect(
-                receiver, dispatch_uid=f"{DISPATCH_PREFIX}:{module_name}:{name}", weak=False
-            )
-        hooked.append(module_name)
-    return hooked
+        yield module_name, module
+
+
+def connect() -> list[str]:
+    """Hook the receivers to every task signal module installed; return their names."""
+    for module_name, module in _installed():
+        for name, receiver in _RECEIVERS.items():
+            signal, uid = getattr(module, name), f"{DISPATCH_PREFIX}:{module_name}:{name}"
+            signal.connect(receiver, dispatch_uid=uid, weak=False)
+    return [module_name for module_name, _ in _installed()]
 
 
 def disconnect() -> None:
     """Undo :func:`connect` (for tests and benchmarks)."""
-    for module_name in SIGNAL_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for name in ("task_enqueued", "task_started", "task_finished"):
+    for module_name, module in _installed():
+        for name in _RECEIVERS:
             getattr(module, name).disconnect(dispatch_uid=f"{DISPATCH_PREFIX}:{module_name}:{name}")
+
+
+_RECEIVERS = {
+    "task_enqueued": task_enqueued,
+    "task_started": task_started,
+    "task_finished": task_finished,
+}
