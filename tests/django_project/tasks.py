@@ -13,6 +13,7 @@ except ImportError:
 
 import jobstatus
 from jobstatus.integrations.django import options
+from tests.integrations.apps import _gate
 
 HANDSHAKE_TIMEOUT = 30.0
 
@@ -44,6 +45,37 @@ class TaskBroke(Exception):
 @task()
 def fails_own(message: str) -> None:
     raise TaskBroke(message)
+
+
+@task()
+@options(throttle_interval=3600)
+def gated(gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate (tests/integrations/apps/_gate.py),
+    then make throttled (held) progress: the queue contract suite's task."""
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")
+    return "released"
+
+
+@task()
+def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@task()
+@options(includes={"status"})
+def plain_record() -> int:
+    return 2
 
 
 @task()
