@@ -57,8 +57,8 @@ def spec_of_options(store: object, options: Mapping[str, Any], where: str) -> Jo
 
 
 def spec_from(value: object, where: str) -> JobSpec | None:
-    """Parse a task's ``jobstatus`` option: True, False/None (None: not tracked), or a
-    dict of ``store`` and per-job options.
+    """Parse a task's ``jobstatus`` option: True, False/None (None: not tracked), a dict
+    of ``store`` and per-job options, or the JobSpec an option decorator set.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
@@ -67,6 +67,8 @@ def spec_from(value: object, where: str) -> JobSpec | None:
         return None
     if value is True:
         return JobSpec()
+    if isinstance(value, JobSpec):
+        return value
     if not isinstance(value, Mapping):
         raise ConfigurationError(
             f"the jobstatus option of {where} must be True, False or a dict of options, "
@@ -107,14 +109,6 @@ def declaring(
         return fn
 
     return decorate
-
-
-def declared(fn: object, default: JobSpec) -> JobSpec | None:
-    """The spec a function declared; None when it opted out; ``default`` when it says nothing."""
-    spec = getattr(fn, SPEC_ATTRIBUTE, None)
-    if spec is False:
-        return None
-    return spec if isinstance(spec, JobSpec) else default
 
 
 # -- the lifecycle --------------------------------------------------------------------

@@ -30,17 +30,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .._config import store_or_default
-from .._job import JobSpec
+from .._job import SPEC_ATTRIBUTE, JobSpec
 from ..stores.base import acall_store
-from ._common import (
-    Attempt,
-    aenqueue,
-    declared,
-    declaring,
-    missing,
-    quietly,
-    spec_of_options,
-)
+from ._common import Attempt, aenqueue, declaring, missing, quietly, spec_of_options, task_spec
 
 try:
     from arq.connections import ArqRedis
@@ -129,10 +121,9 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
 def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> Function:
     if getattr(function.coroutine, WRAPPED_ATTRIBUTE, False):
         return function
-    own = declared(function.coroutine, JobSpec())
-    if own is None:
+    spec = task_spec(app, getattr(function.coroutine, SPEC_ATTRIBUTE, True), function.name)
+    if spec is None:
         return _untracked(function, app)
-    spec = app.merged(own).named(function.name)
     max_tries = function.max_tries or default_tries
     coroutine = function.coroutine
 

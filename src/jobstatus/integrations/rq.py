@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._job import JobSpec
-from ._common import Attempt, declared, declaring, enqueue, missing, record_outcome
+from .._job import SPEC_ATTRIBUTE, JobSpec
+from ._common import Attempt, declaring, enqueue, missing, record_outcome, task_spec
 
 try:
     from rq import Queue, Retry, Worker
@@ -100,8 +100,7 @@ def spec_of(job: Job) -> JobSpec | None:
         function = job.func
     except Exception:  # noqa: BLE001 - a function the publisher cannot import: defaults
         function = None
-    spec = declared(function, JobSpec())
-    return None if spec is None else spec.named(_described(job)[0])
+    return task_spec(None, getattr(function, SPEC_ATTRIBUTE, True), _described(job)[0])
 
 
 def _has_retries_left(job: Job) -> bool:
@@ -115,11 +114,6 @@ def _described(job: Job) -> tuple[str, Any, Any]:
         return job.func_name or "<unknown>", job.args, job.kwargs
     except Exception:  # noqa: BLE001 - arguments the publisher cannot deserialize
         return "<unknown>", (), {}
-
-
-def _serialized(job: Job, spec: JobSpec, queue: str) -> dict[str, Any]:
-    _, args, kwargs = _described(job)
-    return spec.serialized(job.id, args, kwargs, queue)
 
 
 class StatusJob(Job):
@@ -136,7 +130,7 @@ class StatusJob(Job):
         if spec is None:
             return super().perform()
         attempt = Attempt(spec.job(self.id))
-        attempt.start(_serialized(self, spec, self.origin))
+        attempt.start(spec.serialized(self.id, *_described(self)[1:], self.origin))
         self._jobstatus_recorded = True
         try:
             result = super().perform()
@@ -183,7 +177,7 @@ class StatusQueue(Queue):
 def _record_queued(job: Job, queue_name: str) -> None:
     spec = spec_of(job)
     if spec is not None:
-        enqueue(spec.job(job.id), _serialized(job, spec, queue_name))
+        enqueue(spec.job(job.id), spec.serialized(job.id, *_described(job)[1:], queue_name))
 
 
 class StatusWorker(Worker):

@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..._job import Job, JobSpec
-from .._common import Attempt, Attempts, declared, declaring, enqueue, quietly
+from ..._job import SPEC_ATTRIBUTE, Job, JobSpec
+from .._common import Attempt, Attempts, declaring, enqueue, quietly, spec_from
 from . import conf
 from .async_tasks import AsyncTaskJob
 
@@ -55,21 +55,17 @@ def options(**given: Any) -> Callable[[F], F]:
     return declaring("options()", options=given)
 
 
-def _result_id(task_result: Any) -> str:
-    return str(task_result.id)
-
-
 def _spec(task_result: Any) -> JobSpec:
     """The task's spec: its ``options()``, then ``JOBSTATUS["TASKS"]``; named by its path."""
     task = task_result.task
-    own = declared(getattr(task, "func", None), JobSpec()) or JobSpec()
+    own = spec_from(getattr(task.func, SPEC_ATTRIBUTE, True), task.module_path) or JobSpec()
     chosen = {**own.options, **conf.current().tasks.get(task.module_path, {})}
     return JobSpec(name=task.module_path, options=chosen)
 
 
 def _job(task_result: Any, *, runs_here: bool = True) -> Job:
     """The task's Job; one that runs an async task here writes off the task's loop."""
-    spec, job_id = _spec(task_result), _result_id(task_result)
+    spec, job_id = _spec(task_result), str(task_result.id)
     if runs_here and inspect.iscoroutinefunction(getattr(task_result.task, "func", None)):
         return AsyncTaskJob(job_id, name=spec.name, options=spec.options)
     return spec.job(job_id)
@@ -86,7 +82,7 @@ def serialized(task_result: Any) -> dict[str, Any]:
     """The ``serialized_job`` of a TaskResult: name, args, kwargs, queue, job_id, backend."""
     task = task_result.task
     return _spec(task_result).serialized(
-        _result_id(task_result),
+        str(task_result.id),
         task_result.args,
         task_result.kwargs,
         task.queue_name,
@@ -126,7 +122,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``working`` and make the job current for the task body."""
     job = getattr(_enqueued, "job", None)
     _enqueued.job = None
-    if job is None or job.job_id != _result_id(task_result):
+    if job is None or job.job_id != str(task_result.id):
         job = _job(task_result)
     attempt = Attempt(job)
     # Backends send task_started in the thread and context that then runs the
@@ -138,7 +134,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
 
 def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``completed`` or ``failed`` (with the exception), flushing held changes."""
-    attempt = _attempts.pop(_result_id(task_result)) or Attempt(_job(task_result))
+    attempt = _attempts.pop(str(task_result.id)) or Attempt(_job(task_result))
     failed = _status_name(task_result) == "FAILED"
     attempt.finish(_failure(task_result, attempt.job) if failed else None)
     _written(attempt.job)
