@@ -198,6 +198,16 @@ def test_an_async_task_that_raises_is_failed_with_its_exception_and_its_changes(
     assert status["exception"] == {"class": "ValueError", "message": "async boom"}
 
 
+def test_a_store_that_fails_never_breaks_a_task(caplog: pytest.LogCaptureFixture) -> None:
+    """The receivers log what they could not record, even with on_store_error="raise"."""
+    jobstatus.configure(store="redis://127.0.0.1:1/0", on_store_error="raise")  # refused
+    for task in (_tasks().add, _tasks().async_add):
+        result = task.enqueue(1, 2)
+        assert result.status == "SUCCESSFUL" and result.return_value == 3
+        for what in ("queued", "working", "the outcome"):
+            assert f"could not record {what} for job '{result.id}'" in caplog.text
+
+
 def test_a_batch_of_task_results() -> None:
     tasks = _tasks()
     batch = jobstatus.Batch([tasks.count.enqueue(2), tasks.fails.enqueue("x")])

@@ -116,6 +116,11 @@ async def async_count(n: int) -> int:
 
 
 @task()
+async def async_add(a: int, b: int) -> int:
+    return a + b
+
+
+@task()
 async def async_fails(message: str) -> None:
     jobstatus.current()["step"] = "about to fail"
     await asyncio.sleep(0)

@@ -71,10 +71,11 @@ def _job(task_result: Any, *, runs_here: bool = True) -> Job:
     return spec.job(job_id)
 
 
-def _written(job: Job) -> None:
-    """Return once the job's writes so far are done (an async task's run on another loop)."""
+def _written(job: Job, what: str) -> None:
+    """Return once the job's writes so far (``what``) are done (an async task's run on
+    another loop)."""
     if isinstance(job, AsyncTaskJob):
-        with quietly(job.job_id, "a change"):
+        with quietly(job.job_id, what):
             job.written()
 
 
@@ -101,7 +102,7 @@ def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
     elif _already_started(job):
         return
     enqueue(job, serialized(task_result))
-    _written(job)
+    _written(job, "queued")
 
 
 def _already_started(job: Job) -> bool:
@@ -128,7 +129,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     # Backends send task_started in the thread and context that then runs the
     # task, so the job made current here is seen by the task body.
     attempt.start(serialized(task_result))
-    _written(job)
+    _written(job, "working")
     _attempts.add(attempt)
 
 
@@ -137,7 +138,7 @@ def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
     attempt = _attempts.pop(str(task_result.id)) or Attempt(_job(task_result))
     failed = _status_name(task_result) == "FAILED"
     attempt.finish(_failure(task_result, attempt.job) if failed else None)
-    _written(attempt.job)
+    _written(attempt.job, "the outcome")
 
 
 def _status_name(task_result: Any) -> str:
