@@ -200,7 +200,8 @@ def test_an_async_task_that_raises_is_failed_with_its_exception_and_its_changes(
 
 def test_a_store_that_fails_never_breaks_a_task(caplog: pytest.LogCaptureFixture) -> None:
     """The receivers log what they could not record, even with on_store_error="raise"."""
-    jobstatus.configure(store="redis://127.0.0.1:1/0", on_store_error="raise")  # refused
+    nobody = "postgresql://postgres@127.0.0.1:1/none"  # a connection refused at once
+    jobstatus.configure(store=nobody, on_store_error="raise")
     for task in (_tasks().add, _tasks().async_add):
         result = task.enqueue(1, 2)
         assert result.status == "SUCCESSFUL" and result.return_value == 3

@@ -7,8 +7,8 @@ one attempt lifecycle that each queue drives from its own hooks.
   ``finish(exc)`` records completed, failed or cancelled; ``requeue(exc)`` records
   queued again for a retry, or answers False when the job is being cancelled (the
   queue must not retry it); ``leave()`` ends the attempt with no outcome of its own.
-- Another process: ``record_outcome(job, exc)`` records an outcome decided outside
-  the run (a revoke, a time limit, a dead worker).
+- Another process: ``record_outcome(spec, job_id, exc)`` records an outcome decided
+  outside the run (a revoke, a time limit, a dead worker).
 
 ``aenqueue``, ``astart``, ``afinish`` and ``arequeue`` are the async twins, for a
 Job made by ``JobSpec.ajob``. An attempt records one outcome, and a store error
