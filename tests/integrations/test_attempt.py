@@ -69,6 +69,7 @@ def test_a_cancelled_exception_is_cancelled_and_never_retried() -> None:
     attempt = Attempt(SPEC.job("a-4"))
     attempt.start()
     assert not attempt.requeue(Cancelled("a-4"))
+    attempt.leave()
     assert jobstatus.get("a-4").is_cancelled
 
 
@@ -99,12 +100,12 @@ def test_store_failures_are_logged_and_never_reach_the_queue(
         assert any(f"could not record {what} for job 'a-6'" in line for line in said), said
 
 
-def test_an_attempt_left_from_another_thread_leaves_nothing_to_reset() -> None:
+def test_an_attempt_ended_from_another_thread_is_recorded_and_raises_nothing() -> None:
     attempt = Attempt(SPEC.job("a-7"))
-    attempt.start()
-    ended = threading.Thread(target=attempt.finish)  # a consumer's main thread, at shutdown
-    ended.start()
-    ended.join()
+    started = threading.Thread(target=attempt.start)  # a worker thread of Huey's consumer
+    started.start()
+    started.join()
+    attempt.finish()  # its main thread, at shutdown: the worker thread's context is not here
     assert jobstatus.get("a-7").is_completed
 
 
@@ -129,9 +130,12 @@ def test_the_async_twins_write_on_the_running_loop() -> None:
 def test_the_parent_given_at_publish_time_is_recorded_by_the_worker_too() -> None:
     group = jobstatus.group(name="import")
     enqueue(SPEC.job("a-9", parent=group))
-    Attempt(SPEC.job("a-9", parent=group.job_id)).start()
+    attempt = Attempt(SPEC.job("a-9", parent=group.job_id))
+    attempt.start()
     assert jobstatus.get("a-9")["parent"] == group.job_id
     assert jobstatus.get(group)["children"]["working"] == 1
+    attempt.finish()
+    assert jobstatus.get(group)["children"]["completed"] == 1
 
 
 def test_an_outcome_decided_elsewhere_is_recorded_for_tracked_tasks_only() -> None:
