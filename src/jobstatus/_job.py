@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeVar, overload
 
 from . import _lifecycle as lifecycle
@@ -349,26 +349,57 @@ class Job:
             logger.warning("jobstatus could not record job %r as failed", self.job_id)
 
 
-@dataclass(frozen=True)
-class TrackedFunction:
-    """How a ``@track``-ed function runs: its name, store and per-job options.
+#: Where a function declares how its jobs are recorded: its :class:`JobSpec`, or False
+#: (never tracked). ``track()`` and the queues' option decorators all set it.
+SPEC_ATTRIBUTE = "__jobstatus__"
+#: On a ``track()`` wrapper: the function it runs (``submit`` runs that under its own id).
+_RUNS_ATTRIBUTE = "__jobstatus_runs__"
 
-    The queue integrations keep the same per task in ``integrations._common.Tracking``.
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How the jobs of one function or task are recorded: their name, store, per-job
+    options and group.
+
+    ``track()`` keeps one per decorated function; each queue integration keeps one
+    per app or worker and one per task, the task's over the app's (:meth:`merged`).
+    Every Job of jobstatus is built by :meth:`job` or :meth:`ajob`.
     """
 
-    name: str
+    name: str | None = None
     store: object = None
     options: Mapping[str, Any] = field(default_factory=dict)
     parent: object = None
+
+    def merged(self, own: JobSpec) -> JobSpec:
+        """This spec overridden by ``own`` (a task's over its app's): options key by key."""
+        return JobSpec(
+            own.name if own.name is not None else self.name,
+            own.store if own.store is not None else self.store,
+            {**self.options, **own.options},
+            own.parent if own.parent is not None else self.parent,
+        )
+
+    def named(self, name: object) -> JobSpec:
+        """This spec for the task called ``name`` (a queue's, from its message); a
+        name a record cannot hold (not a str, empty, too long) leaves it unnamed."""
+        try:
+            return replace(self, name=check_name(name))
+        except (TypeError, ValueError):
+            return self
 
     def job(
         self,
         job_id: str,
         *,
-        loop: asyncio.AbstractEventLoop | None = None,
         parent: object = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Job:
-        """A Job for ``job_id`` (``parent`` overrides the function's own)."""
+        """A Job for ``job_id``; ``parent`` (one given at publish time) overrides the spec's.
+
+        Raises:
+            TypeError, ValueError: a malformed id, or a parent that is not a group.
+        """
         return Job(
             job_id,
             name=self.name,
@@ -377,6 +408,31 @@ class TrackedFunction:
             parent=self.parent if parent is None else parent,
             loop=loop,
         )
+
+    async def ajob(self, job_id: str, *, parent: object = None) -> Job:
+        """A Job for ``job_id`` whose writes run on the running event loop.
+
+        Its parent is checked first without blocking the loop, so the Job finds
+        the group's chain known and reads nothing.
+        """
+        chosen = self.parent if parent is None else parent
+        if chosen is not None:
+            await ancestry.acheck(store_or_default(self.store), chosen, job_id)
+        return self.job(job_id, parent=chosen, loop=asyncio.get_running_loop())
+
+    def serialized(
+        self, job_id: str, args: Any, kwargs: Any, queue: str | None = None, **more: Any
+    ) -> dict[str, Any]:
+        """The job's ``serialized_job``: name, args, kwargs, queue, job_id, and ``more``
+        (the core makes it JSON-safe)."""
+        return {
+            "name": self.name,
+            "args": list(args or ()),
+            "kwargs": dict(kwargs or {}),
+            "queue": queue,
+            "job_id": job_id,
+            **more,
+        }
 
     def run(
         self,
@@ -399,33 +455,17 @@ class TrackedFunction:
         parent: object = None,
     ) -> Any:
         """Run the coroutine function ``fn`` as the job ``job_id`` (writes on the loop)."""
-        chosen = self.parent if parent is None else parent
-        if chosen is not None:  # checked here, so Job() finds the chain known: no blocking read
-            await ancestry.acheck(store_or_default(self.store), chosen, job_id)
-        job = self.job(job_id, loop=asyncio.get_running_loop(), parent=chosen)
+        job = await self.ajob(job_id, parent=parent)
         return await job.arun(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
-    def serialized(
-        self, job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "queue": None,
-            "job_id": job_id,
-        }
 
-
-TRACKING_ATTRIBUTE = "__jobstatus_tracking__"
-
-
-def _tracking_of(fn: Callable[..., Any]) -> tuple[Callable[..., Any], TrackedFunction]:
-    """The undecorated function and its TrackedFunction (defaults for a plain function)."""
-    tracking = getattr(fn, TRACKING_ATTRIBUTE, None)
-    if isinstance(tracking, TrackedFunction):
-        return fn.__wrapped__, tracking  # type: ignore[attr-defined]
-    return fn, TrackedFunction(name=_name_of(fn))
+def _spec_of(fn: Callable[..., Any]) -> tuple[Callable[..., Any], JobSpec]:
+    """The code to run and its JobSpec: a ``track()`` wrapper's, else defaults."""
+    spec = getattr(fn, SPEC_ATTRIBUTE, None)
+    code = getattr(fn, _RUNS_ATTRIBUTE, None)
+    if isinstance(spec, JobSpec) and callable(code):
+        return code, spec
+    return fn, JobSpec(name=_name_of(fn))
 
 
 def _name_of(fn: Callable[..., Any]) -> str:
@@ -496,23 +536,24 @@ def track(
         validate_job_id(parent)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        tracking = TrackedFunction(name or _name_of(function), store, checked, parent)
+        spec = JobSpec(name or _name_of(function), store, checked, parent)
         wrapper: Callable[..., Any]
         if inspect.iscoroutinefunction(function):
 
             @functools.wraps(function)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await tracking.arun(function, new_job_id(), args, kwargs)
+                return await spec.arun(function, new_job_id(), args, kwargs)
 
             wrapper = async_wrapper
         else:
 
             @functools.wraps(function)
             def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return tracking.run(function, new_job_id(), args, kwargs)
+                return spec.run(function, new_job_id(), args, kwargs)
 
             wrapper = sync_wrapper
-        setattr(wrapper, TRACKING_ATTRIBUTE, tracking)
+        setattr(wrapper, SPEC_ATTRIBUTE, spec)
+        setattr(wrapper, _RUNS_ATTRIBUTE, function)
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
@@ -543,10 +584,10 @@ def submit(
             job_id = jobstatus.submit(pool, export, rows)
         jobstatus.get(job_id).wait()
     """
-    function, tracking = _tracking_of(fn)
+    function, spec = _spec_of(fn)
     job_id = new_job_id()
-    job = tracking.job(job_id, parent=parent)
-    job.enqueued(tracking.serialized(job_id, args, kwargs))
+    job = spec.job(job_id, parent=parent)
+    job.enqueued(spec.serialized(job_id, args, kwargs))
     executor.submit(
         _run_submitted,
         job_id,
@@ -573,8 +614,8 @@ def _run_submitted(
     if os.getpid() != submitter_pid and store_spec and not settings.is_store_configured():
         # A spawned worker starts with default settings: use the submitter's store.
         settings.configure(store=store_spec)
-    function, tracking = _tracking_of(fn)
-    return tracking.run(function, job_id, args, kwargs, parent)
+    function, spec = _spec_of(fn)
+    return spec.run(function, job_id, args, kwargs, parent)
 
 
 _background: set[asyncio.Task[Any]] = set()
@@ -593,17 +634,15 @@ async def asubmit(
 
         job_id = await jobstatus.asubmit(fetch_all, urls)
     """
-    function, tracking = _tracking_of(fn)
+    function, spec = _spec_of(fn)
     if not inspect.iscoroutinefunction(function):
         raise TypeError(f"asubmit() takes a coroutine function, not {function!r}")
     job_id = new_job_id()
-    loop = asyncio.get_running_loop()
-    chosen = tracking.parent if parent is None else parent
-    if chosen is not None:  # checked here, so Job() finds the chain known: no blocking read
-        await ancestry.acheck(store_or_default(tracking.store), chosen, job_id)
-    job = tracking.job(job_id, loop=loop, parent=chosen)
-    await job.aenqueued(tracking.serialized(job_id, args, kwargs))
-    task = loop.create_task(tracking.arun(function, job_id, args, kwargs, job.identity.parent))
+    job = await spec.ajob(job_id, parent=parent)
+    await job.aenqueued(spec.serialized(job_id, args, kwargs))
+    task = asyncio.get_running_loop().create_task(
+        spec.arun(function, job_id, args, kwargs, job.identity.parent)
+    )
     _background.add(task)
     task.add_done_callback(_forget)
     return job_id

@@ -51,7 +51,7 @@ TASKS = {
     "default": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"},
     "db": {
         "BACKEND": "django_tasks_db.DatabaseBackend",
-        "QUEUES": ["default", "nobody", "forced", "dbstore", "killed"],
+        "QUEUES": ["default", "forced", "killed", "contract"],
     },
     "dummy": {"BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"},
 }

@@ -47,6 +47,39 @@ def fails_own(message: str) -> None:
 
 
 @task()
+@options(throttle_interval=3600)
+def gated(gate: str, steps: int) -> str:
+    """Write progress and a key, wait at the gate (tests/integrations/apps/_gate.py),
+    then make throttled (held) progress: the queue contract suite's task."""
+    from tests.integrations.apps import _gate  # needs redis, which only this task uses
+
+    status = jobstatus.current()
+    status.progress.total = steps
+    status.progress.current = 1
+    status["step"] = "waiting"
+    _gate.wait(gate)
+    for _ in range(steps - 1):
+        status.progress.increment()
+    status.update(step="done")
+    return "released"
+
+
+@task()
+def swallow() -> str:
+    try:
+        raise KeyError("missing row")
+    except KeyError as exc:
+        jobstatus.current().catch_exception(exc)
+    return "handled"
+
+
+@task()
+@options(includes={"status"})
+def plain_record() -> int:
+    return 2
+
+
+@task()
 def swallows() -> str:
     try:
         {}["missing"]
@@ -81,6 +114,11 @@ async def async_count(n: int) -> int:
         await asyncio.sleep(0)
         status.progress.increment()
     return n
+
+
+@task()
+async def async_add(a: int, b: int) -> int:
+    return a + b
 
 
 @task()

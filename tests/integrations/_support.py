@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -13,7 +12,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,15 +32,6 @@ DRAMATIQ_REDIS_DB = 5
 HUEY_REDIS_DB = 6
 ARQ_REDIS_DB = 7
 TASKIQ_REDIS_DB = 8
-
-
-@dataclass
-class Worker:
-    """A worker subprocess's status store, queue and log, as a module's tests share them."""
-
-    store_url: str
-    queue: str
-    log: Path
 
 
 def redis_url(db: int) -> str:
@@ -139,25 +128,6 @@ def stays_fresh(job: object, seconds: float) -> Status:
 def finished(job: object, timeout: float = TIMEOUT) -> Status:
     """The job's finished status."""
     return wait_for(job, lambda s: s.is_finished, timeout)
-
-
-async def await_status(
-    job: object, predicate: Callable[[Status], bool], timeout: float = TIMEOUT
-) -> Status:
-    """The async twin of :func:`wait_for` (reads with ``jobstatus.aget``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = await jobstatus.aget(job)
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting; last status: {status.to_dict()}")
-        await asyncio.sleep(0.05)
-
-
-async def afinished(job: object, timeout: float = TIMEOUT) -> Status:
-    """The job's finished status, awaited."""
-    return await await_status(job, lambda s: s.is_finished, timeout)
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

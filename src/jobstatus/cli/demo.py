@@ -43,7 +43,7 @@ def command_demo(args: argparse.Namespace) -> int:
     with ProcessPoolExecutor(max_workers=3) as pool:
         ids = [jobstatus.submit(pool, fn, arg) for fn, arg in JOBS]
         names = {
-            job_id: fn.__jobstatus_tracking__.name  # type: ignore[attr-defined]
+            job_id: fn.__jobstatus__.name  # type: ignore[attr-defined]
             for job_id, (fn, _) in zip(ids, JOBS, strict=False)
         }
         code = watch_batch(Batch(ids), timeout=60, names=names)

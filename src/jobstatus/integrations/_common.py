@@ -1,46 +1,64 @@
-"""What the queue integrations share: per-task options, the running jobs of a
-process, and recording outcomes that must never break the queue.
+"""What the queue integrations share: a task's :class:`~jobstatus._job.JobSpec`, and
+one attempt lifecycle that each queue drives from its own hooks.
+
+- The publisher: ``enqueue(job, serialized)`` records queued.
+- The worker: ``attempt.start(serialized)`` records working, or answers False
+  when a cancel was pending (the job is recorded cancelled: its code must not run);
+  ``finish(exc)`` records completed, failed or cancelled; ``requeue(exc)`` records
+  queued again for a retry, or answers False when the job is being cancelled (the
+  queue must not retry it); ``leave()`` ends the attempt with no outcome of its own.
+- Another process: ``record_outcome(spec, job_id, exc)`` records an outcome decided
+  outside the run (a revoke, a time limit, a dead worker).
+
+``aenqueue``, ``astart``, ``afinish`` and ``arequeue`` are the async twins, for a
+Job made by ``JobSpec.ajob``. An attempt records one outcome, and a store error
+never reaches the queue (it is logged). A task's group is the ``parent`` given to
+``JobSpec.job`` or ``ajob``, on the publisher's side and on the worker's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .._config import validate_options
 from .._errors import ConfigurationError, StoreError
-from .._job import Job
+from .._job import SPEC_ATTRIBUTE, Job, JobSpec
 from .._status import Status
 
 logger = logging.getLogger("jobstatus")
 
-
-@dataclass(frozen=True)
-class Tracking:
-    """How one task's jobs are recorded: where, and with which per-job options."""
-
-    store: object = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def job(self, job_id: str) -> Job:
-        """A Job for ``job_id`` with these options."""
-        return Job(job_id, store=self.store, options=self.options)
-
-    def merged(self, other: Tracking) -> Tracking:
-        """These settings overridden by ``other``'s (task options over app options)."""
-        store = other.store if other.store is not None else self.store
-        return Tracking(store, {**self.options, **other.options})
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def tracking_from(value: object, where: str) -> Tracking | None:
-    """Parse a task's ``jobstatus`` option: True, False/None, or a dict of options.
+def missing(queue: str, library: str) -> ConfigurationError:
+    """The error of an integration imported without its queue library."""
+    return ConfigurationError(
+        f"jobstatus.integrations.{queue} needs {library}: pip install 'jobstatus[{queue}]'"
+    )
 
-    The dict takes ``store`` (a URL, Store or client) and any per-job option of
-    ``jobstatus.configure`` (``expires_in``, ``throttle_interval``, ``includes``, ...).
+
+# -- a task's spec, from its options ----------------------------------------------------
+
+
+def spec_of_options(store: object, options: Mapping[str, Any], where: str) -> JobSpec:
+    """A JobSpec of ``store`` and per-job ``options`` (those of ``jobstatus.configure``).
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value, naming ``where``.
+    """
+    try:
+        return JobSpec(store=store, options=validate_options(options))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
+def spec_from(value: object, where: str) -> JobSpec | None:
+    """Parse a task's ``jobstatus`` option: True, False/None (None: not tracked), a dict
+    of ``store`` and per-job options, or the JobSpec an option decorator set.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
@@ -48,7 +66,9 @@ def tracking_from(value: object, where: str) -> Tracking | None:
     if value is None or value is False:
         return None
     if value is True:
-        return Tracking()
+        return JobSpec()
+    if isinstance(value, JobSpec):
+        return value
     if not isinstance(value, Mapping):
         raise ConfigurationError(
             f"the jobstatus option of {where} must be True, False or a dict of options, "
@@ -56,81 +76,174 @@ def tracking_from(value: object, where: str) -> Tracking | None:
         )
     options = dict(value)
     store = options.pop("store", None)
-    try:
-        return Tracking(store, validate_options(options))
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{where}: {exc}") from None
+    return spec_of_options(store, options, where)
 
 
-def quietly(action: Callable[[], object], job_id: str, what: str) -> None:
-    """Run a lifecycle write; a store failure is logged, never raised into the queue."""
+def task_spec(app: JobSpec | None, option: object, name: object) -> JobSpec | None:
+    """A task's spec: its app's (or worker's, or middleware's) overridden by the task's
+    ``jobstatus`` option, named after the task; None when the option is False, or when
+    there is neither.
+
+    Raises:
+        ConfigurationError: a bad option, naming the task.
+    """
+    own = spec_from(option, f"task {name!r}")
+    if app is not None and option is not False:
+        own = app if own is None else app.merged(own)
+    return None if own is None else own.named(name)
+
+
+def declaring(
+    where: str, *, enabled: bool = True, store: object = None, options: Mapping[str, Any]
+) -> Callable[[F], F]:
+    """The decorator of a queue's per-function options: it sets the function's spec
+    (or False, never tracked) and returns the function itself.
+
+    Raises:
+        ConfigurationError: an unknown option or a bad value, naming ``where``.
+    """
+    spec = spec_of_options(store, options, where) if enabled else False
+
+    def decorate(fn: F) -> F:
+        setattr(fn, SPEC_ATTRIBUTE, spec)
+        return fn
+
+    return decorate
+
+
+# -- the lifecycle --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def quietly(job_id: str, what: str) -> Iterator[None]:
+    """Around a lifecycle write (sync or awaited): a store failure is logged, never
+    raised into the queue."""
     try:
-        action()
+        yield
     except StoreError as exc:
         logger.warning("jobstatus could not record %s for job %r: %s", what, job_id, exc)
 
 
-@dataclass
-class Running:
-    """A job running in this process, between the queue's start and end hooks.
+def enqueue(job: Job, serialized_job: Mapping[str, Any] | None = None) -> None:
+    """Record ``queued`` (the publisher's side)."""
+    with quietly(job.job_id, "queued"):
+        job.enqueued(serialized_job)
 
-    Keeping the Job object from start to end means its held (throttled)
-    changes go out with the final transition.
+
+async def aenqueue(job: Job, serialized_job: Mapping[str, Any] | None = None) -> None:
+    """Async twin of :func:`enqueue`."""
+    with quietly(job.job_id, "queued"):
+        await job.aenqueued(serialized_job)
+
+
+class Attempt:
+    """One attempt of a job in this process, from the queue's start hook to its end.
+
+    The Job is kept from start to end, so its held (throttled) changes go out with
+    the outcome. An Attempt never started here records an outcome decided elsewhere.
+
+    Attributes:
+        exc: the exception the queue reported, kept until a later hook decides
+            between a retry and a failure.
+        done: an outcome was recorded (or the start refused): no other will be.
     """
 
-    job: Job
-    token: Token[Status | None] | None = None
-    requeued: bool = False
-    finished: bool = False
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.exc: BaseException | None = None
+        self.done = False
+        self._retry_allowed = True
+        self._token: Token[Status | None] | None = None
 
-    def finish(self, exc: BaseException | None) -> None:
-        """Record completed or failed once; a requeued job stays queued."""
-        if self.finished or self.requeued:
-            return
-        self.finished = True
-        quietly(lambda: self.job.finished(exc), self.job.job_id, "the outcome")
+    def start(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
+        """Record ``working`` and make the job current; whether its code may run."""
+        with quietly(self.job.job_id, "working"):
+            return self._entered(self.job.started(serialized_job))
+        return self._entered(True)  # the store failed: the job runs unrecorded
 
-    def requeue(self, exc: BaseException | None) -> None:
-        """Record queued again (a retry), once."""
-        if self.finished or self.requeued:
-            return
-        self.requeued = True
-        quietly(lambda: self.job.retrying(exc), self.job.job_id, "the retry")
+    async def astart(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
+        """Async twin of :meth:`start`."""
+        with quietly(self.job.job_id, "working"):
+            return self._entered(await self.job.astarted(serialized_job))
+        return self._entered(True)
+
+    def _entered(self, runs: bool) -> bool:
+        if runs:
+            self._token = self.job.enter()
+        self.done = not runs  # refused: recorded cancelled
+        return runs
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """Record how the attempt ended, unless an outcome was; leave."""
+        if self._settle():
+            with quietly(self.job.job_id, "the outcome"):
+                self.job.finished(exc)
+        self.leave()
+
+    async def afinish(self, exc: BaseException | None = None) -> None:
+        """Async twin of :meth:`finish`."""
+        if self._settle():
+            with quietly(self.job.job_id, "the outcome"):
+                await self.job.afinished(exc)
+        self.leave()
+
+    def requeue(self, exc: BaseException | None = None) -> bool:
+        """Record ``queued`` for a retry, unless an outcome was; whether the retry may
+        go ahead. The job stays current until :meth:`leave` (the task may be unwinding)."""
+        if self._settle():
+            with quietly(self.job.job_id, "the retry"):
+                self._retry_allowed = self.job.retrying(exc)
+        return self._retry_allowed
+
+    async def arequeue(self, exc: BaseException | None = None) -> bool:
+        """Async twin of :meth:`requeue`."""
+        if self._settle():
+            with quietly(self.job.job_id, "the retry"):
+                self._retry_allowed = await self.job.aretrying(exc)
+        return self._retry_allowed
+
+    def leave(self) -> None:
+        """The job stops being current here; nothing is recorded."""
+        token, self._token = self._token, None
+        # From another context than the one it started in (Huey's consumer reports
+        # a worker thread's task at shutdown), nothing of ours is set: no reset.
+        with contextlib.suppress(ValueError, RuntimeError):
+            if token is not None:
+                self.job.exit(token)
+
+    def _settle(self) -> bool:
+        """Whether this is the attempt's first outcome (then it is the only one)."""
+        first, self.done = not self.done, True
+        return first
 
 
-class RunningJobs:
-    """The jobs running in this process, by job id (thread-safe)."""
+def record_outcome(
+    spec: JobSpec | None, job_id: str, exc: BaseException | None, *, retry: bool = False
+) -> None:
+    """Record an outcome decided outside the job's run (a revoke, a time limit or a
+    dead worker reported by another process): failed, cancelled for a ``Cancelled``,
+    or queued again when ``retry``. Nothing when ``spec`` is None (not tracked)."""
+    if spec is None:
+        return
+    attempt = Attempt(spec.job(job_id))
+    if retry:
+        attempt.requeue(exc)
+    else:
+        attempt.finish(exc)
+
+
+class Attempts:
+    """The attempts running in this process, by job id (each dict operation is atomic,
+    so threads share it without a lock)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Running] = {}
+        self._by_id: dict[str, Attempt] = {}
 
-    def add(self, running: Running) -> None:
-        with self._lock:
-            self._jobs[running.job.job_id] = running
+    def add(self, attempt: Attempt) -> None:
+        self._by_id[attempt.job.job_id] = attempt
 
-    def get(self, job_id: object) -> Running | None:
-        if not isinstance(job_id, str):
-            return None
-        with self._lock:
-            return self._jobs.get(job_id)
+    def get(self, job_id: object) -> Attempt | None:
+        return self._by_id.get(job_id) if isinstance(job_id, str) else None
 
-    def pop(self, job_id: object) -> Running | None:
-        if not isinstance(job_id, str):
-            return None
-        with self._lock:
-            return self._jobs.pop(job_id, None)
-
-
-def serialized(
-    name: str, args: Any, kwargs: Any, queue: str | None, job_id: str, **more: Any
-) -> dict[str, Any]:
-    """The ``serialized_job`` mapping (the core makes it JSON-safe)."""
-    return {
-        "name": name,
-        "args": list(args or ()),
-        "kwargs": dict(kwargs or {}),
-        "queue": queue,
-        "job_id": job_id,
-        **more,
-    }
+    def pop(self, job_id: object) -> Attempt | None:
+        return self._by_id.pop(job_id, None) if isinstance(job_id, str) else None

@@ -27,14 +27,12 @@ import asyncio
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .._config import store_or_default
-from .._errors import ConfigurationError, StoreError
-from .._job import Job
+from .._job import SPEC_ATTRIBUTE, JobSpec
 from ..stores.base import acall_store
-from ._common import Tracking, logger, serialized, tracking_from
+from ._common import Attempt, aenqueue, declaring, missing, quietly, spec_of_options, task_spec
 
 try:
     from arq.connections import ArqRedis
@@ -43,16 +41,14 @@ try:
     from arq.typing import WorkerCoroutine
     from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, func
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.arq needs arq: pip install 'jobstatus[arq]'"
-    ) from exc
+    raise missing("arq", "arq") from exc
 
 __all__ = ["enqueue_job", "options", "track"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-OPTIONS_ATTRIBUTE = "__jobstatus_arq__"
-CTX_KEY = "jobstatus"  # where a running job keeps its Job in arq's per-job ctx
+CTX_KEY = "jobstatus"  # where a running job keeps its Attempt in arq's per-job ctx
+MAX_TRIES_KEY = "jobstatus_max_tries"  # and the tries its function has
 WRAPPED_ATTRIBUTE = "__jobstatus_arq_wrapped__"
 ARQ_DEFAULT_MAX_TRIES = 5
 
@@ -70,14 +66,7 @@ def options(
     Raises:
         ConfigurationError: an unknown option or a bad value.
     """
-    value: object = {"store": store, **job_options} if enabled else False
-    tracking_from(value, "arq options()")
-
-    def decorate(fn: F) -> F:
-        setattr(fn, OPTIONS_ATTRIBUTE, value)
-        return fn
-
-    return decorate
+    return declaring("arq options()", enabled=enabled, store=store, options=job_options)
 
 
 def track(settings: Any, *, store: object = None, **job_options: Any) -> Any:
@@ -96,8 +85,7 @@ def track(settings: Any, *, store: object = None, **job_options: Any) -> Any:
     Raises:
         ConfigurationError: an unknown option or a bad value.
     """
-    app = tracking_from({"store": store, **job_options}, "arq WorkerSettings")
-    assert app is not None
+    app = spec_of_options(store, job_options, "arq WorkerSettings")
     default_tries = _setting(settings, "max_tries", ARQ_DEFAULT_MAX_TRIES)
     queue = _setting(settings, "queue_name", default_queue_name)
     wrapped = [
@@ -122,68 +110,46 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
     job_id = kwargs.pop("_job_id", None) or uuid.uuid4().hex
     queue = kwargs.get("_queue_name") or redis.default_queue_name
     job_kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}
-    job = Job(job_id, loop=asyncio.get_running_loop())
-    try:
-        await job.aenqueued(serialized(function, args, job_kwargs, queue, job_id))
-    except StoreError as exc:
-        logger.warning("jobstatus could not record queued for job %r: %s", job_id, exc)
+    spec = JobSpec().named(function)
+    await aenqueue(await spec.ajob(job_id), spec.serialized(job_id, args, job_kwargs, queue))
     return await redis.enqueue_job(function, *args, _job_id=job_id, **kwargs)
 
 
 # -- the worker side ---------------------------------------------------------------
 
 
-@dataclass
-class _Running:
-    """A job between its function's start and arq's ``after_job_end``."""
-
-    job: Job
-    max_tries: int
-    exc: BaseException | None = None
-    settled: bool = False  # completed or failed for sure: nothing left for the hook
-
-
-def _wrap(function: Function, app: Tracking, default_tries: int, queue: str) -> Function:
-    own = tracking_from(getattr(function.coroutine, OPTIONS_ATTRIBUTE, True), function.name)
+def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> Function:
     if getattr(function.coroutine, WRAPPED_ATTRIBUTE, False):
         return function
-    if own is None:
+    spec = task_spec(app, getattr(function.coroutine, SPEC_ATTRIBUTE, True), function.name)
+    if spec is None:
         return _untracked(function, app)
-    tracking = app.merged(own)
     max_tries = function.max_tries or default_tries
     coroutine = function.coroutine
 
     @functools.wraps(coroutine)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         job_id = ctx["job_id"]
-        job = Job(
-            job_id, store=tracking.store, options=tracking.options, loop=asyncio.get_running_loop()
-        )
-        running = _Running(job, max_tries)
-        ctx[CTX_KEY] = running
-        # Queued on the job's writer, not awaited: the function starts at once and
-        # every later write of the job goes out after this one.
-        job.started(serialized(function.name, args, kwargs, queue, job_id))
-        token = job.enter()
+        attempt = Attempt(await spec.ajob(job_id))
+        ctx[CTX_KEY], ctx[MAX_TRIES_KEY] = attempt, max_tries
+        await attempt.astart(spec.serialized(job_id, args, kwargs, queue))
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except (Retry, RetryJob, asyncio.CancelledError) as exc:
-            running.exc = exc  # retried, aborted or timed out: the hook knows which
+            attempt.exc = exc  # retried, aborted or timed out: the hook knows which
             raise
         except Exception as exc:
-            running.settled = True
-            await _quietly(job.afinished(exc), job_id)
+            await attempt.afinish(exc)
             raise
         finally:
-            job.exit(token)
-        running.settled = True
-        await _quietly(job.afinished(), job_id)
+            attempt.leave()
+        await attempt.afinish()
         return result
 
     return _replaced(function, run)
 
 
-def _untracked(function: Function, app: Tracking) -> Function:
+def _untracked(function: Function, app: JobSpec) -> Function:
     """A function opted out with ``@options(False)``: nothing is recorded for it.
 
     ``enqueue_job`` sees only the function's name, so it records ``queued``
@@ -195,7 +161,8 @@ def _untracked(function: Function, app: Tracking) -> Function:
     @functools.wraps(coroutine)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         job_id = ctx["job_id"]
-        await _quietly(_forget_queued(app.store, job_id), job_id)
+        with quietly(job_id, "the removal of its queued record"):
+            await _forget_queued(app.store, job_id)
         return await coroutine(ctx, *args, **kwargs)
 
     return _replaced(function, run)
@@ -220,34 +187,24 @@ def _replaced(function: Function, run: WorkerCoroutine) -> Function:
 
 async def _after_job_end(ctx: dict[str, Any]) -> None:
     """Settle a job that was retried, aborted, timed out or cancelled by a shutdown."""
-    running = ctx.get(CTX_KEY)
-    if not isinstance(running, _Running) or running.settled:
+    attempt = ctx.get(CTX_KEY)
+    if not isinstance(attempt, Attempt) or attempt.done:
         return
-    running.settled = True
     job_id: str = ctx["job_id"]
     redis: ArqRedis = ctx["redis"]
     if await redis.exists(job_key_prefix + job_id):  # arq will run it again
-        if ctx["job_try"] >= running.max_tries:  # ... only to fail it at once
-            exc: BaseException = JobExecutionFailed(f"max {running.max_tries} retries exceeded")
-            await _quietly(running.job.afinished(exc), job_id)
+        max_tries = ctx[MAX_TRIES_KEY]
+        if ctx["job_try"] >= max_tries:  # ... only to fail it at once
+            await attempt.afinish(JobExecutionFailed(f"max {max_tries} retries exceeded"))
         else:
-            await _quietly(running.job.aretrying(running.exc), job_id)
+            await attempt.arequeue(attempt.exc)
         return
     # Finished without returning: aborted, or cancelled by its timeout. arq
     # stored the exception it saw (the function itself only saw a cancel).
     info = await ArqJob(job_id, redis).result_info()
     outcome = info.result if info is not None else None
-    exc = (
-        outcome if isinstance(outcome, BaseException) else (running.exc or asyncio.CancelledError())
-    )
-    await _quietly(running.job.afinished(exc), job_id)
-
-
-async def _quietly(write: Awaitable[object], job_id: str) -> None:
-    try:
-        await write
-    except StoreError as exc:
-        logger.warning("jobstatus could not record a change of job %r: %s", job_id, exc)
+    exc = outcome if isinstance(outcome, BaseException) else attempt.exc
+    await attempt.afinish(exc or asyncio.CancelledError())
 
 
 def _chain(
@@ -268,9 +225,7 @@ def _chain(
 
 
 def _setting(settings: Any, name: str, default: Any) -> Any:
-    if isinstance(settings, Mapping):
-        return settings.get(name, default)
-    return settings.__dict__.get(name, default)
+    return (settings if isinstance(settings, Mapping) else settings.__dict__).get(name, default)
 
 
 def _set(settings: Any, name: str, value: Any) -> None:

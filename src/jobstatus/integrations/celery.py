@@ -28,24 +28,31 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import ConfigurationError, NoCurrentJob
-from .._job import Job
+from .._errors import NoCurrentJob
+from .._job import JobSpec
 from .._read import get as read_status
 from .._status import Progress, Status
-from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
+from ._common import (
+    Attempt,
+    Attempts,
+    enqueue,
+    missing,
+    record_outcome,
+    spec_from,
+    spec_of_options,
+    task_spec,
+)
 
 try:
     from celery import Celery, Task, current_app, signals, states
     from celery.exceptions import Ignore, Reject, Retry, TaskRevokedError
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.celery needs Celery: pip install 'jobstatus[celery]'"
-    ) from exc
+    raise missing("celery", "Celery") from exc
 
 __all__ = ["StatusTask", "track", "untrack"]
 
-_apps: weakref.WeakKeyDictionary[Celery, Tracking] = weakref.WeakKeyDictionary()
-_running = RunningJobs()
+_apps: weakref.WeakKeyDictionary[Celery, JobSpec] = weakref.WeakKeyDictionary()
+_attempts = Attempts()
 
 
 def track(app: Celery, *, store: object = None, **options: Any) -> None:
@@ -65,9 +72,7 @@ def track(app: Celery, *, store: object = None, **options: Any) -> None:
         app = Celery("shop", broker="redis://")
         track(app, includes={"status", "exception"})
     """
-    tracking = tracking_from({"store": store, **options}, f"app {app.main!r}")
-    assert tracking is not None
-    _apps[app] = tracking
+    _apps[app] = spec_of_options(store, options, f"app {app.main!r}")
 
 
 def untrack(app: Celery) -> None:
@@ -75,18 +80,10 @@ def untrack(app: Celery) -> None:
     _apps.pop(app, None)
 
 
-def tracking_of(task: Any) -> Tracking | None:
-    """How ``task`` is tracked, or None when it is not."""
-    if task is None:
-        return None
-    own_setting = getattr(task, "jobstatus", None)
-    if own_setting is False:
-        return None
-    own = tracking_from(own_setting, f"task {getattr(task, 'name', task)!r}")
-    app_tracking = _apps.get(getattr(task, "app", None))
-    if app_tracking is None:
-        return own
-    return app_tracking if own is None else app_tracking.merged(own)
+def spec_of(task: Any) -> JobSpec | None:
+    """How ``task``'s jobs are recorded, or None when it is not tracked."""
+    app = _apps.get(getattr(task, "app", None))
+    return task_spec(app, getattr(task, "jobstatus", None), getattr(task, "name", task))
 
 
 class StatusTask(Task):  # type: ignore[misc]
@@ -109,7 +106,7 @@ class StatusTask(Task):  # type: ignore[misc]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        tracking_from(cls.__dict__.get("jobstatus", True), f"task class {cls.__name__}")
+        spec_from(cls.__dict__.get("jobstatus", True), f"task class {cls.__name__}")
 
     @property
     def status(self) -> Status:
@@ -118,10 +115,10 @@ class StatusTask(Task):  # type: ignore[misc]
         Raises:
             NoCurrentJob: the task is not running as a tracked job.
         """
-        running = _running.get(self.request.id)
-        if running is None:
+        attempt = _attempts.get(self.request.id)
+        if attempt is None:
             raise NoCurrentJob(f"task {self.name!r} is not running as a tracked job")
-        return running.job.status
+        return attempt.job.status
 
     @property
     def progress(self) -> Progress:
@@ -129,8 +126,8 @@ class StatusTask(Task):  # type: ignore[misc]
         return self.status.progress
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        running = _running.get(self.request.id)
-        if running is None:
+        attempt = _attempts.get(self.request.id)
+        if attempt is None:
             return super().__call__(*args, **kwargs)
         # Celery's own __call__ pushes a request without the id; run() keeps
         # the worker's request, so self.request.id works inside the task.
@@ -139,9 +136,9 @@ class StatusTask(Task):  # type: ignore[misc]
         except (Retry, Ignore, Reject):
             raise
         except Exception as exc:
-            running.finish(exc)
+            attempt.finish(exc)
             raise
-        running.finish(None)
+        attempt.finish()
         return result
 
 
@@ -168,24 +165,19 @@ def _on_publish(
     name = headers.get("task") or sender
     if not isinstance(task_id, str) or not isinstance(name, str):
         return
-    running = _running.get(task_id)
-    if running is not None:
+    attempt = _attempts.get(task_id)
+    if attempt is not None:
         # The running task publishes itself again: a retry (or a replace). Record
         # queued before the message can reach a worker that starts it.
-        running.requeue(sys.exc_info()[1])
+        attempt.requeue(sys.exc_info()[1])
         return
     app = current_app._get_current_object()
     task = _published_task(app, name)
-    tracking = tracking_of(task) if task is not None else _apps.get(app)
-    if tracking is None:
+    spec = spec_of(task) if task is not None else task_spec(_apps.get(app), None, name)
+    if spec is None:
         return
     args, kwargs = _body_args(body)
-    job = tracking.job(task_id)
-    quietly(
-        lambda: job.enqueued(serialized(name, args, kwargs, routing_key, task_id)),
-        task_id,
-        "queued",
-    )
+    enqueue(spec.job(task_id), spec.serialized(task_id, args, kwargs, routing_key))
 
 
 def _published_task(app: Celery, name: str) -> Any:
@@ -211,15 +203,14 @@ def _published_task(app: Celery, name: str) -> Any:
 def _on_prerun(
     task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any
 ) -> None:
-    tracking = tracking_of(task)
-    if tracking is None or not isinstance(task_id, str):
+    spec = spec_of(task)
+    if spec is None or not isinstance(task_id, str):
         return
-    job = tracking.job(task_id)
     request = task.request
     queue = (request.delivery_info or {}).get("routing_key")
-    description = serialized(task.name, args, kwargs, queue, task_id, retries=request.retries)
-    quietly(lambda: job.started(description), task_id, "working")
-    _running.add(Running(job, job.enter()))
+    attempt = Attempt(spec.job(task_id))
+    attempt.start(spec.serialized(task_id, args, kwargs, queue, retries=request.retries))
+    _attempts.add(attempt)
 
 
 def _on_postrun(
@@ -229,43 +220,42 @@ def _on_postrun(
     state: str | None = None,
     **_: Any,
 ) -> None:
-    running = _running.pop(task_id)
-    if running is None:
+    attempt = _attempts.pop(task_id)
+    if attempt is None:
         return
     try:
-        _record_end(running, state, retval, requeue_works=bool(getattr(task, "acks_late", False)))
+        _record_end(attempt, state, retval, requeue_works=bool(getattr(task, "acks_late", False)))
     finally:
-        if running.token is not None:
-            running.job.exit(running.token)
+        attempt.leave()
 
 
-def _record_end(running: Running, state: str | None, retval: Any, *, requeue_works: bool) -> None:
+def _record_end(attempt: Attempt, state: str | None, retval: Any, *, requeue_works: bool) -> None:
     exc = retval if isinstance(retval, BaseException) else None
     if state == states.RETRY:
-        running.requeue(getattr(exc, "exc", None))
+        attempt.requeue(getattr(exc, "exc", None))
     elif state == states.REJECTED and getattr(exc, "requeue", False) and requeue_works:
         # Only a message not acknowledged yet (acks_late) goes back to the queue.
-        running.requeue(exc)
+        attempt.requeue(exc)
     elif state in (states.SUCCESS, states.IGNORED):
-        running.finish(None)
+        attempt.finish()
     elif state in (states.FAILURE, states.REJECTED):
-        running.finish(exc)
+        attempt.finish(exc)
     else:
-        _interrupted(running, sys.exc_info()[1])
+        _interrupted(attempt, sys.exc_info()[1])
 
 
-def _interrupted(running: Running, exc: BaseException | None) -> None:
+def _interrupted(attempt: Attempt, exc: BaseException | None) -> None:
     """The task was stopped by a BaseException (SystemExit, KeyboardInterrupt, ...).
 
     When the worker's main process stopped it (a hard time limit, a terminate),
     it has already recorded why; keep that, and fail the job only if nobody did.
     """
     try:
-        if read_status(running.job.job_id, store=running.job.store).is_finished:
+        if read_status(attempt.job.job_id, store=attempt.job.store).is_finished:
             return
     except Exception:  # noqa: BLE001 - then record the failure below
         pass
-    running.finish(exc or SystemExit("the task was interrupted"))
+    attempt.finish(exc or SystemExit("the task was interrupted"))
 
 
 # -- outcomes the worker's main process reports (time limits, lost or revoked) --------
@@ -273,16 +263,9 @@ def _interrupted(running: Running, exc: BaseException | None) -> None:
 
 def _record_elsewhere(task: Any, task_id: object, exc: BaseException | None, retry: bool) -> None:
     """Record an outcome for a task not running in this process."""
-    if not isinstance(task_id, str) or _running.get(task_id) is not None:
+    if not isinstance(task_id, str) or _attempts.get(task_id) is not None:
         return  # the process running it records its own outcome
-    tracking = tracking_of(task)
-    if tracking is None:
-        return
-    job = tracking.job(task_id)
-    if retry:
-        quietly(lambda: job.retrying(exc), task_id, "the retry")
-    else:
-        quietly(lambda: job.finished(exc), task_id, "the outcome")
+    record_outcome(spec_of(task), task_id, exc, retry=retry)
 
 
 def _on_failure(
@@ -304,12 +287,7 @@ def _on_revoked(
     expired: bool = False,
     **_: Any,
 ) -> None:
-    if expired:
-        reason = "expired"
-    elif terminated:
-        reason = f"terminated by signal {signum}"
-    else:
-        reason = "revoked"
+    reason = "expired" if expired else f"terminated by signal {signum}" if terminated else "revoked"
     _record_elsewhere(sender, getattr(request, "id", None), TaskRevokedError(reason), retry=False)
 
 
@@ -322,7 +300,7 @@ def _fail_if_recorded(task_id: object, exc: BaseException) -> None:
             return
     except Exception:  # noqa: BLE001 - a broken store must not break the consumer
         return
-    quietly(lambda: Job(task_id).finished(exc), task_id, "the outcome")
+    record_outcome(JobSpec(), task_id, exc)
 
 
 def _on_unknown(id: object = None, exc: BaseException | None = None, **_: Any) -> None:  # noqa: A002

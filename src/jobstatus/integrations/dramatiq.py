@@ -26,33 +26,23 @@ limits, skipped messages) is in ``docs/dramatiq.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from .._errors import ConfigurationError
+from .._job import JobSpec
 from .._record import exception_info
-from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
+from ._common import Attempt, Attempts, enqueue, missing, quietly, spec_of_options, task_spec
 
 try:
     from dramatiq import Broker, Middleware
     from dramatiq.errors import ActorNotFound
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.dramatiq needs Dramatiq: pip install 'jobstatus[dramatiq]'"
-    ) from exc
+    raise missing("dramatiq", "Dramatiq") from exc
 
 __all__ = ["MessageSkipped", "StatusMiddleware"]
 
 
 class MessageSkipped(Exception):
     """Recorded for a message a middleware skipped (an age limit, for example)."""
-
-
-@dataclass
-class _Run(Running):
-    """A message being processed: its exception waits for the retry decision."""
-
-    exception: BaseException | None = None
 
 
 class StatusMiddleware(Middleware):
@@ -74,53 +64,47 @@ class StatusMiddleware(Middleware):
     """
 
     def __init__(self, *, store: object = None, track_all: bool = True, **options: Any) -> None:
-        tracking = tracking_from({"store": store, **options}, "StatusMiddleware")
-        assert tracking is not None
-        self.tracking = tracking
+        self.spec = spec_of_options(store, options, "StatusMiddleware")
         self.track_all = track_all
-        self._running = RunningJobs()
+        self._attempts = Attempts()
 
     @property
     def actor_options(self) -> set[str]:
         """``jobstatus``: True, False or a dict of per-job options, per actor."""
         return {"jobstatus"}
 
-    def tracking_of(self, broker: Broker, actor_name: str) -> Tracking | None:
-        """How an actor's messages are tracked, or None when they are not."""
+    def spec_of(self, broker: Broker, actor_name: str) -> JobSpec | None:
+        """How an actor's messages are recorded, or None when they are not tracked."""
         try:
             setting = broker.get_actor(actor_name).options.get("jobstatus")
         except ActorNotFound:
             setting = None
-        if setting is False or (setting is None and not self.track_all):
+        if setting is None and not self.track_all:
             return None
-        own = tracking_from(setting, f"actor {actor_name!r}")
-        return self.tracking if own is None else self.tracking.merged(own)
+        return task_spec(self.spec, setting, actor_name)
 
     # -- publishing ----------------------------------------------------------------
 
     def before_enqueue(self, broker: Broker, message: Any, delay: int) -> None:
-        running = self._running.get(message.message_id)
-        if isinstance(running, _Run):
+        attempt = self._attempts.get(message.message_id)
+        if attempt is not None:
             # The message being processed is sent again: the Retries middleware
             # retries it. Queued is written before any worker can start it.
-            running.requeue(running.exception)
+            attempt.requeue(attempt.exc)
             return
-        tracking = self.tracking_of(broker, message.actor_name)
-        if tracking is None:
-            return
-        job = tracking.job(message.message_id)
-        quietly(lambda: job.enqueued(_description(message)), message.message_id, "queued")
+        spec = self.spec_of(broker, message.actor_name)
+        if spec is not None:
+            enqueue(spec.job(message.message_id), _serialized(spec, message))
 
     # -- processing (a worker thread) -----------------------------------------------
 
     def before_process_message(self, broker: Broker, message: Any) -> None:
-        tracking = self.tracking_of(broker, message.actor_name)
-        if tracking is None:
+        spec = self.spec_of(broker, message.actor_name)
+        if spec is None:
             return
-        running = _Run(tracking.job(message.message_id))
-        quietly(lambda: running.job.started(_description(message)), message.message_id, "working")
-        running.token = running.job.enter()
-        self._running.add(running)
+        attempt = Attempt(spec.job(message.message_id))
+        attempt.start(_serialized(spec, message))
+        self._attempts.add(attempt)
 
     def after_process_message(
         self,
@@ -130,68 +114,47 @@ class StatusMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        running = self._leave(message)
-        if running is None:
+        attempt = self._attempts.get(message.message_id)
+        if attempt is None:
             return
+        attempt.leave()
         if exception is None:
-            running.finish(None)
-        elif running.requeued:
+            attempt.finish()
+        elif attempt.done:
             # Placed before Retries, this hook runs after the retry was sent: add its exception.
-            self._note_retry_exception(running, exception)
+            if "exception" in attempt.job.options.includes:
+                with quietly(attempt.job.job_id, "the retry's exception"):
+                    attempt.job.status.update(exception=exception_info(exception), force=True)
         else:
-            running.exception = exception  # failed or retried: decided by the Retries middleware
+            attempt.exc = exception  # failed or retried: decided by the Retries middleware
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
-        running = self._leave(message)
-        if running is None:
-            tracking = self.tracking_of(broker, message.actor_name)
-            if tracking is None:
+        attempt = self._attempts.get(message.message_id)
+        if attempt is None:
+            spec = self.spec_of(broker, message.actor_name)
+            if spec is None:
                 return
-            running = _Run(tracking.job(message.message_id))
-            self._running.add(running)
-        running.exception = MessageSkipped("skipped by a middleware")
-
-    @staticmethod
-    def _note_retry_exception(running: _Run, exception: BaseException) -> None:
-        if "exception" not in running.job.options.includes:
-            return
-        info = exception_info(exception)
-        quietly(
-            lambda: running.job.status.update(exception=info, force=True),
-            running.job.job_id,
-            "the retry's exception",
-        )
-
-    def _leave(self, message: Any) -> _Run | None:
-        running = self._running.get(message.message_id)
-        if not isinstance(running, _Run):
-            return None
-        if running.token is not None:
-            running.job.exit(running.token)
-            running.token = None
-        return running
+            attempt = Attempt(spec.job(message.message_id))
+            self._attempts.add(attempt)
+        attempt.leave()
+        attempt.exc = MessageSkipped("skipped by a middleware")
 
     # -- acknowledging (the consumer thread) ------------------------------------------
 
     def before_ack(self, broker: Broker, message: Any) -> None:
-        self._settle(message)
-
-    def before_nack(self, broker: Broker, message: Any) -> None:
-        self._settle(message)
-
-    def _settle(self, message: Any) -> None:
         """The message is done with: record its exception as failed unless it was retried."""
-        running = self._running.pop(message.message_id)
-        if isinstance(running, _Run) and running.exception is not None:
-            running.finish(running.exception)
+        attempt = self._attempts.pop(message.message_id)
+        if attempt is not None and attempt.exc is not None:
+            attempt.finish(attempt.exc)
+
+    before_nack = before_ack
 
 
-def _description(message: Any) -> dict[str, Any]:
-    return serialized(
-        message.actor_name,
+def _serialized(spec: JobSpec, message: Any) -> dict[str, Any]:
+    return spec.serialized(
+        message.message_id,
         message.args,
         message.kwargs,
         message.queue_name,
-        message.message_id,
         retries=message.options.get("retries", 0),
     )

@@ -21,24 +21,20 @@ How each Huey signal maps to the record is in ``docs/huey.md``.
 from __future__ import annotations
 
 import sys
-import threading
 import traceback
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from .._errors import ConfigurationError
-from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
+from .._job import JobSpec
+from ._common import Attempt, Attempts, enqueue, missing, record_outcome, spec_of_options, task_spec
 
 try:
     from huey import Huey
     from huey import signals as huey_signals
     from huey.exceptions import HueyException
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.huey needs Huey: pip install 'jobstatus[huey]'"
-    ) from exc
+    raise missing("huey", "Huey") from exc
 
 __all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "track", "untrack"]
 
@@ -55,26 +51,9 @@ class TaskInterrupted(HueyException):  # type: ignore[misc]
     """Recorded as a job's exception when the consumer stopped while the task ran."""
 
 
-@dataclass
-class _Attempt(Running):
-    """A running task, with what a retry decision needs between two signals."""
-
-    thread: int = 0
-    pending: BaseException | None = None
-
-
-_instances: weakref.WeakKeyDictionary[Huey, Tracking] = weakref.WeakKeyDictionary()
+_instances: weakref.WeakKeyDictionary[Huey, JobSpec] = weakref.WeakKeyDictionary()
 _connected: weakref.WeakSet[Huey] = weakref.WeakSet()  # untrack() keeps the handlers, idle
-_running = RunningJobs()
-
-# The failure signals that Huey sends from inside its ``except`` block, so the
-# exception is ``sys.exc_info()`` (only ``error`` passes it as an argument).
-_FAILURE_SIGNALS = (
-    huey_signals.SIGNAL_TIMEOUT,
-    huey_signals.SIGNAL_RATE_LIMITED,
-    huey_signals.SIGNAL_LOCKED,
-    huey_signals.SIGNAL_CANCELED,
-)
+_attempts = Attempts()
 
 
 def track(huey: Huey, *, store: object = None, **options: Any) -> None:
@@ -97,9 +76,7 @@ def track(huey: Huey, *, store: object = None, **options: Any) -> None:
         huey = SqliteHuey(filename="/tmp/huey.db")
         track(huey, includes={"status", "exception"})
     """
-    tracking = tracking_from({"store": store, **options}, f"Huey {huey.name!r}")
-    assert tracking is not None
-    _instances[huey] = tracking
+    _instances[huey] = spec_of_options(store, options, f"Huey {huey.name!r}")
     if huey not in _connected:
         _connected.add(huey)
         for signal, handler in _HANDLERS.items():
@@ -111,109 +88,76 @@ def untrack(huey: Huey) -> None:
     _instances.pop(huey, None)
 
 
-def _bound(huey: Huey, handler: Callable[[Tracking, Any, str, tuple[Any, ...]], None]) -> Any:
+def _bound(huey: Huey, handler: Callable[[JobSpec, Any, str, tuple[Any, ...]], None]) -> Any:
     ref = weakref.ref(huey)
 
     def receive(signal: str, task: Any, *args: Any, **_: Any) -> None:
         instance = ref()
-        tracking = _instances.get(instance) if instance is not None else None
-        if tracking is None:
-            return
-        tracking = _task_tracking(tracking, task)
-        if tracking is not None:
-            handler(tracking, task, signal, args)
+        app = _instances.get(instance) if instance is not None else None
+        if app is None:
+            return  # untracked
+        name = f"{type(task).__module__}.{task.name}"
+        spec = task_spec(app, getattr(task, "jobstatus", True), name)
+        if spec is not None:
+            handler(spec, task, signal, args)
 
     receive.__name__ = f"jobstatus_{handler.__name__.lstrip('_')}"
     return receive
 
 
-def _task_tracking(app: Tracking, task: Any) -> Tracking | None:
-    """The instance's tracking overridden by the task's ``jobstatus`` option."""
-    option = getattr(task, "jobstatus", True)
-    own = tracking_from(option, f"task {task.name!r}")
-    return None if own is None else app.merged(own)
+def _serialized(spec: JobSpec, task: Any) -> dict[str, Any]:
+    return spec.serialized(task.id, task.args, task.kwargs, retries_left=task.retries)
 
 
-def _serialized(task: Any) -> dict[str, Any]:
-    return serialized(
-        f"{type(task).__module__}.{task.name}",
-        task.args,
-        task.kwargs,
-        None,
-        task.id,
-        retries_left=task.retries,
-    )
+# -- handlers: (spec, task, signal, extra signal args) -------------------------------
 
 
-# -- handlers: (tracking, task, signal, extra signal args) ---------------------------
+def _enqueued(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+    enqueue(spec.job(task.id), _serialized(spec, task))
 
 
-def _enqueued(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    job = tracking.job(task.id)
-    quietly(lambda: job.enqueued(_serialized(task)), task.id, "queued")
+def _executing(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+    attempt = Attempt(spec.job(task.id))
+    attempt.start(_serialized(spec, task))
+    _attempts.add(attempt)
 
 
-def _executing(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    attempt = _Attempt(tracking.job(task.id), thread=threading.get_ident())
-    quietly(lambda: attempt.job.started(_serialized(task)), task.id, "working")
-    attempt.token = attempt.job.enter()
-    _running.add(attempt)
-
-
-def _complete(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    attempt = _end(task)
+def _complete(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+    attempt = _attempts.pop(task.id)
     if attempt is not None:
-        attempt.finish(None)
+        attempt.finish()
 
 
-def _failed(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+def _failed(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc = args[0] if args else sys.exc_info()[1]
-    retry_follows = bool(task.retries) and not _cancelled_before_running(signal, exc)
-    if retry_follows:
-        attempt = _running.get(task.id)
-        if isinstance(attempt, _Attempt):
-            attempt.pending = exc  # the retrying signal comes next and records it
+    if task.retries and not _cancelled_before_running(signal, exc):
+        attempt = _attempts.get(task.id)
+        if attempt is not None:
+            attempt.exc = exc  # the retrying signal comes next and records it
         return
-    attempt = _end(task)
+    attempt = _attempts.pop(task.id)
     if attempt is not None:
         attempt.finish(exc)
 
 
-def _retrying(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    attempt = _end(task)
+def _retrying(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+    attempt = _attempts.pop(task.id)
     if attempt is not None:
-        attempt.requeue(attempt.pending)
+        attempt.leave()
+        attempt.requeue(attempt.exc)
 
 
-def _skipped(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+def _skipped(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc: HueyException = (
         TaskRevoked("revoked") if signal == huey_signals.SIGNAL_REVOKED else TaskExpired("expired")
     )
-    job = tracking.job(task.id)
-    quietly(lambda: job.finished(exc), task.id, signal)
+    record_outcome(spec, task.id, exc)
 
 
-def _interrupted(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
+def _interrupted(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc = TaskInterrupted("interrupted: the consumer stopped while the task ran")
-    attempt = _end(task)
-    if attempt is not None:
-        attempt.finish(exc)
-    else:
-        job = tracking.job(task.id)
-        quietly(lambda: job.finished(exc), task.id, signal)
-
-
-def _end(task: Any) -> _Attempt | None:
-    """Forget the running task and leave its job context (when on its own thread)."""
-    attempt = _running.pop(task.id)
-    if not isinstance(attempt, _Attempt):
-        return None
-    # The consumer's main thread reports tasks interrupted at shutdown: the
-    # context to reset belongs to the worker thread, which is gone.
-    if attempt.token is not None and attempt.thread == threading.get_ident():
-        attempt.job.exit(attempt.token)
-    attempt.token = None
-    return attempt
+    attempt = _attempts.pop(task.id) or Attempt(spec.job(task.id))
+    attempt.finish(exc)  # from the consumer's main thread at shutdown, for a worker's task
 
 
 def _cancelled_before_running(signal: str, exc: object) -> bool:
@@ -224,12 +168,16 @@ def _cancelled_before_running(signal: str, exc: object) -> bool:
     return any(frame.name == "_run_pre_execute" for frame in frames)
 
 
-_HANDLERS: dict[str, Callable[[Tracking, Any, str, tuple[Any, ...]], None]] = {
+_HANDLERS: dict[str, Callable[[JobSpec, Any, str, tuple[Any, ...]], None]] = {
     huey_signals.SIGNAL_ENQUEUED: _enqueued,
     huey_signals.SIGNAL_EXECUTING: _executing,
     huey_signals.SIGNAL_COMPLETE: _complete,
     huey_signals.SIGNAL_ERROR: _failed,
-    **{signal: _failed for signal in _FAILURE_SIGNALS},
+    # Sent from inside Huey's ``except`` block: the exception is ``sys.exc_info()``.
+    huey_signals.SIGNAL_TIMEOUT: _failed,
+    huey_signals.SIGNAL_RATE_LIMITED: _failed,
+    huey_signals.SIGNAL_LOCKED: _failed,
+    huey_signals.SIGNAL_CANCELED: _failed,
     huey_signals.SIGNAL_RETRYING: _retrying,
     huey_signals.SIGNAL_REVOKED: _skipped,
     huey_signals.SIGNAL_EXPIRED: _skipped,

@@ -30,17 +30,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._errors import ConfigurationError
-from ._common import Running, Tracking, quietly, serialized, tracking_from
+from .._job import SPEC_ATTRIBUTE, JobSpec
+from ._common import Attempt, declaring, enqueue, missing, record_outcome, task_spec
 
 try:
     from rq import Queue, Retry, Worker
     from rq.exceptions import AbandonedJobError
     from rq.job import Job
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.rq needs RQ: pip install 'jobstatus[rq]'"
-    ) from exc
+    raise missing("rq", "RQ") from exc
 
 __all__ = [
     "JobCanceled",
@@ -54,7 +52,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-OPTIONS_ATTRIBUTE = "__jobstatus__"
 
 
 class JobStopped(Exception):
@@ -93,24 +90,17 @@ def status_options(
             status = jobstatus.current()
             ...
     """
-    tracking = tracking_from({"store": store, **options} if enabled else False, "status_options")
-
-    def decorate(fn: F) -> F:
-        setattr(fn, OPTIONS_ATTRIBUTE, tracking if tracking is not None else False)
-        return fn
-
-    return decorate
+    return declaring("status_options", enabled=enabled, store=store, options=options)
 
 
-def tracking_of(job: Job) -> Tracking | None:
-    """How an RQ job is tracked, from its function's ``status_options``; None when it is not."""
+def spec_of(job: Job) -> JobSpec | None:
+    """How an RQ job is recorded, from its function's ``status_options``; None when it
+    is not tracked."""
     try:
-        setting = getattr(job.func, OPTIONS_ATTRIBUTE, None)
+        function = job.func
     except Exception:  # noqa: BLE001 - a function the publisher cannot import: defaults
-        setting = None
-    if setting is False:
-        return None
-    return setting if isinstance(setting, Tracking) else Tracking()
+        function = None
+    return task_spec(None, getattr(function, SPEC_ATTRIBUTE, True), _described(job)[0])
 
 
 def _has_retries_left(job: Job) -> bool:
@@ -118,12 +108,12 @@ def _has_retries_left(job: Job) -> bool:
     return bool(job.retries_left and job.retries_left > 0)
 
 
-def _description(job: Job) -> dict[str, Any]:
+def _described(job: Job) -> tuple[str, Any, Any]:
+    """The job's function name, args and kwargs."""
     try:
-        name, args, kwargs = job.func_name, job.args, job.kwargs
+        return job.func_name or "<unknown>", job.args, job.kwargs
     except Exception:  # noqa: BLE001 - arguments the publisher cannot deserialize
-        name, args, kwargs = "<unknown>", (), {}
-    return serialized(name or "<unknown>", args, kwargs, job.origin, job.id)
+        return "<unknown>", (), {}
 
 
 class StatusJob(Job):
@@ -136,37 +126,33 @@ class StatusJob(Job):
     _jobstatus_recorded = False
 
     def perform(self) -> Any:
-        tracking = tracking_of(self)
-        if tracking is None:
+        spec = spec_of(self)
+        if spec is None:
             return super().perform()
-        running = Running(tracking.job(self.id))
-        quietly(lambda: running.job.started(_description(self)), self.id, "working")
-        running.token = running.job.enter()
+        attempt = Attempt(spec.job(self.id))
+        attempt.start(spec.serialized(self.id, *_described(self)[1:], self.origin))
         self._jobstatus_recorded = True
         try:
             result = super().perform()
         except BaseException as exc:
             if isinstance(exc, Exception) and _has_retries_left(self):
-                running.requeue(exc)
+                attempt.requeue(exc)
             else:
-                running.finish(exc)
+                attempt.finish(exc)
             raise
         finally:
-            running.job.exit(running.token)
+            attempt.leave()
         if not isinstance(result, Retry) or not hasattr(self, "number_of_retries"):
-            running.finish(None)  # before RQ 2.x added returning Retry, it is a plain value
+            attempt.finish()  # before RQ 2.x added returning Retry, it is a plain value
         elif (self.number_of_retries or 0) >= result.max:
-            running.finish(RetriesExceeded(f"still retrying after {result.max} retries"))
+            attempt.finish(RetriesExceeded(f"still retrying after {result.max} retries"))
         else:
-            running.requeue(None)
+            attempt.requeue()
         return result
 
     def cancel(self, *args: Any, **kwargs: Any) -> Any:
         outcome = super().cancel(*args, **kwargs)
-        tracking = tracking_of(self)
-        if tracking is not None:
-            job = tracking.job(self.id)
-            quietly(lambda: job.finished(JobCanceled("canceled")), self.id, "the cancel")
+        record_outcome(spec_of(self), self.id, JobCanceled("canceled"))
         return outcome
 
 
@@ -189,13 +175,9 @@ class StatusQueue(Queue):
 
 
 def _record_queued(job: Job, queue_name: str) -> None:
-    tracking = tracking_of(job)
-    if tracking is None:
-        return
-    description = _description(job)
-    description["queue"] = queue_name
-    status_job = tracking.job(job.id)
-    quietly(lambda: status_job.enqueued(description), job.id, "queued")
+    spec = spec_of(job)
+    if spec is not None:
+        enqueue(spec.job(job.id), spec.serialized(job.id, *_described(job)[1:], queue_name))
 
 
 class StatusWorker(Worker):
@@ -220,26 +202,14 @@ class StatusWorker(Worker):
             text = str(kwargs.get("exc_string") or "").strip().splitlines()
             reason = text[0] if text else "the work horse ended without an outcome"
             exc = JobStopped(reason) if stopped else WorkHorseLost(reason)
-            _record_outside(job, exc, retry=_has_retries_left(job) and not stopped)
+            retry = _has_retries_left(job) and not stopped
+            record_outcome(spec_of(job), job.id, exc, retry=retry)
         return super().handle_job_failure(job, *args, **kwargs)
-
-
-def _record_outside(job: Job, exc: BaseException, *, retry: bool) -> None:
-    """Record an outcome decided outside the job's own run."""
-    tracking = tracking_of(job)
-    if tracking is None:
-        return
-    status_job = tracking.job(job.id)
-    if retry:
-        quietly(lambda: status_job.retrying(exc), job.id, "the retry")
-    else:
-        quietly(lambda: status_job.finished(exc), job.id, "the outcome")
 
 
 def _record_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
     """RQ's exception handler: jobs whose worker died are abandoned by its registry cleanup."""
     if exc_type is AbandonedJobError:
-        _record_outside(
-            job, WorkHorseLost("abandoned: its worker died"), retry=_has_retries_left(job)
-        )
+        exc = WorkHorseLost("abandoned: its worker died")
+        record_outcome(spec_of(job), job.id, exc, retry=_has_retries_left(job))
     return True  # let the next handler run

@@ -25,43 +25,27 @@ re-send of the running task is seen by ``pre_send`` and recorded as
 
 from __future__ import annotations
 
-import asyncio
-from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from contextvars import ContextVar
 from typing import Any
 
-from .._errors import ConfigurationError, StoreError
-from .._job import Job
-from .._status import Status
-from ._common import Tracking, logger, serialized, tracking_from
+from .._job import JobSpec
+from ._common import Attempt, aenqueue, missing, spec_of_options, task_spec
 
 try:
     from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
     from taskiq.exceptions import NoResultError
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ConfigurationError(
-        "jobstatus.integrations.taskiq needs Taskiq: pip install 'jobstatus[taskiq]'"
-    ) from exc
+    raise missing("taskiq", "Taskiq") from exc
 
 __all__ = ["StatusMiddleware"]
 
 LABEL = "jobstatus"
 
 
-@dataclass
-class _Attempt:
-    """One run of a task in this worker, from ``pre_execute`` to ``post_execute``."""
-
-    job: Job
-    token: Token[Status | None] | None = None
-    exc: BaseException | None = None
-    requeued: bool = False
-
-
 # pre_execute and post_execute run in the same asyncio task, and a retry
 # middleware re-sends the message from that task too: a context variable
 # finds the attempt without a shared table.
-_attempt: ContextVar[_Attempt | None] = ContextVar("jobstatus_taskiq_attempt", default=None)
+_attempt: ContextVar[Attempt | None] = ContextVar("jobstatus_taskiq_attempt", default=None)
 
 
 class StatusMiddleware(TaskiqMiddleware):
@@ -78,9 +62,7 @@ class StatusMiddleware(TaskiqMiddleware):
 
     def __init__(self, *, store: object = None, **job_options: Any) -> None:
         super().__init__()
-        tracking = tracking_from({"store": store, **job_options}, "StatusMiddleware")
-        assert tracking is not None
-        self.tracking = tracking
+        self.spec = spec_of_options(store, job_options, "StatusMiddleware")
 
     # -- client side ----------------------------------------------------------------
 
@@ -88,27 +70,22 @@ class StatusMiddleware(TaskiqMiddleware):
         """Record ``queued`` before the message is sent (again ``queued`` for a retry)."""
         attempt = _attempt.get()
         if attempt is not None and attempt.job.job_id == message.task_id:
-            attempt.requeued = True  # a retry middleware re-sends the running task
-            await _quietly(attempt.job.aretrying(attempt.exc), message.task_id)
+            await attempt.arequeue(attempt.exc)  # a retry middleware re-sends the running task
             return message
-        tracking = self._tracking(message)
-        if tracking is not None:
-            job = self._job(tracking, message.task_id)
-            await _quietly(job.aenqueued(self._serialized(message)), message.task_id)
+        spec = self._spec(message)
+        if spec is not None:
+            await aenqueue(await spec.ajob(message.task_id), self._serialized(spec, message))
         return message
 
     # -- worker side ----------------------------------------------------------------
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
         """Record ``working`` and make the job current for the task."""
-        tracking = self._tracking(message)
-        if tracking is None:
+        spec = self._spec(message)
+        if spec is None:
             return message
-        attempt = _Attempt(self._job(tracking, message.task_id))
-        # Queued on the job's writer, not awaited: the task starts at once and
-        # every later write of the job goes out after this one.
-        attempt.job.started(self._serialized(message))
-        attempt.token = attempt.job.enter()
+        attempt = Attempt(await spec.ajob(message.task_id))
+        await attempt.astart(self._serialized(spec, message))
         _attempt.set(attempt)
         return message
 
@@ -126,9 +103,8 @@ class StatusMiddleware(TaskiqMiddleware):
         if attempt is None or attempt.job.job_id != message.task_id:
             return
         _attempt.set(None)
-        if attempt.token is not None:
-            attempt.job.exit(attempt.token)
-        if attempt.requeued:
+        attempt.leave()
+        if attempt.done:  # retried through pre_send
             return
         exc = attempt.exc if result.is_err else None
         if exc is None and result.is_err:
@@ -138,43 +114,22 @@ class StatusMiddleware(TaskiqMiddleware):
         elif result.is_err and isinstance(result.error, NoResultError):
             # A retry middleware replaced the error: the retry was scheduled
             # (by a schedule source, so no message went through pre_send).
-            await _quietly(attempt.job.aretrying(exc), message.task_id)
+            await attempt.arequeue(exc)
             return
-        await _quietly(attempt.job.afinished(exc), message.task_id)
+        await attempt.afinish(exc)
 
     # -- helpers --------------------------------------------------------------------
 
-    def _tracking(self, message: TaskiqMessage) -> Tracking | None:
-        """The middleware's options overridden by the task's ``jobstatus`` label."""
+    def _spec(self, message: TaskiqMessage) -> JobSpec | None:
+        """The middleware's spec overridden by the task's ``jobstatus`` label."""
         task = self.broker.find_task(message.task_name) if self.broker is not None else None
         if task is not None:
             label = task.labels.get(LABEL, True)
         else:  # a task this process does not know: only the wire's label, a string
             label = str(message.labels.get(LABEL, True)).lower() != "false"
-        own = tracking_from(label, f"task {message.task_name!r}")
-        return None if own is None else self.tracking.merged(own)
+        return task_spec(self.spec, label, message.task_name)
 
-    def _job(self, tracking: Tracking, task_id: str) -> Job:
-        return Job(
-            task_id,
-            store=tracking.store,
-            options=tracking.options,
-            loop=asyncio.get_running_loop(),
-        )
-
-    def _serialized(self, message: TaskiqMessage) -> dict[str, Any]:
+    def _serialized(self, spec: JobSpec, message: TaskiqMessage) -> dict[str, Any]:
         queue = getattr(self.broker, "queue_name", None)
-        return serialized(
-            message.task_name,
-            message.args,
-            message.kwargs,
-            queue if isinstance(queue, str) else None,
-            message.task_id,
-        )
-
-
-async def _quietly(write: Any, job_id: str) -> None:
-    try:
-        await write
-    except StoreError as exc:
-        logger.warning("jobstatus could not record a change of job %r: %s", job_id, exc)
+        queue = queue if isinstance(queue, str) else None
+        return spec.serialized(message.task_id, message.args, message.kwargs, queue)

@@ -33,6 +33,15 @@ async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
         await client.aclose()
 
 
+async def open_gate(name: str) -> None:
+    """Open a gate (as ``_gate.open_gate``), without blocking the loop."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        await client.set(f"jobstatus-test:gate:{name}", 1, ex=120)
+    finally:
+        await client.aclose()
+
+
 async def add(ctx: dict[str, Any], x: int, y: int) -> int:
     return x + y
 
@@ -55,13 +64,15 @@ async def fail(ctx: dict[str, Any], message: str) -> None:
     raise ValueError(message)
 
 
-async def retry_once(ctx: dict[str, Any]) -> int:
+async def retry_once(ctx: dict[str, Any], marker: str, gate: str) -> int:
+    """The first try waits at the gate, then asks for a retry 1.5 s later."""
     if ctx["job_try"] == 1:
+        await wait_at_gate(gate)
         raise Retry(defer=1.5)
     return int(ctx["job_try"])
 
 
-async def always_retry(ctx: dict[str, Any]) -> None:
+async def always_fail(ctx: dict[str, Any]) -> None:
     raise Retry(defer=0.1)
 
 
@@ -78,7 +89,8 @@ async def swallow(ctx: dict[str, Any]) -> str:
 
 
 @options(False)
-async def untracked(ctx: dict[str, Any]) -> int:
+async def untracked(ctx: dict[str, Any], gate: str) -> int:
+    await open_gate(gate)
     return 1
 
 
@@ -94,7 +106,7 @@ async def noop(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     functions = [
         add, gated, fail, retry_once, swallow, untracked, plain_record, noop,
-        func(always_retry, max_tries=2),
+        func(always_fail, max_tries=2),
         func(too_slow, timeout=0.5),
     ]  # fmt: skip
     redis_settings = RedisSettings.from_dsn(BROKER)

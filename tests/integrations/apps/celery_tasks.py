@@ -58,19 +58,21 @@ def gated(self: StatusTask, gate: str, steps: int) -> str:
 
 
 @app.task(name="celery_tasks.retry_once", bind=True, max_retries=3)
-def retry_once(self: StatusTask) -> int:
-    """Retry the first attempt two seconds later (queued meanwhile); the second returns."""
+def retry_once(self: StatusTask, marker: str, gate: str) -> int:
+    """The first attempt waits at the gate, then is retried two seconds later (queued
+    meanwhile); the second returns."""
     try:
         if self.request.retries == 0:
+            _gate.wait(gate)
             raise ConnectionError("first try")
     except ConnectionError as exc:
         raise self.retry(exc=exc, countdown=2) from exc
     return self.request.retries
 
 
-@app.task(name="celery_tasks.always_retry", bind=True, max_retries=1, default_retry_delay=0)
-def always_retry(self: StatusTask) -> None:
-    raise self.retry(exc=ValueError(f"attempt {self.request.retries + 1}"))
+@app.task(name="celery_tasks.always_fail", bind=True, max_retries=1, default_retry_delay=0)
+def always_fail(self: StatusTask) -> None:
+    raise self.retry(exc=ValueError("always"))
 
 
 @app.task(name="celery_tasks.ignored")
@@ -103,12 +105,13 @@ def swallow() -> str:
 
 
 @app.task(name="celery_tasks.untracked", jobstatus=False)
-def untracked() -> int:
+def untracked(gate: str) -> int:
+    _gate.open_gate(gate)
     return 1
 
 
-@app.task(name="celery_tasks.expiring", jobstatus={"expires_in": 120, "includes": {"status"}})
-def expiring() -> int:
+@app.task(name="celery_tasks.plain_record", jobstatus={"expires_in": 120, "includes": {"status"}})
+def plain_record() -> int:
     return 2
 
 

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 import _gate
 import _worker_options
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend
 
 import jobstatus
 from jobstatus.integrations.dramatiq import StatusMiddleware
 
 QUEUE = os.environ.get("JOBSTATUS_TEST_DRAMATIQ_QUEUE", "jobstatus-test")
 FULL = {"status", "exception", "serialized_job"}
+# Results (for actors with store_results) in Redis database 5, whatever the broker.
+RESULTS_URL = urlunsplit(
+    urlsplit(os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))._replace(
+        path="/5"
+    )
+)
 
 
 def make_broker(url: str) -> dramatiq.Broker:
-    """A Redis or RabbitMQ broker with jobstatus's middleware."""
+    """A Redis or RabbitMQ broker with jobstatus's middleware and a result backend."""
     broker: dramatiq.Broker = (
         RabbitmqBroker(url=url) if url.startswith("amqp") else RedisBroker(url=url)
     )
+    broker.add_middleware(Results(backend=RedisBackend(url=RESULTS_URL)))
     broker.add_middleware(StatusMiddleware(includes=FULL))
     return broker
 
@@ -37,7 +47,7 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, store_results=True)
 def fail(message: str) -> None:
     raise ValueError(message)
 
@@ -56,15 +66,17 @@ def gated(gate: str, steps: int) -> None:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=2000, max_backoff=2000)
-def fail_once(counter: str) -> None:
-    """Fail the first attempt (retried one to two seconds later), succeed the second."""
-    if _gate.incr(counter) == 1:
+def retry_once(marker: str, gate: str) -> None:
+    """The first attempt waits at the gate and fails (retried one to two seconds
+    later), the second succeeds."""
+    if _gate.incr(marker) == 1:
+        _gate.wait(gate)
         raise ConnectionError("first try")
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=1, min_backoff=10, max_backoff=20)
 def always_fail() -> None:
-    raise ValueError("every time")
+    raise ValueError("always")
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=5, throws=(KeyError,))
@@ -92,5 +104,5 @@ def untracked(gate: str) -> None:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"includes": {"status"}})
-def minimal() -> None:
+def plain_record() -> None:
     pass

@@ -61,9 +61,11 @@ def fail(message: str) -> None:
 
 
 @huey.task(retries=1, retry_delay=2)
-def retry_once(marker: str) -> str:
-    """Fail the first attempt (a Redis key remembers it), succeed the second."""
-    if _gate._client.set(f"jobstatus-test:once:{marker}", 1, nx=True, ex=120):
+def retry_once(marker: str, gate: str) -> str:
+    """The first attempt waits at the gate and fails, the second succeeds (a Redis
+    counter remembers the attempts)."""
+    if _gate.incr(marker) == 1:
+        _gate.wait(gate)
         raise ConnectionError("first try")
     return "second try"
 
@@ -93,7 +95,8 @@ def swallow() -> str:
 
 
 @huey.task(jobstatus=False)
-def untracked() -> int:
+def untracked(gate: str) -> int:
+    _gate.open_gate(gate)
     return 1
 
 

@@ -42,16 +42,18 @@ def gated(gate: str, steps: int) -> str:
 
 
 @status_options(includes=FULL)
-def fail_once(counter: str) -> int:
-    """Fail the first attempt, succeed the second (the attempt count lives in Redis)."""
-    if _gate.incr(counter) == 1:
+def retry_once(marker: str, gate: str) -> int:
+    """The first attempt waits at the gate and fails, the second succeeds (the attempt
+    count lives in Redis)."""
+    if _gate.incr(marker) == 1:
+        _gate.wait(gate)
         raise ConnectionError("first try")
     return 2
 
 
 @status_options(includes=FULL)
 def always_fail() -> None:
-    raise ValueError("every time")
+    raise ValueError("always")
 
 
 @status_options(includes=FULL)
@@ -79,10 +81,11 @@ def swallow() -> str:
 
 
 @status_options(enabled=False)
-def untracked() -> int:
+def untracked(gate: str) -> int:
+    _gate.open_gate(gate)
     return 1
 
 
 @status_options(includes={"status"})
-def minimal() -> int:
+def plain_record() -> int:
     return 2

@@ -48,6 +48,15 @@ async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
         await client.aclose()
 
 
+async def open_gate(name: str) -> None:
+    """Open a gate (as ``_gate.open_gate``), without blocking the loop."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        await client.set(f"jobstatus-test:gate:{name}", 1, ex=120)
+    finally:
+        await client.aclose()
+
+
 @broker.task(task_name="add")
 async def add(x: int, y: int) -> int:
     return x + y
@@ -80,15 +89,16 @@ async def fail(message: str) -> None:
 
 
 @broker.task(task_name="retry_once", retry_on_error=True, max_retries=3)
-async def retry_once(marker: str) -> str:
-    """Fail the first attempt (a Redis key remembers it), succeed the second."""
+async def retry_once(marker: str, gate: str) -> str:
+    """The first attempt waits at the gate and fails (a Redis key remembers it), the
+    second succeeds."""
     client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
     try:
         first = await client.set(f"jobstatus-test:once:{marker}", 1, nx=True, ex=120)
     finally:
         await client.aclose()
     if first:
-        await asyncio.sleep(0.5)
+        await wait_at_gate(gate)
         raise ConnectionError("first try")
     return "second try"
 
@@ -118,7 +128,8 @@ async def swallow() -> str:
 
 
 @broker.task(task_name="untracked", jobstatus=False)
-async def untracked() -> int:
+async def untracked(gate: str) -> int:
+    await open_gate(gate)
     return 1
 
 

@@ -13,7 +13,7 @@ as long as the process, run by a daemon thread: the task's code, through the
 plain API (``status["k"] = v``, ``progress.increment()``) or the async one
 (``aupdate``, ``aflush``), only hands its changes over, and the receivers wait
 there for the lifecycle writes (queued, working, the end), as they do for a
-sync task, so what they raise and when the record says so are the same.
+sync task, so the record says so at the same moment.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ class AsyncTaskJob(Job):
 
     async_writer = _AnyLoopWriter
 
-    def __init__(self, job_id: str, *, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, job_id: str, *, name: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
         self._loop = writes_loop.get()
-        super().__init__(job_id, options=options, loop=self._loop)
+        super().__init__(job_id, name=name, options=options, loop=self._loop)
 
     def written(self) -> None:
         """Wait until everything handed over so far is written (from outside the loop).

@@ -17,32 +17,24 @@ configured backend sends.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import inspect
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from ..._config import validate_options
-from ..._heartbeat import heartbeat
-from ..._job import Job
-from ..._lifecycle import raised
-from ..._record import Change
-from ..._status import Status
+from ..._job import SPEC_ATTRIBUTE, Job, JobSpec
+from .._common import Attempt, Attempts, declaring, enqueue, quietly, spec_from
 from . import conf
 from .async_tasks import AsyncTaskJob
 
 SIGNAL_MODULES = ("django.tasks.signals", "django_tasks.signals")
-OPTIONS_ATTRIBUTE = "__jobstatus_options__"
 DISPATCH_PREFIX = "jobstatus"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_running: dict[str, tuple[Job, contextvars.Token[Status | None]]] = {}
-_running_lock = threading.Lock()
+_attempts = Attempts()
 _enqueued = threading.local()  # the immediate backend's Job, from enqueued to started
 
 
@@ -60,52 +52,44 @@ def options(**given: Any) -> Callable[[F], F]:
         @jobstatus_django.options(throttle_interval=1, includes={"status", "exception"})
         def export(rows): ...
     """
-    checked = validate_options(given)
-
-    def decorate(function: F) -> F:
-        setattr(function, OPTIONS_ATTRIBUTE, checked)
-        return function
-
-    return decorate
+    return declaring("options()", options=given)
 
 
-def _result_id(task_result: Any) -> str:
-    return str(task_result.id)
-
-
-def _task_options(task_result: Any) -> dict[str, Any]:
+def _spec(task_result: Any) -> JobSpec:
+    """The task's spec: its ``options()``, then ``JOBSTATUS["TASKS"]``; named by its path."""
     task = task_result.task
-    chosen = dict(getattr(getattr(task, "func", None), OPTIONS_ATTRIBUTE, {}))
-    chosen.update(conf.current().tasks.get(task.module_path, {}))
-    return chosen
+    own = spec_from(getattr(task.func, SPEC_ATTRIBUTE, True), task.module_path) or JobSpec()
+    chosen = {**own.options, **conf.current().tasks.get(task.module_path, {})}
+    return JobSpec(name=task.module_path, options=chosen)
 
 
 def _job(task_result: Any, *, runs_here: bool = True) -> Job:
     """The task's Job; one that runs an async task here writes off the task's loop."""
-    job_id, options = _result_id(task_result), _task_options(task_result)
+    spec, job_id = _spec(task_result), str(task_result.id)
     if runs_here and inspect.iscoroutinefunction(getattr(task_result.task, "func", None)):
-        return AsyncTaskJob(job_id, options=options)
-    return Job(job_id, options=options)
+        return AsyncTaskJob(job_id, name=spec.name, options=spec.options)
+    return spec.job(job_id)
 
 
-def _written(job: Job) -> None:
-    """Return once the job's writes so far are done (an async task's run on another loop)."""
+def _written(job: Job, what: str) -> None:
+    """Return once the job's writes so far (``what``) are done (an async task's run on
+    another loop)."""
     if isinstance(job, AsyncTaskJob):
-        job.written()
+        with quietly(job.job_id, what):
+            job.written()
 
 
 def serialized(task_result: Any) -> dict[str, Any]:
     """The ``serialized_job`` of a TaskResult: name, args, kwargs, queue, job_id, backend."""
     task = task_result.task
-    return {
-        "name": task.module_path,
-        "args": list(task_result.args),
-        "kwargs": dict(task_result.kwargs),
-        "queue": task.queue_name,
-        "job_id": _result_id(task_result),
-        "backend": task_result.backend,
-        "priority": task.priority,
-    }
+    return _spec(task_result).serialized(
+        str(task_result.id),
+        task_result.args,
+        task_result.kwargs,
+        task.queue_name,
+        backend=task_result.backend,
+        priority=task.priority,
+    )
 
 
 def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
@@ -117,8 +101,8 @@ def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
         _enqueued.job = job
     elif _already_started(job):
         return
-    job.enqueued(serialized(task_result))
-    _written(job)
+    enqueue(job, serialized(task_result))
+    _written(job, "queued")
 
 
 def _already_started(job: Job) -> bool:
@@ -139,52 +123,27 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``working`` and make the job current for the task body."""
     job = getattr(_enqueued, "job", None)
     _enqueued.job = None
-    if job is None or job.job_id != _result_id(task_result):
+    if job is None or job.job_id != str(task_result.id):
         job = _job(task_result)
-    job.started(serialized(task_result))
-    _written(job)
+    attempt = Attempt(job)
     # Backends send task_started in the thread and context that then runs the
-    # task, so setting the context variable here is seen by the task body.
-    token = job.enter()
-    with _running_lock:
-        _running[_result_id(task_result)] = (job, token)
+    # task, so the job made current here is seen by the task body.
+    attempt.start(serialized(task_result))
+    _written(job, "working")
+    _attempts.add(attempt)
 
 
 def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``completed`` or ``failed`` (with the exception), flushing held changes."""
-    with _running_lock:
-        entry = _running.pop(_result_id(task_result), None)
-    job = entry[0] if entry is not None else _job(task_result)
-    try:
-        if _status_name(task_result) != "FAILED":
-            job.finished()
-        else:
-            exc = _live_exception(task_result)
-            if exc is not None:
-                job.finished(exc)
-            else:
-                heartbeat.remove(job.writer)
-                job.writer.submit(_failure_without_exception(job, task_result), force=True)
-        _written(job)
-    finally:
-        if entry is not None:
-            _leave(job, entry[1])
-
-
-def _leave(job: Job, token: contextvars.Token[Status | None]) -> None:
-    # Finished in another context than it started (ValueError) or after a reset
-    # (RuntimeError): nothing of ours is set here any more.
-    with contextlib.suppress(ValueError, RuntimeError):
-        job.exit(token)
+    attempt = _attempts.pop(str(task_result.id)) or Attempt(_job(task_result))
+    failed = _status_name(task_result) == "FAILED"
+    attempt.finish(_failure(task_result, attempt.job) if failed else None)
+    _written(attempt.job, "the outcome")
 
 
 def _status_name(task_result: Any) -> str:
     status = task_result.status
     return str(getattr(status, "value", status))
-
-
-def _class_path(cls: type[BaseException]) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _live_exception(task_result: Any) -> BaseException | None:
@@ -193,61 +152,76 @@ def _live_exception(task_result: Any) -> BaseException | None:
     if exc is None:
         return None
     errors = getattr(task_result, "errors", None)
-    if errors and getattr(errors[-1], "exception_class_path", None) != _class_path(type(exc)):
+    path = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    if errors and getattr(errors[-1], "exception_class_path", None) != path:
         return None  # an unrelated exception being handled around the backend
     return exc
 
 
-def _failure_without_exception(job: Job, task_result: Any) -> Change:
-    """``failed`` from the TaskResult's recorded error (class path and traceback)."""
-    if job.failed_by_hand:
-        return Change()
-    change = raised(job.options, None)
+def _failure(task_result: Any, job: Job) -> BaseException | None:
+    """Why a task failed: its live exception, else what its TaskResult recorded (a
+    backend that reports a failure outside its ``except`` block); None when the task
+    marked itself failed by hand, which then stays."""
+    exc = _live_exception(task_result)
+    if exc is not None or job.failed_by_hand:
+        return exc
+    return _recorded_error(task_result)
+
+
+def _recorded_error(task_result: Any) -> Exception:
+    """The task's exception as its TaskResult recorded it (class path and traceback).
+
+    The class may not import in this process, so an exception stands in for it,
+    recorded by the same class path and message.
+    """
     errors = getattr(task_result, "errors", None)
-    if errors and "exception" in job.options.includes:
-        change.set["exception"] = _error_info(errors[-1])
-    return change
+    path, message = _error_info(errors[-1]) if errors else ("Exception", "")
+    module, _, qualname = path.rpartition(".")
+    namespace = {"__module__": module or "builtins", "__qualname__": qualname}
+    stand_in: type[Exception] = type(qualname, (Exception,), namespace)
+    return stand_in(message)
 
 
-def _error_info(error: Any) -> dict[str, str]:
+def _error_info(error: Any) -> tuple[str, str]:
+    """The class path and message of a TaskResult's error."""
     path = str(getattr(error, "exception_class_path", "") or "Exception")
     name = path.removeprefix("builtins.")
     lines = str(getattr(error, "traceback", "") or "").strip().splitlines()
     last = lines[-1] if lines else ""
-    message = ""
     for head in (path, name, path.rsplit(".", 1)[-1]):
         if last.startswith(f"{head}:"):
-            message = last[len(head) + 1 :].strip()
-            break
-    return {"class": name, "message": message}
+            return name, last[len(head) + 1 :].strip()
+    return name, ""
+
+
+def _installed() -> Iterator[tuple[str, Any]]:
+    """Each task signal module installed: its name and the module."""
+    for module_name in SIGNAL_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        yield module_name, module
 
 
 def connect() -> list[str]:
     """Hook the receivers to every task signal module installed; return their names."""
-    hooked = []
-    for module_name in SIGNAL_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for name, receiver in (
-            ("task_enqueued", task_enqueued),
-            ("task_started", task_started),
-            ("task_finished", task_finished),
-        ):
-            getattr(module, name).connect(
-                receiver, dispatch_uid=f"{DISPATCH_PREFIX}:{module_name}:{name}", weak=False
-            )
-        hooked.append(module_name)
-    return hooked
+    for module_name, module in _installed():
+        for name, receiver in _RECEIVERS.items():
+            signal, uid = getattr(module, name), f"{DISPATCH_PREFIX}:{module_name}:{name}"
+            signal.connect(receiver, dispatch_uid=uid, weak=False)
+    return [module_name for module_name, _ in _installed()]
 
 
 def disconnect() -> None:
     """Undo :func:`connect` (for tests and benchmarks)."""
-    for module_name in SIGNAL_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        for name in ("task_enqueued", "task_started", "task_finished"):
+    for module_name, module in _installed():
+        for name in _RECEIVERS:
             getattr(module, name).disconnect(dispatch_uid=f"{DISPATCH_PREFIX}:{module_name}:{name}")
+
+
+_RECEIVERS = {
+    "task_enqueued": task_enqueued,
+    "task_started": task_started,
+    "task_finished": task_finished,
+}

@@ -18,13 +18,14 @@ Both import Django only when built, so this module imports without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigurationError, StoreError
@@ -38,6 +39,7 @@ PURGE_EVERY = 500  # writes per process between purges of expired rows
 PURGE_BATCH = 1000  # rows removed per purge, so one write never stalls long
 READ_CHUNK = 1000  # ids per query when reading a batch
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -51,6 +53,24 @@ def _alias_from_url(url: str, scheme: str) -> str:
     if not alias:
         raise ConfigurationError(f"{url!r} names no alias; write {scheme}://default")
     return alias
+
+
+_helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobstatus-django")
+
+
+def _off_loop(method: Callable[P, T]) -> Callable[P, T]:
+    """``method``, run in a helper thread when called from a thread running an event
+    loop: Django refuses ORM calls there, and a plain call from async code must work."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return method(*args, **kwargs)
+        return _helpers.submit(method, *args, **kwargs).result()
+
+    return call
 
 
 class DjangoCacheStore(CacheStore):
@@ -141,8 +161,8 @@ class DjangoDatabaseStore(Listing, Purge, Store):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         require("django", "django")
-        self.timeout = check_timeout(timeout)
         self.using = using
+        self.timeout = check_timeout(timeout)
         self._clock = clock
         self._writes = 0
         self._writes_lock = threading.Lock()
@@ -180,7 +200,8 @@ class DjangoDatabaseStore(Listing, Purge, Store):
                 # never gets Django's request-end cleanup: don't leave it a connection.
                 connection.close()
 
-    def _write(self, job_id: str, change: Change) -> Written:
+    @_off_loop
+    def write(self, job_id: str, change: Change) -> Written:
         from django.db import transaction
 
         now = self._clock()
@@ -236,12 +257,15 @@ class DjangoDatabaseStore(Listing, Purge, Store):
         if expired:
             self._rows().filter(job_id__in=expired, expires_at__lte=now).delete()
 
-    def _purge(self) -> int:
+    @_off_loop
+    def purge(self) -> int:
+        """Delete every expired row now; return how many were removed."""
         with self._database("purge"):
             removed, _ = self._rows().filter(expires_at__lte=self._clock()).delete()
         return int(removed)
 
-    def _read(self, job_id: str) -> Record | None:
+    @_off_loop
+    def read(self, job_id: str) -> Record | None:
         with self._database("read"):
             found = (
                 self._rows()
@@ -251,7 +275,8 @@ class DjangoDatabaseStore(Listing, Purge, Store):
             )
         return loads_record(found) if found is not None else None
 
-    def _read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
+    @_off_loop
+    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
         found: dict[str, Record] = {}
         now = self._clock()
         with self._database("read"):
@@ -262,17 +287,26 @@ class DjangoDatabaseStore(Listing, Purge, Store):
                 found.update((job_id, loads_record(text)) for job_id, text in pairs)
         return [found.get(job_id) for job_id in job_ids]
 
-    def _delete(self, job_id: str) -> None:
+    @_off_loop
+    def delete(self, job_id: str) -> None:
         with self._database("delete"):
             self._rows().filter(job_id=job_id).delete()
 
-    def _child_ids(self, parent: str) -> list[str]:
+    @_off_loop
+    def child_ids(self, parent: str) -> list[str]:
         rows = self._rows().filter(parent=parent, expires_at__gt=self._clock())
         with self._database("list"):
             return list(rows.order_by("job_id").values_list("job_id", flat=True))
 
-    def _list_recent(
+    def list_recent(
+        self, status: str | None, limit: int, before: float | None
+    ) -> list[tuple[str, Record]]:
+        return self.find(status=status, limit=limit, before=before)
+
+    @_off_loop
+    def find(
         self,
+        *,
         status: str | None,
         limit: int,
         before: float | None,
@@ -294,47 +328,8 @@ class DjangoDatabaseStore(Listing, Purge, Store):
             )
         return [(job_id, loads_record(text)) for job_id, text in found]
 
-    # Django refuses ORM calls from a thread running an event loop; a plain call
-    # from async code must still work, so such a call runs in a helper thread.
-
-    def write(self, job_id: str, change: Change) -> Written:
-        return _off_loop(self._write, job_id, change)
-
-    def read(self, job_id: str) -> Record | None:
-        return _off_loop(self._read, job_id)
-
-    def read_many(self, job_ids: Sequence[str]) -> list[Record | None]:
-        return _off_loop(self._read_many, job_ids)
-
-    def delete(self, job_id: str) -> None:
-        _off_loop(self._delete, job_id)
-
-    def list_recent(
-        self, status: str | None, limit: int, before: float | None
-    ) -> list[tuple[str, Record]]:
-        return _off_loop(self._list_recent, status, limit, before)
-
-    def child_ids(self, parent: str) -> list[str]:
-        return _off_loop(self._child_ids, parent)
-
-    def find(
-        self,
-        *,
-        status: str | None,
-        limit: int,
-        before: float | None,
-        name: str | None = None,
-        id_prefix: str | None = None,
-    ) -> list[tuple[str, Record]]:
-        return _off_loop(self._list_recent, status, limit, before, name, id_prefix)
-
+    @_off_loop
     def count_by_status(self) -> dict[str, int]:
-        return _off_loop(self._count_by_status)
-
-    def count_stale(self, updated_before: float) -> int:
-        return _off_loop(self._count_stale, updated_before)
-
-    def _count_by_status(self) -> dict[str, int]:
         from django.db.models import Count
 
         counts = dict.fromkeys(STATES, 0)
@@ -345,24 +340,10 @@ class DjangoDatabaseStore(Listing, Purge, Store):
                     counts[row["status"]] = int(row["n"])
         return counts
 
-    def _count_stale(self, updated_before: float) -> int:
+    @_off_loop
+    def count_stale(self, updated_before: float) -> int:
         rows = self._rows().filter(
             status="working", updated_at__lt=updated_before, expires_at__gt=self._clock()
         )
         with self._database("count"):
             return int(rows.count())
-
-    def purge(self) -> int:
-        """Delete every expired row now; return how many were removed."""
-        return _off_loop(self._purge)
-
-
-_helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jobstatus-django")
-
-
-def _off_loop(function: Callable[..., T], *args: Any) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return function(*args)
-    return _helpers.submit(function, *args).result()
