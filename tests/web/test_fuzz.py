@@ -29,13 +29,13 @@ from jobstatus._record import MAX_JOB_ID_LENGTH, _is_control, validate_job_id
 from jobstatus.stores import MemoryStore, SQLiteStore, Store
 from jobstatus.web.core import PRIVATE_KEYS
 
-from .._strategies import ids
+from .._strategies import examples, ids
 from ._support import events, put
 
 pytestmark = pytest.mark.web
 
 FUZZ = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(200), suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 DOCUMENTED = {200, 400, 404, 405, 414}  # 501 and 503 need a store that cannot list or fails
 MOUNTS = ("public", "private")

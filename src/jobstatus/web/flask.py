@@ -72,22 +72,24 @@ def blueprint(
         view.__name__ = f"jobstatus_{route}"
         return view
 
-    bp.add_url_rule("/", view_func=serve("dashboard", lambda kw: "/"), methods=["GET"])
-    bp.add_url_rule("/jobs", view_func=serve("jobs"), methods=["GET"])
-    bp.add_url_rule("/events", view_func=serve("many_events"), methods=["GET"])
-    bp.add_url_rule("/static/<name>", view_func=serve("static"), methods=["GET"])
-    # Werkzeug's own path converter refuses an id that starts with "/" and its
-    # slash merging redirected such a request to another job's URL.
+    # Werkzeug merges repeated slashes with a 308 redirect: "/static//0" went to
+    # "/static/0", and an id that starts with "/" to another job's URL. Starlette and
+    # Django answer such paths 404 (or route the id as it is); so does this.
+    rule: dict[str, Any] = {"methods": ["GET"], "merge_slashes": False}
+    bp.add_url_rule("/", view_func=serve("dashboard", lambda kw: "/"), **rule)
+    bp.add_url_rule("/jobs", view_func=serve("jobs"), **rule)
+    bp.add_url_rule("/events", view_func=serve("many_events"), **rule)
+    bp.add_url_rule("/static/<name>", view_func=serve("static"), **rule)
+    # Werkzeug's own path converter refuses an id that starts with "/".
     converter = _job_id_converter()
     bp.record_once(lambda state: state.app.url_map.converters.setdefault(JOB_ID, converter))
-    by_id = {"methods": ["GET"], "merge_slashes": False}
-    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>/events", view_func=serve("events"), **by_id)
+    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>/events", view_func=serve("events"), **rule)
     bp.add_url_rule(
         f"/jobs/<{JOB_ID}:job_id>/view",
         view_func=serve("view", lambda kw: f"/jobs/{kw['job_id']}/view"),
-        **by_id,
+        **rule,
     )
-    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>", view_func=serve("job"), **by_id)
+    bp.add_url_rule(f"/jobs/<{JOB_ID}:job_id>", view_func=serve("job"), **rule)
     return bp
 
 
