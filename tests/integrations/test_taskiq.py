@@ -35,6 +35,9 @@ from ._teardown import purge_store
 
 pytest.importorskip("taskiq_redis")
 sys.path.insert(0, str(APPS))
+# The broker this process sends with is the worker's: the Redis under test, not the
+# app's default (localhost:6379), which is another server when the tests run elsewhere.
+os.environ.setdefault("JOBSTATUS_TEST_TASKIQ_REDIS", redis_url(TASKIQ_REDIS_DB))
 
 import _gate  # noqa: E402
 import taskiq_app as tasks  # noqa: E402
