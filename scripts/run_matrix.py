@@ -175,16 +175,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="sessions to run (default: all)")
     parser.add_argument("--lanes", type=int, default=2)
+    parser.add_argument("--skip", action="append", default=[], help="a session to leave out")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         print("redis-server is needed: each lane runs its own")
         return 2
     known = sessions()
-    unknown = [name for name in args.names if name not in known]
+    unknown = [name for name in [*args.names, *args.skip] if name not in known]
     if unknown:
         print(f"no such session: {', '.join(unknown)} (see `.venv/bin/nox -l`)")
         return 2
-    names = args.names or known
+    names = [name for name in args.names or known if name not in args.skip]
     print(f"matrix: {len(names)} sessions in {args.lanes} lanes; logs in {LOGS}", flush=True)
     started = time.monotonic()
     results = Lanes(names, args.lanes).run()

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes, unquote
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import jobstatus
@@ -370,6 +370,23 @@ def check(served: Served, mount: str, reply: Reply) -> None:
     query=st.none() | queries,
     mount=st.sampled_from(MOUNTS),
     method=st.sampled_from(["GET"] * 6 + ["POST", "PUT", "DELETE", "PATCH"]),
+)
+# Found on a fresh clone: Werkzeug merged "/static//0" into "/static/0" with a 308.
+@example(
+    job_id="/0",
+    encoding="slashes kept",
+    route="/static/{}",
+    query=None,
+    mount="public",
+    method="GET",
+)
+@example(
+    job_id="/0",
+    encoding="every byte",
+    route="/static/{}",
+    query=None,
+    mount="private",
+    method="GET",
 )
 def test_any_id_in_any_route_gets_a_documented_answer_and_no_other_jobs_data(
     served: Served,
