@@ -78,7 +78,8 @@ def property_test_files() -> list[str]:
 
 def fuzz(args: list[str]) -> int:
     python = ensure_installed(MAIN, "dev")
-    files = [] if any(not arg.startswith("-") for arg in args) else property_test_files()
+    named = any((ROOT / arg.split("::")[0]).exists() for arg in args if not arg.startswith("-"))
+    files = [] if named else property_test_files()  # or the tests the arguments name
     return pytest(python, "main", [*files, "--hypothesis-profile=fuzz", *args])
 
 

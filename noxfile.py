@@ -194,6 +194,7 @@ SESSIONS: list[Session] = [
         ["tests/web"],
         "web and not browser",
         pinned=("web", "flask"),
+        helpers=DJANGO_HELPERS,
     ),
 ]
 

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".nox" / "logs"
+SESSION_TIMEOUT = 20 * 60  # seconds; the longest session takes under 3 minutes
 
 # Minutes each group took on the 2-core CI machine: the longest start first.
 EXPECTED = {
@@ -126,14 +128,22 @@ class Lanes:
             log = LOGS / f"{name}.log"
             started = time.monotonic()
             with log.open("w") as out:
-                code = subprocess.call(
+                nox = subprocess.Popen(
                     [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", name],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     cwd=ROOT,
                     env=env,
+                    start_new_session=True,  # its own process group, to end it whole
                 )
+                try:
+                    code = nox.wait(timeout=SESSION_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    # A call that hangs in C code (a frozen server) outlasts pytest-timeout.
+                    os.killpg(nox.pid, signal.SIGKILL)
+                    code = nox.wait()
+                    out.write(f"\nrun_matrix: {name} killed after {SESSION_TIMEOUT} s\n")
             result = Result(name, code == 0, time.monotonic() - started, pytest_summary(log))
             with self.lock:
                 self.running.discard(group(name))

@@ -42,6 +42,8 @@ from jobstatus.integrations.arq import enqueue_job  # noqa: E402
 pytestmark = [pytest.mark.arq, pytest.mark.timeout(120)]
 
 T = TypeVar("T")
+# arq raises asyncio.TimeoutError: the builtin from Python 3.11, its own class before.
+TIMEOUT_ERROR = "TimeoutError" if sys.version_info >= (3, 11) else "asyncio.exceptions.TimeoutError"
 
 
 def run(scenario: Callable[[ArqRedis], Awaitable[T]], worker: Worker) -> T:
@@ -174,7 +176,7 @@ def test_failure_after_the_last_retry_is_failed(worker: Worker) -> None:
 def test_timeout_is_failed(worker: Worker) -> None:
     async def scenario(pool: ArqRedis) -> None:
         s = await afinished(await enqueue_job(pool, "too_slow"))
-        assert s.is_failed and s["exception"]["class"] == "TimeoutError"
+        assert s.is_failed and s["exception"]["class"] == TIMEOUT_ERROR
 
     run(scenario, worker)
 

@@ -108,7 +108,8 @@ class _AsServed:
 
     Starlette's TestClient unquotes httpx's already decoded path a second time
     (``/jobs/a%252Fb`` reaches the app as ``a/b``, not ``a%2Fb``); uvicorn
-    unquotes the raw path once, as this does.
+    unquotes the raw path once, as this does. Older TestClients (Starlette 0.38)
+    also put the query string in ``raw_path``, which a server never does.
     """
 
     def __init__(self, app: Any) -> None:
@@ -116,7 +117,8 @@ class _AsServed:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            scope = {**scope, "path": unquote(scope["raw_path"].decode("ascii"))}
+            raw_path = scope["raw_path"].split(b"?", 1)[0]
+            scope = {**scope, "path": unquote(raw_path.decode("ascii"))}
         await self.app(scope, receive, send)
 
 
@@ -447,6 +449,7 @@ def as_valid_id(job_id: object) -> str:
 
 @FUZZ
 @given(job_id=job_ids.map(as_valid_id).filter(bool))
+@example(job_id="0")  # found on Starlette 0.38: the batch query reached the router in the path
 def test_any_valid_id_round_trips_through_its_encoded_path(served: Served, job_id: str) -> None:
     assume(job_id not in SEEDED and not job_id.endswith(("/events", "/view")))
     put(served.store, job_id, status="completed", value=job_id, token=_secret("round-trip"))
