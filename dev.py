@@ -8,7 +8,7 @@
 
 Only Python 3.10+ and git are needed: the first run creates .venv and installs
 jobstatus into it (with the dev extras for `test`, `fuzz` and `matrix`). arq
-requires redis-py < 6, which current Celery, RQ and Taskiq cannot use, so `test`
+requires redis-py < 6, which current Celery and Taskiq cannot use, so `test`
 runs the arq tests in a second venv, .venv-arq, first, then every other test in
 .venv.
 """

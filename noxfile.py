@@ -366,6 +366,8 @@ def table() -> str:
         "|---|---|---|---|---|",
         "| everything but arq | `python3 dev.py test` (`.venv`) | the one that runs it "
         "| newest release | every test but arq's |",
+        "| arq | `python3 dev.py test` (`.venv-arq`) | the one that runs it "
+        '| newest release | `-m "arq"` |',
     ]
     for session in SESSIONS:
         lines.append(
