@@ -19,6 +19,7 @@ end of the module (``-s``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -238,11 +239,9 @@ def _pause(pids: list[int], job: TrackedJob, tally: Tally) -> None:
     """Stop the server's processes for PAUSE seconds while the job writes, then go on."""
 
     def wake() -> None:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        _signal_all(pids, signal.SIGCONT)
 
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    _signal_all(pids, signal.SIGSTOP)
     tally.faults += 1
     waking = threading.Timer(PAUSE, wake)
     waking.start()
@@ -365,6 +364,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.remove()
 
 
+def _signal_all(pids: list[int], signum: int) -> None:
+    """Signal each process; one that exited since it was listed (a backend) is gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def _every_postgres_process(server: PostgresServer) -> list[int]:
     postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
     return [postmaster, *_children(postmaster)]
@@ -424,8 +430,7 @@ def test_postgres_async_calls_give_up_on_a_paused_server(postgres_server: Postgr
     async def scenario() -> None:
         await store.awrite("paused", Change(incr={"n": 1}))  # a pooled async connection
         pids = _every_postgres_process(postgres_server)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        _signal_all(pids, signal.SIGSTOP)
         try:
             for call in (store.awrite("paused", Change(incr={"n": 1})), store.aread("paused")):
                 started = time.monotonic()
@@ -433,8 +438,7 @@ def test_postgres_async_calls_give_up_on_a_paused_server(postgres_server: Postgr
                     await call
                 took.append(time.monotonic() - started)
         finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
+            _signal_all(pids, signal.SIGCONT)
         # Awake again: the write that timed out may have run (n is 1 or 2), never more.
         record = await store.aread("paused")
         assert record is not None and record["n"] in (1, 2)
