@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from jobstatus._record import RESERVED_KEYS
@@ -24,3 +25,12 @@ ids = st.text(min_size=0, max_size=600) | st.binary(max_size=20) | st.integers()
 
 user_keys = st.text(min_size=1, max_size=40).filter(lambda key: key not in RESERVED_KEYS)
 """A key of the application's own data."""
+
+
+def examples(count: int) -> int:
+    """``count`` examples under the deterministic profile, scaled up under ``fuzz``.
+
+    A test's own ``max_examples`` overrides its profile's, so each test states its
+    count through this: the profile's count against Hypothesis's default of 100.
+    """
+    return max(1, count * settings().max_examples // 100)

@@ -23,10 +23,13 @@ def test_an_idle_running_job_beats_and_flushes_what_it_holds() -> None:
     job.started()
     first = jobstatus.get("idle")["updated_at"]
     job.status.progress.increment(7)  # held by the throttle
-    time.sleep(0.3)
-    assert heartbeat.beat_due() >= 1
-    s = jobstatus.get("idle")
-    assert s["updated_at"] > first and s.progress.current == 7
+    time.sleep(0.3)  # past the interval: the heartbeat thread beats, or this call does
+    heartbeat.beat_due()  # (it counts 0 when the thread has just beaten)
+    deadline = time.monotonic() + 10
+    while (s := jobstatus.get("idle")).progress.current != 7:  # the thread's write landing
+        assert time.monotonic() < deadline, "the held progress was never flushed"
+        time.sleep(0.02)
+    assert s["updated_at"] > first
     assert not s.is_stale
     job.finished()
     time.sleep(0.3)

@@ -191,8 +191,8 @@ def test_ready_clients_work(prefix: str) -> None:
     from pymemcache.client.base import Client, PooledClient
     from pymemcache.client.hash import HashClient
 
-    parts = urlsplit(MEMCACHED_URL)
-    server = (parts.hostname or "127.0.0.1", parts.port or 11211)
+    parts = urlsplit(MEMCACHED_URL.split(",")[0])
+    server = (parts.hostname or "127.0.0.1", parts.port or 11211)  # the server under test
     for client in (Client(server), PooledClient(server), HashClient([server])):
         store = MemcachedStore(client=client, prefix=prefix)
         store.write("ready", Change(incr={"n": 1}))

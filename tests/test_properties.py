@@ -15,10 +15,10 @@ from jobstatus._record import validate_job_id
 from jobstatus.stores import Store
 from jobstatus.stores._keys import safe_cache_key
 
-from ._strategies import ids, json_values, user_keys
+from ._strategies import examples, ids, json_values, user_keys
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60), suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -85,7 +85,7 @@ def test_nesting_up_to_32_levels_round_trips_and_deeper_is_refused(store: Store)
     assert "w" not in jobstatus.get("deep")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(first=st.text(min_size=1, max_size=300), second=st.text(min_size=1, max_size=300))
 def test_cache_keys_never_collide_and_stay_memcached_safe(first: str, second: str) -> None:
     key_a, key_b = safe_cache_key("js:", first), safe_cache_key("js:", second)
@@ -95,7 +95,7 @@ def test_cache_keys_never_collide_and_stay_memcached_safe(first: str, second: st
         assert all(33 <= ord(char) <= 126 for char in key)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200))
 @given(url=st.text(max_size=80) | st.from_regex(r"(memory|sqlite|bogus|redis\+x)://[^\s]{0,30}"))
 def test_any_store_url_builds_a_store_or_says_why(url: str) -> None:
     try:

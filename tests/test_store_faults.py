@@ -589,6 +589,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.remove()
 
 
+def _signal_all(pids: list[int], signum: int) -> None:
+    """Signal each process; one that exited since it was listed (a backend) is gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
 def _every_postgres_process(server: PostgresServer) -> list[int]:
     postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
     return [postmaster, *_children(postmaster)]

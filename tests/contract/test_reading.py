@@ -71,8 +71,10 @@ def test_watch_of_a_finished_job_yields_it_once(store: Store) -> None:
 def test_async_twins(store: Store) -> None:
     async def main() -> tuple[list[str | None], str | None, str | None]:
         Job("a1").enqueued()
+        watch = (await jobstatus.aget("a1")).awatch(timeout=30)
+        seen = [(await anext(watch)).status]  # queued: read before the job can start
         thread = _run_steps("a1", 2, pause=0.3)
-        seen = [s.status async for s in (await jobstatus.aget("a1")).awatch(timeout=30)]
+        seen += [s.status async for s in watch]
         thread.join()
         finished = await (await jobstatus.aget("a1")).until_finished(timeout=5)
         refreshed = await jobstatus.get("a1").arefresh()

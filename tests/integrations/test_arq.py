@@ -3,6 +3,8 @@ the lifecycle every queue shares is in contract/."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import jobstatus
@@ -12,10 +14,13 @@ from .queues import ArqWorker, _gate, on_workers
 
 pytestmark = [on_workers("arq"), pytest.mark.timeout(120)]
 
+# arq raises asyncio.TimeoutError: the builtin from Python 3.11, its own class before.
+TIMEOUT_ERROR = "TimeoutError" if sys.version_info >= (3, 11) else "asyncio.exceptions.TimeoutError"
+
 
 def test_timeout_is_failed(worker: ArqWorker) -> None:
     s = finished(worker.send("too_slow"))
-    assert s.is_failed and s["exception"]["class"] == "TimeoutError"
+    assert s.is_failed and s["exception"]["class"] == TIMEOUT_ERROR
 
 
 def test_aborted_while_running_is_failed(worker: ArqWorker) -> None:

@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import importlib
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -429,6 +431,28 @@ class Purge(Capability):
         """
 
 
+class _Owned:
+    """A thread's value: closed (by a finalizer) once the thread's locals drop it.
+
+    Python 3.13 warns (ResourceWarning) about an SQLite connection collected
+    unclosed, as each finished thread's was. A weakref finalizer runs before the
+    collector finalizes anything in a cycle, so the connection is closed first. A
+    forked child never closes what it inherited: that is its parent's to close.
+    """
+
+    __slots__ = ("__weakref__", "value")
+
+    def __init__(self, value: object, close: Callable[[Any], object]) -> None:
+        self.value = value
+        weakref.finalize(self, _close_in, os.getpid(), close, value)
+
+
+def _close_in(pid: int, close: Callable[[Any], object], value: object) -> None:
+    if pid == os.getpid():
+        with contextlib.suppress(Exception):
+            close(value)
+
+
 class PerProcess:
     """Holds one value per process (and per thread if asked), rebuilt after ``fork``.
 
@@ -436,9 +460,16 @@ class PerProcess:
     SQLite or socket connection would corrupt or share it.
     """
 
-    def __init__(self, factory: Callable[[], object], *, per_thread: bool = False) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], object],
+        *,
+        per_thread: bool = False,
+        close: Callable[[Any], object] = lambda value: None,
+    ) -> None:
         self._factory = factory
         self._per_thread = per_thread
+        self._close = close  # a finished thread's value, when its locals are dropped
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
@@ -451,10 +482,10 @@ class PerProcess:
             self._shared = None
             self._lock = threading.Lock()
         if self._per_thread:
-            value = getattr(self._local, "value", None)
-            if value is None:
-                value = self._local.value = self._factory()
-            return value
+            owned = getattr(self._local, "value", None)
+            if owned is None:
+                owned = self._local.value = _Owned(self._factory(), self._close)
+            return owned.value
         if self._shared is None:
             with self._lock:
                 if self._shared is None:

@@ -105,7 +105,9 @@ class SQLiteStore(Listing, Purge, Store):
             )
         self.timeout = check_timeout(timeout)
         self._clock = clock
-        self._connections = PerProcess(self._connect, per_thread=True)
+        self._connections = PerProcess(
+            self._connect, per_thread=True, close=sqlite3.Connection.close
+        )
         self._writes = 0
         self._writes_lock = threading.Lock()
 

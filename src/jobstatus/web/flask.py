@@ -57,8 +57,10 @@ def blueprint(
         raise ValueError("cors_origins is not supported in Flask; use flask-cors")
     endpoint = SyncEndpoint(web_options)
     bp = flask.Blueprint(name, __name__)
-    # Werkzeug's own path converter refuses an id that starts with "/" and its
-    # slash merging redirected such a request to another job's URL.
+    # Werkzeug's own path converter refuses an id that starts with "/", and it merges
+    # repeated slashes with a 308 redirect ("/static//0" went to "/static/0", an id
+    # that starts with "/" to another job's URL): Starlette and Django answer such
+    # paths 404, or route the id as it is, and so does this.
     converter = _job_id_converter()
     bp.record_once(lambda state: state.app.url_map.converters.setdefault(JOB_ID, converter))
     for route in ROUTES:
@@ -68,7 +70,7 @@ def blueprint(
             endpoint=f"jobstatus_{route.handler.__name__}",
             view_func=_view(flask, endpoint, route),
             methods=[route.method],
-            **({"merge_slashes": False} if route.has_slashed_param else {}),
+            merge_slashes=False,
         )
     return bp
 

@@ -28,8 +28,10 @@ middlewares = [SimpleRetryMiddleware(default_retry_count=2)]
 if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline runs without
     middlewares.append(StatusMiddleware(includes={"status", "exception", "serialized_job"}))
 
+# redis-py 8 times reads out after 5 s by default, and taskiq-redis's BRPOP waits for
+# the next message with no timeout of its own: an idle worker died every 5 s.
 broker = (
-    ListQueueBroker(BROKER, queue_name=QUEUE)
+    ListQueueBroker(BROKER, queue_name=QUEUE, socket_timeout=None)
     .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300, prefix_str=QUEUE))
     .with_middlewares(*middlewares)
 )
