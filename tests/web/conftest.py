@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 
 import jobstatus
+from jobstatus.stores import MemoryStore
+
+from . import _mounts
+from ._support import seed
 
 
 def _render(store: Any) -> tuple[bytes, str]:
@@ -32,3 +36,20 @@ def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         module.render = _render  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "jobstatus.metrics", module)
     yield module
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(_mounts.starlette, id="starlette"),
+        pytest.param(_mounts.django, marks=pytest.mark.django, id="django"),
+        pytest.param(_mounts.flask, id="flask"),
+    ]
+)
+def serve(request: pytest.FixtureRequest) -> Iterator[_mounts.Mounts]:
+    """``serve(**options)`` mounts the endpoint under /status on a seeded memory store,
+    with each framework in turn."""
+    store = MemoryStore()
+    seed(store)
+    mounts = _mounts.Mounts(request.param, store)
+    yield mounts
+    mounts.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,25 +22,9 @@ from jobstatus.stores import MemoryStore
 from jobstatus.web.routes import ROUTES
 
 from . import _mounts
-from ._support import events, plant, put, seed
+from ._support import events, plant, put
 
 pytestmark = pytest.mark.web
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(_mounts.starlette, id="starlette"),
-        pytest.param(_mounts.django, marks=pytest.mark.django, id="django"),
-        pytest.param(_mounts.flask, id="flask"),
-    ]
-)
-def serve(request: pytest.FixtureRequest) -> Iterator[_mounts.Mounts]:
-    """``serve(**options)`` mounts the endpoint under /status on a seeded memory store."""
-    store = MemoryStore()
-    seed(store)
-    mounts = _mounts.Mounts(request.param, store)
-    yield mounts
-    mounts.close()
 
 
 def strict_events(text: str) -> list[dict[str, Any]]:

@@ -431,7 +431,9 @@ def test_a_job_answers_exactly_its_own_record(served: Served, job_id: object, mo
 
 @FUZZ
 @given(
-    query=queries, mount=st.sampled_from(MOUNTS), route=st.sampled_from(["/jobs", "/events", "/", "/counts"])
+    query=queries,
+    mount=st.sampled_from(MOUNTS),
+    route=st.sampled_from(["/jobs", "/events", "/", "/counts"]),
 )
 def test_any_query_gets_a_documented_answer_and_no_other_jobs_data(
     served: Served, query: str, mount: str, route: str
