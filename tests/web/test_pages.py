@@ -101,6 +101,20 @@ def watch_problems(page: Any) -> list[str]:
     return problems
 
 
+def event_sources(page: Any) -> list[str]:
+    """The URLs of the EventSource requests ``page`` makes."""
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url) if r.resource_type == "eventsource" else None)
+    return urls
+
+
+def favicon_answers(page: Any) -> list[int]:
+    """The status of each favicon request ``page`` makes."""
+    codes: list[int] = []
+    page.on("response", lambda r: codes.append(r.status) if "favicon" in r.url else None)
+    return codes
+
+
 def failed_job(store: SQLiteStore, job_id: str, name: str, message: str, attempts: int = 1) -> None:
     job = Job(job_id, name=name, store=store, options=WITH_REASONS)
     job.enqueued()
@@ -358,8 +372,7 @@ def test_the_pages_fit_a_phone_have_a_dark_mode_and_a_favicon(
             browser, viewport={"width": 390, "height": 844}, color_scheme=scheme, is_mobile=True
         )
         problems = watch_problems(page)
-        icons: list[int] = []
-        page.on("response", lambda r: icons.append(r.status) if "favicon" in r.url else None)
+        icons = favicon_answers(page)
         page.goto(base + "/")
         page.locator('tr[data-job="render-1"]').wait_for()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -397,8 +410,7 @@ def test_the_drop_in_bar_of_the_docs_runs_on_another_origin(
     put(store, "export-42", started_at=utc_now_iso())
     page = new_page(browser)
     problems = watch_problems(page)
-    streams: list[str] = []
-    page.on("request", lambda r: streams.append(r.url) if r.resource_type == "eventsource" else None)
+    streams = event_sources(page)
     page.goto(site + "/shop.html")
 
     bar = page.locator("#export-bar .jobstatus-bar")
@@ -430,8 +442,7 @@ def test_the_drop_in_bar_polls_without_event_source_and_calls_back_on_failure(
     (folder / "shop.html").write_text("<!doctype html><meta charset=utf-8>\n" + page_html)
     put(store, "export-42", status="working", progress=2, total=10)
     page = new_page(browser)
-    streams: list[str] = []
-    page.on("request", lambda r: streams.append(r.url) if r.resource_type == "eventsource" else None)
+    streams = event_sources(page)
     page.goto(site + "/shop.html")
     page.locator('#export-bar .jobstatus-bar[aria-valuenow="20"]').wait_for()
     failed = jobstatus.get("export-42", store=store)
