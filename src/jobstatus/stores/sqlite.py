@@ -321,8 +321,11 @@ class SQLiteStore(Store, Listing):
                 "SELECT status, count(*) FROM jobstatus INDEXED BY jobstatus_status_updated "
                 "GROUP BY status"
             ).fetchall()
+            # Named, since for GROUP BY status the planner prefers the status index and
+            # reads every row (0.4 s at a million) to find the few expired ones.
             expired = db.execute(
-                "SELECT status, count(*) FROM jobstatus WHERE expires_at <= ? GROUP BY status",
+                "SELECT status, count(*) FROM jobstatus INDEXED BY jobstatus_expires "
+                "WHERE expires_at <= ? GROUP BY status",
                 (self._clock(),),
             ).fetchall()
         for status, count in everything:
