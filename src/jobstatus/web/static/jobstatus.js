@@ -322,6 +322,7 @@
     let pageNumber = 1;
     let counts = null;
     let countsServed = true;
+    let countsKnown = false; // until the first answer, the summary waits for it
     let source = null;
     let watching = "";
     let timer = null;
@@ -464,9 +465,9 @@
       const parts = ["failed", "working", "stale", "queued", "completed", "cancelled"]
         .filter(function (s) { return shown[s]; })
         .map(function (s) { return shown[s].toLocaleString() + " " + s; });
-      let text = parts.join(" · ");
+      let text = countsKnown ? parts.join(" · ") : "";
       if (counts) text += (text ? " — " : "") + counts.total.toLocaleString() + " jobs in all";
-      else if (parts.length) text += " on this page";
+      else if (parts.length && countsKnown) text += " on this page";
       if (notice) text += (text ? " · " : "") + notice;
       document.getElementById("summary").textContent = text;
     }
@@ -528,9 +529,15 @@
       if (search) params.set(search.by, search.q);
       if (cursor) params.set("cursor", cursor);
       const error = document.getElementById("error");
-      try {
-        const [answer, found] = await Promise.all([getJson(base + "/jobs?" + params), loadCounts()]);
+      // The rows are drawn as soon as they come; the counts (a read of the store's
+      // indexes) follow when they do.
+      const counting = loadCounts().then(function (found) {
         counts = found;
+        countsKnown = true;
+        if (records.size || found) render();
+      });
+      try {
+        const answer = await getJson(base + "/jobs?" + params);
         records.clear();
         order = [];
         for (const record of answer.jobs) {
@@ -551,6 +558,7 @@
         error.textContent = "Could not load jobs: " + exc.message;
         error.hidden = false;
       }
+      await counting;
       schedule(refresh);
     }
 
