@@ -238,3 +238,80 @@ def test_the_listing_and_the_job_page_say_what_each_request_may_do(serve: Any) -
     assert 'data-actions="cancel delete"' in get("/jobs/run/view", ann).text
     assert 'data-actions=""' in get("/jobs/run/view", {"x-user": "eve"}).text
     assert 'data-actions=""' in serve(public=True)("/jobs/run/view").text
+
+
+@pytest.mark.django
+def test_django_with_its_csrf_middleware_the_routes_check_for_themselves() -> None:
+    """The views are csrf_exempt: the app's own pages send no CSRF token, and the routes'
+    own checks refuse what Django's middleware would have refused."""
+    from django.conf import settings
+
+    if not settings.configured:
+        from tests.django_project.harness import ensure_django
+
+        ensure_django()
+    import django
+
+    django.setup()
+    from types import ModuleType
+
+    from django.test import Client, override_settings
+    from django.urls import include, path
+
+    import jobstatus.web.django
+    from jobstatus.stores import MemoryStore
+
+    from ._support import seed
+
+    store = MemoryStore()
+    seed(store)
+    urlconf = ModuleType("jobstatus_web_csrf_urls")
+    urlconf.urlpatterns = [  # type: ignore[attr-defined]
+        path("status/", include(jobstatus.web.django.urls(store=store, can_cancel=yes)))
+    ]
+    client = Client(enforce_csrf_checks=True)
+    middleware = ["django.middleware.csrf.CsrfViewMiddleware"]
+    with override_settings(ROOT_URLCONF=urlconf, ALLOWED_HOSTS=[HOST], MIDDLEWARE=middleware):
+
+        def send(headers: dict[str, str | None]) -> Any:
+            sent = {"Host": HOST, "Sec-Fetch-Site": "same-origin", **headers}
+            return client.post(
+                "/status/jobs/run/cancel",
+                b"{}",
+                content_type="application/json",
+                headers={name: value for name, value in sent.items() if value is not None},
+            )
+
+        assert send({"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        assert send({"Sec-Fetch-Site": None, "Origin": "http://evil.example"}).status_code == 403
+        assert not jobstatus.get("run", store=store).cancel_requested
+        assert send({"Sec-Fetch-Site": None, "Origin": f"http://{HOST}"}).status_code == 200
+        assert jobstatus.get("run", store=store).cancel_requested
+
+
+def test_the_asgi_app_awaits_async_hooks() -> None:
+    from jobstatus.stores import MemoryStore
+
+    from . import _mounts
+    from ._support import seed
+
+    async def may_cancel(request: Any, job_id: str, record: Any) -> bool:
+        return record.get("owner") == "ann"
+
+    async def operator(request: Any) -> bool:
+        return request.headers.get("x-role") == "operator"
+
+    async def broken(request: Any) -> bool:
+        raise RuntimeError("no sessions")
+
+    store = MemoryStore()
+    seed(store)
+    mounts = _mounts.Mounts(_mounts.starlette, store)
+    try:
+        get = mounts(public=True, can_cancel=may_cancel, operator=operator)
+        assert post(get, "/jobs/run/cancel").json()["cancelled"] is True
+        assert get("/jobs?status=failed").json()["actions"] == {}
+        assert "boom" in get("/jobs?status=failed", {"x-role": "operator"}).text
+        assert "boom" not in mounts(public=True, operator=broken)("/jobs?status=failed").text
+    finally:
+        mounts.close()
