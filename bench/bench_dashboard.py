@@ -336,9 +336,9 @@ def drop(url: str) -> None:
     store = store_from_url(url)
     try:
         if url.startswith("redis"):
-            client = store._client  # type: ignore[attr-defined]
-            prefix = url.split("prefix=")[1]
-            for keys in chunks(client.scan_iter(match=prefix + "*", count=10_000), 10_000):
+            client = store._scripts().client  # type: ignore[attr-defined]
+            match = store.prefix + "*"  # type: ignore[attr-defined]
+            for keys in chunks(client.scan_iter(match=match, count=10_000), 10_000):
                 client.unlink(*keys)
         elif url.startswith("postgresql"):
             store.drop()  # type: ignore[attr-defined]

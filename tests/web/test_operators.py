@@ -12,6 +12,7 @@ import pytest
 import jobstatus
 from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores import CacheStore, MemoryStore
+from jobstatus.stores.base import Listing
 
 from ._support import events, plant, put
 
@@ -80,6 +81,31 @@ def test_counts_and_listing_on_a_store_that_cannot_list_say_so(serve: Any) -> No
     assert get("/counts").status == 501
     assert get("/jobs?status=failed").status == 501
     assert get("/jobs?name=x").json() == {"error": "this store cannot search jobs by name or id"}
+
+
+class ListsOnly(MemoryStore):
+    """A store of the application's own that lists but predates counts, search and groups."""
+
+    count_by_status = Listing.count_by_status
+    count_stale = Listing.count_stale
+    find = Listing.find
+    child_ids = Listing.child_ids
+
+    def list_recent(self, status: Any, limit: int, before: Any) -> Any:
+        return MemoryStore.find(self, status=status, limit=limit, before=before)
+
+
+def test_a_store_that_lists_but_cannot_count_search_or_list_children_says_so(
+    serve: Any,
+) -> None:
+    store = ListsOnly()
+    put(store, "g", status="queued", children={"queued": 0})
+    get = serve(store=store, public=True)
+    assert get("/jobs").status == 200
+    assert get("/counts").json() == {"error": "this store cannot count jobs by status"}
+    assert get("/jobs?prefix=g").json() == {"error": "this store cannot search jobs by name or id"}
+    assert get("/jobs/g/children").status == 501
+    assert get("/").status == 200
 
 
 # -- search ---------------------------------------------------------------------------

@@ -335,11 +335,17 @@ def store_unavailable(exc: StoreError) -> ApiError:
     return ApiError(503, "the status store is unavailable; try again later")
 
 
-def listing_unsupported(exc: NotSupportedError, *, searching: bool = False) -> ApiError:
+def listing_unsupported(*, searching: bool = False) -> ApiError:
     """A 501 for a store that cannot list (memcached, a generic cache), or search."""
     if searching:
         return ApiError(501, "this store cannot search jobs by name or id")
     return ApiError(501, "this store cannot list jobs; ask for them by id")
+
+
+def is_unsupported(exc: Exception) -> bool:
+    """Whether ``exc`` says the store cannot do it: a NotSupportedError, also one that
+    ``call_store`` wrapped in a StoreError (a store that lists but cannot count or search)."""
+    return isinstance(exc, NotSupportedError) or isinstance(exc.__cause__, NotSupportedError)
 
 
 def reasons_for(operator: bool) -> tuple[str, ...]:

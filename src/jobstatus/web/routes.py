@@ -106,8 +106,10 @@ def jobs(request: Request, options: WebOptions) -> Plan:
         rows: list[Status] = yield ListRecent(
             query.status, page.fetch, page.before or query.before, query.name, query.prefix
         )
-    except NotSupportedError as exc:
-        raise core.listing_unsupported(exc, searching=query.searches) from exc
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
+        raise core.listing_unsupported(searching=query.searches) from exc
     kept, cursor = page.keep(rows)
     operator = yield from is_operator(request, options)
     shown: list[Status] = []
@@ -142,7 +144,9 @@ def counts(request: Request, options: WebOptions) -> Plan:
         raise core.not_found()
     try:
         found: dict[str, int] = yield CountJobs()
-    except NotSupportedError as exc:
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
         raise ApiError(501, "this store cannot count jobs by status") from exc
     return json_answer(core.counts_json(found))
 
@@ -158,7 +162,9 @@ def children(request: Request, options: WebOptions) -> Plan:
     yield from readable(request, options, job_id)
     try:
         ids: list[str] = yield ListChildren(job_id)
-    except NotSupportedError as exc:
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
         raise ApiError(501, "this store cannot list a group's children") from exc
     ids = sorted(ids)  # the same order on every store
     later = ids if after is None else [child for child in ids if child > after]
