@@ -260,3 +260,18 @@ def test_options_are_checked(serve: Any) -> None:
     with pytest.raises(TypeError, match="operator must be a function"):
         serve(operator="admins")
     assert isinstance(serve.store, MemoryStore)
+
+
+def test_operators_see_the_reasons_of_a_groups_children_where_the_app_lists(serve: Any) -> None:
+    store = serve.store
+    group = jobstatus.group(group_id="g", store=store)
+    job = jobstatus.Job(
+        "broken", parent=group, store=store, options={"includes": {"status", "exception"}}
+    )
+    job.enqueued()
+    job.started()
+    job.finished(ValueError("row 7 has no date"))
+    listing = serve(public=True, operator=operator_header)
+    assert "row 7" in listing("/jobs/g/children", OPERATOR).text
+    assert "row 7" not in listing("/jobs/g/children").text
+    assert "row 7" not in serve(operator=operator_header)("/jobs/g/children", OPERATOR).text

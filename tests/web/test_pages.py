@@ -182,6 +182,14 @@ def test_an_operator_finds_which_jobs_failed_and_why(
     page.locator('tr[data-job="export-000"]').wait_for()
     assert page.locator("#jobs tbody tr").count() == 10
     page.screenshot(path=str(OUTPUT / "dashboard-search.png"), full_page=True)
+
+    page.fill("#search-text", "")
+    page.click('#search button[type="submit"]')
+    page.locator('#filters button[data-status=""]').click()
+    running = page.locator('tr[data-job="render-1"]')
+    running.wait_for()
+    put(store, "render-1", status="failed", exception={"class": "OSError", "message": "disk full"})
+    running.locator('.detail:text("OSError: disk full")').wait_for()  # live, with its reason
     assert problems == []
 
 

@@ -174,9 +174,12 @@ def children(request: Request, options: WebOptions) -> Plan:
     for child, record in zip(chosen, records, strict=True):
         if record is not None and (yield from allowed(request, options, child, record)):
             shown.append(core.snapshot(child, record))
+    # Where the app lists, operators see the children's reasons as in the listing.
+    operator = options.listing_allowed and (yield from is_operator(request, options))
+    reveal = core.reasons_for(operator)
     return json_answer(
         {
-            "jobs": [core.job_json(s.job_id, s._record, options) for s in shown],
+            "jobs": [core.job_json(s.job_id, s._record, options, reveal) for s in shown],
             "total": len(ids),
             "next_after": chosen[-1] if len(later) > limit else None,
             "actions": (yield from _actions(request, options, shown)),

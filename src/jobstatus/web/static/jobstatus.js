@@ -500,8 +500,11 @@
       source.onmessage = function (event) {
         const record = JSON.parse(event.data);
         if (!records.has(record.job_id)) return;
+        const before = records.get(record.job_id);
         records.set(record.job_id, record);
         render();
+        // Streams never carry reasons: read the listing again for the new failure's.
+        if (record.status === "failed" && before.status !== "failed") schedule(500);
         const open = Array.from(records.values()).some(function (r) { return !finished(r); });
         if (!open && source) { source.close(); source = null; watching = ""; }
       };
