@@ -122,7 +122,8 @@
   function runTime(record) {
     const started = epoch(record.started_at);
     if (started === null) return null;
-    const finishedAt = epoch(record.finished_at);
+    // A group that went back to working keeps the finished_at of its last end.
+    const finishedAt = finished(record) ? epoch(record.finished_at) : null;
     if (finishedAt !== null && finishedAt >= started) return finishedAt - started;
     if (record.status === "working") {
       const until = stale(record) ? epoch(record.updated_at) : serverNow();
@@ -658,7 +659,7 @@
       fact(facts, "Task", typeof record.name === "string" ? record.name : null);
       fact(facts, "Queued", record.queued_at ? timeNode(record.queued_at) : null);
       fact(facts, "Started", record.started_at ? timeNode(record.started_at) : null);
-      fact(facts, "Finished", record.finished_at ? timeNode(record.finished_at) : null);
+      fact(facts, "Finished", finished(record) && record.finished_at ? timeNode(record.finished_at) : null);
       fact(facts, "Duration", span(runTime(record)));
       fact(facts, "Attempts", isNumber(record.attempts) ? record.attempts : null);
       if (typeof record.parent === "string") {
@@ -686,7 +687,9 @@
         const item = el("li");
         item.dataset.state = String(entry.status || "");
         let text = String(entry.status || "?").replace("_", " ");
-        if (isNumber(entry.attempt) && entry.status === "working") text += " (attempt " + entry.attempt + ")";
+        if (isNumber(entry.attempt) && entry.attempt >= 1 && entry.status === "working") {
+          text += " (attempt " + entry.attempt + ")";
+        }
         item.appendChild(el("span", "", text));
         item.appendChild(timeNode(entry.at));
         return item;
