@@ -507,10 +507,13 @@ def test_a_jobs_json_is_served_without_private_keys(client) -> None:
     assert body["status"] == "failed"
     assert "exception" not in body
     assert "serialized_job" not in body
+    status = jobstatus.get(result)
     assert body == {
-        k: v
-        for k, v in jobstatus.get(result).to_dict().items()
-        if k not in ("exception", "serialized_job")
+        **{k: v for k, v in status.to_dict().items() if k not in ("exception", "serialized_job")},
+        "job_id": result.id,  # the keys the web layer computes
+        "name": status.name,
+        "percent": status.progress.percent,
+        "eta": status.progress.eta,
     }
 
 

@@ -1,8 +1,9 @@
 """The endpoint mounted under ``/status`` by each framework, behind one ``get``.
 
-Each factory yields ``get(url, headers=None, method="get") -> Answer``, served
-in process by the framework's own test client (httpx over ASGI for Starlette),
-and stops the mount when the generator is closed.
+Each factory yields ``get(url, headers=None, method="get", body=None) -> Answer``,
+served in process by the framework's own test client (httpx over ASGI for
+Starlette), and stops the mount when the generator is closed. ``body`` (bytes)
+is sent with the ``Content-Type`` the headers name, if any.
 """
 
 from __future__ import annotations
@@ -54,11 +55,18 @@ def starlette(store: Store, **options: Any) -> Iterator[Get]:
 
     app = Starlette(routes=[Mount("/status", jobstatus.web.create_app(store=store, **options))])
 
-    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
+    def get(
+        url: str,
+        headers: dict[str, str] | None = None,
+        method: str = "get",
+        body: bytes | None = None,
+    ) -> Answer:
         async def send() -> httpx.Response:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.request(method.upper(), "/status" + url, headers=headers)
+                return await client.request(
+                    method.upper(), "/status" + url, headers=headers, content=body
+                )
 
         response = asyncio.run(asyncio.wait_for(send(), REQUEST_DEADLINE))
         return Answer(response.status_code, dict(response.headers), response.content.decode())
@@ -88,8 +96,22 @@ def django(store: Store, **options: Any) -> Iterator[Get]:
     ]
     client = Client()
 
-    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
-        response = getattr(client, method)("/status" + url, headers=headers or {})
+    def get(
+        url: str,
+        headers: dict[str, str] | None = None,
+        method: str = "get",
+        body: bytes | None = None,
+    ) -> Answer:
+        headers = dict(headers or {})
+        content_type = next(
+            (headers.pop(name) for name in list(headers) if name.lower() == "content-type"), None
+        )
+        extra: dict[str, Any] = {}
+        if content_type is not None:  # the client leaves it out of a request without a body
+            extra = {"content_type": content_type, "CONTENT_TYPE": content_type}
+        response = client.generic(
+            method.upper(), "/status" + url, data=body or b"", headers=headers, **extra
+        )
         if response.streaming:
             body = b"".join(response.streaming_content)
             response.close()
@@ -115,8 +137,13 @@ def flask(store: Store, **options: Any) -> Iterator[Get]:
     )
     client = app.test_client()
 
-    def get(url: str, headers: dict[str, str] | None = None, method: str = "get") -> Answer:
-        response = getattr(client, method)("/status" + url, headers=headers or {})
+    def get(
+        url: str,
+        headers: dict[str, str] | None = None,
+        method: str = "get",
+        body: bytes | None = None,
+    ) -> Answer:
+        response = client.open("/status" + url, method=method.upper(), headers=headers, data=body)
         body = response.get_data()
         response.close()
         return Answer(

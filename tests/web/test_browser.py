@@ -7,8 +7,6 @@ Screenshots land in ``tests/output/web/`` (gitignored) to look at by eye.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,44 +19,10 @@ import jobstatus
 from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores import SQLiteStore
 
-from ..stores import IN_CI
+from ._browser import OUTPUT, chromium, free_port, new_page, running
 from ._support import SCRIPT, put
 
 pytestmark = [pytest.mark.web, pytest.mark.browser]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUTPUT = Path(__file__).resolve().parents[1] / "output" / "web"
-WAIT_MS = 15_000
-
-
-def _require_browser() -> Any:
-    problem = None
-    if not CHROMIUM.exists():
-        problem = f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "playwright is not installed (pip install playwright)"
-    if problem:
-        if IN_CI:
-            pytest.fail(f"{problem}; CI=true needs the browser tests")
-        pytest.skip(problem)
-    return sync_playwright
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -66,53 +30,22 @@ def server(tmp_path: Path) -> Iterator[tuple[str, SQLiteStore]]:
     """``jobstatus serve --public`` on a free port, and the store it serves."""
     url = f"sqlite:///{tmp_path / 'web.db'}"
     store = SQLiteStore.from_url(url)
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "jobstatus", "serve", "--store", url, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--public", "--expose", "exception"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read() if process.stdout else ""
-                    pytest.fail(f"jobstatus serve did not start: {output}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", store
+        with running(command, port, "jobstatus serve"):
+            yield f"http://127.0.0.1:{port}", store
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
         store.close()
 
 
 @pytest.fixture
 def page() -> Iterator[Any]:
-    sync_playwright = _require_browser()
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            # Reduced motion: screenshots show where the bars are, not mid-animation.
-            context = browser.new_context(
-                viewport={"width": 1100, "height": 520}, reduced_motion="reduce"
-            )
-            page = context.new_page()
-            page.set_default_timeout(WAIT_MS)
-            yield page
-            context.close()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = new_page(browser)
+        yield page
+        page.context.close()
 
 
 def test_the_dashboard_shows_jobs_live(server: tuple[str, SQLiteStore], page: Any) -> None:

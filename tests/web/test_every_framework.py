@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,25 +22,9 @@ from jobstatus.stores import MemoryStore
 from jobstatus.web.routes import ROUTES
 
 from . import _mounts
-from ._support import events, plant, put, seed
+from ._support import events, plant, put
 
 pytestmark = pytest.mark.web
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(_mounts.starlette, id="starlette"),
-        pytest.param(_mounts.django, marks=pytest.mark.django, id="django"),
-        pytest.param(_mounts.flask, id="flask"),
-    ]
-)
-def serve(request: pytest.FixtureRequest) -> Iterator[_mounts.Mounts]:
-    """``serve(**options)`` mounts the endpoint under /status on a seeded memory store."""
-    store = MemoryStore()
-    seed(store)
-    mounts = _mounts.Mounts(request.param, store)
-    yield mounts
-    mounts.close()
 
 
 def strict_events(text: str) -> list[dict[str, Any]]:
@@ -55,16 +38,25 @@ def strict_events(text: str) -> list[dict[str, Any]]:
 # -- the route table ----------------------------------------------------------------
 
 SAMPLE_PARAMS = {"job_id": "done", "name": "jobstatus.js"}
+JSON_POST = {"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
+
+
+def yes(request: Any, job_id: str, record: Any) -> bool:
+    return True
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
-def test_every_route_of_the_table_is_served_with_its_method_only(serve: Any, route: Any) -> None:
-    get = serve(public=True)
+def test_every_route_of_the_table_is_served_with_its_method_only(
+    serve: Any, route: Any, fake_metrics: Any
+) -> None:
+    get = serve(public=True, can_cancel=yes, can_delete=yes, metrics=True)
     url = route.fill(SAMPLE_PARAMS)
-    served = get(url, method=route.method.lower())
+    if route.method == "POST":
+        served = get(url, JSON_POST, method="post", body=b"{}")
+    else:
+        served = get(url, method=route.method.lower())
     assert served.status in (200, 400), served.text  # 400: /events without ids
-    other = "post" if route.method == "GET" else "get"
-    assert get(url, method=other).status == 405
+    assert get(url, method="put").status == 405
 
 
 def test_a_job_id_with_slashes_reaches_each_route_of_a_job(serve: Any) -> None:

@@ -12,6 +12,7 @@ import jobstatus.web
 from jobstatus.stores import Store
 from jobstatus.stores.base import Listing
 
+from ..stores import StoreCase
 from ._support import events, put, seed
 
 pytestmark = pytest.mark.web
@@ -57,3 +58,53 @@ def test_the_endpoint_serves_every_store(store: Store) -> None:
     assert seen[-1]["status"] == "completed" and seen[-1]["progress"] == 10
     assert app.state.jobstatus.streams == 0 and app.state.jobstatus.hub.watched == 0
     put(store, "run", status="queued")  # the store still works after the streams closed
+
+
+def test_cancel_counts_search_and_children_on_every_store_that_can(
+    store: Store, case: StoreCase
+) -> None:
+    if not case.guards:
+        pytest.skip(f"{case.name} does not apply guards, history and groups yet")
+    group = jobstatus.group(name="import", group_id="web-group", store=store)
+    for n in range(3):
+        job = jobstatus.Job(f"web-child-{n}", name="load", parent=group, store=store)
+        job.enqueued()
+    app = jobstatus.web.create_app(
+        store=store, public=True, can_cancel=lambda request, job_id, record: True
+    )
+    own_page = {"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}
+
+    async def run() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [
+                await client.get("/jobs/web-group"),
+                await client.get("/jobs/web-group/children?limit=2"),
+                await client.post("/jobs/web-child-0/cancel", headers=own_page, content=b"{}"),
+                await client.post(
+                    "/jobs/web-child-1/cancel",
+                    headers={**own_page, "Sec-Fetch-Site": "cross-site"},
+                    content=b"{}",
+                ),
+                await client.get("/counts"),
+                await client.get("/jobs?name=load&prefix=web-child-"),
+            ]
+
+    rolled, children, cancelled, refused, counts, found = asyncio.run(run())
+    assert rolled.json()["children"]["queued"] == 3 and rolled.json()["total"] == 3
+    assert cancelled.json()["cancelled"] is True
+    assert jobstatus.get("web-child-0", store=store).cancel_requested
+    assert refused.status_code == 403
+    assert not jobstatus.get("web-child-1", store=store).cancel_requested
+    if not isinstance(store, Listing):
+        assert {children.status_code, counts.status_code, found.status_code} == {501}
+        return
+    assert [job["job_id"] for job in children.json()["jobs"]] == ["web-child-0", "web-child-1"]
+    if not case.searches:
+        return
+    assert counts.json()["queued"] == 4 and counts.json()["total"] == 4
+    assert sorted(job["job_id"] for job in found.json()["jobs"]) == [
+        "web-child-0",
+        "web-child-1",
+        "web-child-2",
+    ]

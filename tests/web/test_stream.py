@@ -45,7 +45,10 @@ def test_the_first_record_then_only_newer_ones_each_with_its_id() -> None:
     stream = one_job()
     first = stream.event("j", record("working", T2, progress=1, token="secret"))
     assert first is not None and first.startswith(f"id: {T2}\n")
-    assert events(first) == [{"status": "working", "updated_at": T2, "progress": 1, "_id": T2}]
+    computed = {"job_id": "j", "name": None, "percent": None, "eta": None}
+    assert events(first) == [
+        {"status": "working", "updated_at": T2, "progress": 1, **computed, "_id": T2}
+    ]
     assert stream.event("j", record("working", T2, progress=1, token="secret")) is None  # repeat
     assert stream.event("j", record("working", T1, progress=0)) is None  # older
     assert events(stream.event("j", record("working", T3, progress=2)) or "")[0]["progress"] == 2
@@ -66,7 +69,8 @@ def test_a_job_that_disappears_or_turns_forbidden_leaves() -> None:
     assert stream.watched == ["b"] and not stream.over
     text = stream.event("b", record("queued", T1))
     assert text is not None and not text.startswith("id:")  # several jobs: no event ids
-    assert events(text) == [{"status": "queued", "updated_at": T1, "job_id": "b"}]
+    computed = {"job_id": "b", "name": None, "percent": None, "eta": None}
+    assert events(text) == [{"status": "queued", "updated_at": T1, **computed}]
     stream.event("b", None)
     assert stream.over
 

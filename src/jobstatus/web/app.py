@@ -7,6 +7,7 @@ Mount it in FastAPI or Starlette::
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
@@ -21,12 +22,14 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .._batch import Batch
-from .._read import arecent
+from .._cancel import acancel_job
+from .._read import acounts, arecent
 from .._record import Record
 from .._status import aread_status
-from ..stores.base import Store
-from . import core, routes
+from ..stores.base import Store, acall_store, listing_of
+from . import core, plan, routes
 from .core import WebOptions
+from .guard import MAX_BODY_BYTES
 from .hub import Hub, Listener
 from .routes import ROUTES
 from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, StreamSlots
@@ -38,6 +41,10 @@ def create_app(
     public: bool = False,
     expose: Iterable[str] = (),
     *,
+    can_cancel: Callable[[Any, str, Record], Any] | None = None,
+    can_delete: Callable[[Any, str, Record], Any] | None = None,
+    operator: Callable[[Any], Any] | None = None,
+    metrics: bool = False,
     private: Iterable[str] = (),
     cors_origins: Iterable[str] = (),
     max_streams: int = 1000,
@@ -58,6 +65,14 @@ def create_app(
         public: serve the listing and the dashboard without an ``authorize`` hook
             (they answer 404 otherwise).
         expose: private keys to serve anyway: ``"exception"``, ``"serialized_job"``.
+        can_cancel: ``can_cancel(request, job_id, record) -> bool`` (or async)
+            lets a request cancel a job (``POST /jobs/{id}/cancel``); without
+            it, or when it says anything but True, the route answers 404.
+            Cross-site requests are refused whatever it says.
+        can_delete: the same for ``POST /jobs/{id}/delete``.
+        operator: ``operator(request) -> bool`` (or async): operators see failure
+            reasons in the listing and the dashboard, and the store-wide counts.
+        metrics: serve ``GET /metrics`` (Prometheus text from ``jobstatus.metrics``).
         private: the application's own keys never to serve.
         cors_origins: origins allowed to read the JSON routes (no CORS headers otherwise).
         max_streams: event streams open at once in this process; more get a 503.
@@ -81,6 +96,10 @@ def create_app(
         authorize=authorize,
         public=public,
         expose=expose,
+        can_cancel=can_cancel,
+        can_delete=can_delete,
+        operator=operator,
+        metrics=metrics,
         private=private,
         cors_origins=cors_origins,
         max_streams=max_streams,
@@ -112,6 +131,16 @@ def create_app(
 
 def _pattern(route: routes.Route) -> str:
     return route.pattern(lambda name: f"{{{name}}}", lambda name: f"{{{name}:path}}")
+
+
+async def _body(request: Request) -> bytes:
+    """The first bytes of the body: one more than a changing route accepts, at most."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            break
+    return body[: MAX_BODY_BYTES + 1]
 
 
 def _params(request: Request) -> dict[str, list[str]]:
@@ -190,9 +219,11 @@ class _Endpoint:
                 parse_query=partial(_params, request),
                 headers=request.headers,
                 base=str(request.scope.get("root_path", "")),
+                host=request.headers.get("host", ""),
+                body=await _body(request) if route.method == "POST" else b"",
             )
-            result = await routes.arun(routes.answer(route, asked, self.options), self.perform)
-            if isinstance(result, routes.StreamAnswer):
+            result = await plan.arun(routes.answer(route, asked, self.options), self.perform)
+            if isinstance(result, plan.StreamAnswer):
                 return _EventStream(self._events(request, result), result.opened.close)
             return Response(
                 result.body,
@@ -203,38 +234,61 @@ class _Endpoint:
 
         return endpoint
 
-    async def perform(self, step: routes.Step) -> Any:
-        """Do one step of a plan (see :mod:`jobstatus.web.routes`)."""
+    async def perform(self, step: plan.Step) -> Any:
+        """Do one step of a plan (see :mod:`jobstatus.web.plan`)."""
         store = self.store
-        if isinstance(step, routes.ReadStatus):
+        if isinstance(step, plan.ReadStatus):
             return await aread_status(store, step.job_id)
-        if isinstance(step, routes.ReadMany):
+        if isinstance(step, plan.ReadMany):
             return await store.aread_many(step.job_ids)
-        if isinstance(step, routes.Allowed):
-            return await self.allowed(step.request, step.job_id, step.record)
-        if isinstance(step, routes.RefreshBatch):
+        if isinstance(step, plan.Allowed):
+            return await self.ask(step.hook, step.request, step.job_id, step.record)
+        if isinstance(step, plan.IsOperator):
+            return await self.ask("operator", step.request)
+        if isinstance(step, plan.RefreshBatch):
             return await Batch(step.job_ids, store=store).arefresh()
-        if isinstance(step, routes.ListRecent):
-            query = step.query
-            return await arecent(query.status, query.limit, query.before, store=store)
+        if isinstance(step, plan.ListRecent):
+            return await arecent(
+                step.status,
+                step.limit,
+                step.before,
+                name=step.name,
+                prefix=step.prefix,
+                store=store,
+            )
+        if isinstance(step, plan.CountJobs):
+            return await acounts(store=store)
+        if isinstance(step, plan.ListChildren):
+            return await acall_store(listing_of(store).achild_ids, step.job_id)
+        if isinstance(step, plan.CancelJob):
+            return await acancel_job(store, step.job_id, step.reason)
+        if isinstance(step, plan.DeleteJob):
+            return await acall_store(store.adelete, step.job_id)
+        if isinstance(step, plan.RenderMetrics):
+            return await asyncio.to_thread(core.render_metrics, store)
         # The listener starts before the plan reads the jobs, so no change falls between.
         release = self.slots.take()
         return _Watching(release, self.hub, self.hub.listen(step.job_ids))
 
     async def allowed(self, request: Request, job_id: str, record: Record) -> bool:
-        """The ``authorize`` hook's verdict, awaited if the hook is async; False if it raised."""
-        hook = self.options.authorize
-        if hook is None:
+        """The ``authorize`` hook's verdict (True without a hook)."""
+        if self.options.authorize is None:
             return True
-        verdict = core.authorized(hook, request, job_id, record)
+        return await self.ask("authorize", request, job_id, record)
+
+    async def ask(self, hook_name: str, request: Request, *args: Any) -> bool:
+        """The verdict of one of the application's hooks, awaited if it is async; only
+        True is a yes, and a hook that raised is a logged no."""
+        hook = getattr(self.options, hook_name)
+        verdict = core.authorized(hook, request, *args, name=hook_name)
         if inspect.isawaitable(verdict):
             try:
                 verdict = await verdict
             except Exception:
-                return core.hook_failed(job_id)
+                return core.hook_failed(hook_name, args[0] if args else None)
         return verdict is True
 
-    async def _events(self, request: Request, answer: routes.StreamAnswer) -> AsyncIterator[str]:
+    async def _events(self, request: Request, answer: plan.StreamAnswer) -> AsyncIterator[str]:
         stream, watching = answer.stream, answer.opened
         assert isinstance(watching, _Watching)
         changes = answer.first

@@ -10,6 +10,7 @@ JSON of a batch and of a listing, and the pages. The routes are in
 from __future__ import annotations
 
 import html
+import importlib
 import logging
 import math
 import re
@@ -19,11 +20,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .._batch import Batch
 from .._config import settings, store_or_default
-from .._errors import NotSupportedError, StoreError
+from .._errors import ConfigurationError, NotSupportedError, StoreError
 from .._read import MAX_RECENT
 from .._record import (
     FINISHED_STATES,
@@ -32,19 +33,26 @@ from .._record import (
     JSONValue,
     Record,
     dumps,
-    parse_iso,
     validate_job_id,
 )
 from .._status import Status
 from ..stores.base import Store
 
 PRIVATE_KEYS: Final = frozenset({"serialized_job", "exception"})
-DEFAULT_LIMIT: Final = 50
 KEEPALIVE: Final = 15.0  # seconds between keep-alive comments on an idle stream
 NOT_FOUND: Final = "no such job"
-STATIC_FILES: Final = {"jobstatus.js": "text/javascript", "jobstatus.css": "text/css"}
+STATIC_FILES: Final = {
+    "jobstatus.js": "text/javascript",
+    "jobstatus.css": "text/css",
+    "jobstatus-bar.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
+# Keys the web layer computes for every job it serves; a job's own key of the
+# same name is not served.
+COMPUTED_KEYS: Final = ("job_id", "name", "percent", "eta")
 
 Authorize = Callable[[Any, str, Record], Any]
+Operator = Callable[[Any], Any]
 
 log = logging.getLogger("jobstatus.web")
 
@@ -77,6 +85,12 @@ class WebOptions:
         authorize: ``authorize(request, job_id, record) -> bool`` decides who may
             read a job; the Starlette app also accepts an async hook.
         public: serve the listing and the dashboard without an ``authorize`` hook.
+        can_cancel: ``can_cancel(request, job_id, record) -> bool`` decides who may
+            cancel a job over HTTP; without it nobody may.
+        can_delete: the same for deleting a job's record.
+        operator: ``operator(request) -> bool`` decides who sees what only
+            operators see: failure reasons in the listing, store-wide counts.
+        metrics: serve ``GET /metrics`` (Prometheus text).
         expose: private keys to serve anyway (``"exception"``, ``"serialized_job"``).
         private: the application's own keys never to serve.
         cors_origins: origins allowed to read the JSON routes from a browser.
@@ -93,6 +107,10 @@ class WebOptions:
     store: object = None
     authorize: Authorize | None = None
     public: bool = False
+    can_cancel: Authorize | None = None
+    can_delete: Authorize | None = None
+    operator: Operator | None = None
+    metrics: bool = False
     expose: frozenset[str] = frozenset()
     private: frozenset[str] = frozenset()
     cors_origins: tuple[str, ...] = ()
@@ -106,6 +124,10 @@ class WebOptions:
     hidden: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        for name in ("authorize", "can_cancel", "can_delete", "operator"):
+            hook = getattr(self, name)
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be a function or None; got {hook!r}")
         for name in ("max_streams", "max_batch_ids", "max_query_bytes", "max_listing"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -187,7 +209,8 @@ def only_params(params: Mapping[str, Sequence[str]], allowed: Iterable[str]) -> 
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}; allowed: {names}")
 
 
-def _single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+def single(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    """The one value of query parameter ``name`` (None when absent; a 400 when repeated)."""
     values = params.get(name) or []
     if len(values) > 1:
         raise ApiError(400, f"give {name!r} once")
@@ -206,31 +229,6 @@ def parse_ids(params: Mapping[str, Sequence[str]], options: WebOptions) -> list[
     return list(dict.fromkeys(parse_job_id(job_id) for job_id in ids))
 
 
-@dataclass(frozen=True)
-class ListingQuery:
-    """``?status=S&limit=N&before=T`` of a listing, validated."""
-
-    status: str | None
-    limit: int
-    before: str | None
-
-
-def parse_listing(params: Mapping[str, Sequence[str]], options: WebOptions) -> ListingQuery:
-    """The listing's query, or a 400 saying what was wrong."""
-    only_params(params, ("status", "limit", "before"))
-    status = _single(params, "status")
-    if status is not None and status not in STATES:
-        raise ApiError(400, f"status must be one of {', '.join(STATES)}")
-    raw_limit = _single(params, "limit")
-    limit = DEFAULT_LIMIT if raw_limit is None else _int(raw_limit)
-    if limit is None or not 1 <= limit <= options.max_listing:
-        raise ApiError(400, f"limit must be an integer from 1 to {options.max_listing}")
-    before = _single(params, "before")
-    if before is not None and parse_iso(before) is None:
-        raise ApiError(400, "before must be an ISO 8601 updated_at")
-    return ListingQuery(status, limit, before)
-
-
 def require_listing(options: WebOptions) -> None:
     """The one 404 for the listing and the dashboard while listing is off.
 
@@ -241,7 +239,17 @@ def require_listing(options: WebOptions) -> None:
         raise not_found()
 
 
-def _int(text: str) -> int | None:
+def parse_limit(params: Mapping[str, Sequence[str]], options: WebOptions, *, default: int) -> int:
+    """``?limit=N`` from 1 to ``max_listing``, or a 400."""
+    raw = single(params, "limit")
+    limit = default if raw is None else parse_int(raw)
+    if limit is None or not 1 <= limit <= options.max_listing:
+        raise ApiError(400, f"limit must be an integer from 1 to {options.max_listing}")
+    return limit
+
+
+def parse_int(text: str) -> int | None:
+    """A small non-negative integer from its decimal digits, or None."""
     return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
 
@@ -254,39 +262,71 @@ def last_event_id(headers: Mapping[str, str]) -> str | None:
 # -- what a reader may see ----------------------------------------------------------
 
 
-def visible(record: Record, options: WebOptions) -> Record:
-    """The record without the keys the application keeps private."""
-    return {key: value for key, value in record.items() if key not in options.hidden}
+def visible(record: Record, options: WebOptions, reveal: Iterable[str] = ()) -> Record:
+    """The record without the keys the application keeps private (but those in ``reveal``)."""
+    hidden = options.hidden.difference(reveal)
+    return {key: value for key, value in record.items() if key not in hidden}
 
 
-def with_id(job_id: str, record: Record | None, options: WebOptions) -> Record:
-    """A visible record carrying its ``job_id`` (a missing job: only its id and a null status)."""
+def job_json(
+    job_id: str, record: Record | None, options: WebOptions, reveal: Iterable[str] = ()
+) -> Record:
+    """What a reader is served of one job: its visible record and the computed keys.
+
+    ``job_id``, ``name`` (the task's, or null), ``percent`` (0 to 100, null while
+    the total is unknown) and ``eta`` (seconds left, estimated at ``updated_at``
+    from the rate since ``started_at``; 0 once finished, null when unknown or
+    stale) replace any key of the job's own with those names. A missing job is
+    only its id and a null status.
+    """
     if record is None:
         return {"job_id": job_id, "status": None}
-    return {**visible(record, options), "job_id": job_id}
+    status = snapshot(job_id, record)
+    progress = status.progress
+    return {
+        **visible(record, options, reveal),
+        "job_id": job_id,
+        "name": status.name,
+        "percent": progress.percent,
+        "eta": None if status.is_stale else progress.eta,
+    }
 
 
-def authorized(hook: Authorize, request: Any, job_id: str, record: Record) -> Any:
-    """The hook's verdict on one job (an awaitable from an async hook); False if it raised.
+def snapshot(job_id: str, record: Record) -> Status:
+    """A read-only Status of ``record``, to ask what a snapshot answers (name, progress, ...).
+
+    Its reading properties never touch a store, so it has none; writing through it fails.
+    """
+    return Status(job_id, record, cast(Store, None))
+
+
+def authorized(hook: Callable[..., Any], request: Any, *args: Any, name: str = "authorize") -> Any:
+    """The verdict of the application's hook ``name`` (an awaitable from an async
+    hook); False if it raised.
 
     A hook is only asked about jobs that exist, so an error answer would tell
     whoever sent the request that the job is there: a hook that raises is a no,
     the same 404 as an unknown job, and its exception goes to the log.
     """
     try:
-        return hook(request, job_id, record)
+        return hook(request, *args)
     except Exception:
-        return hook_failed(job_id)
+        return hook_failed(name, args[0] if args else None)
 
 
-def hook_failed(job_id: str) -> bool:
-    """Log the ``authorize`` hook's exception (the one being handled); the verdict is no."""
-    log.exception("jobstatus.web: the authorize hook raised for job %r; it is not served", job_id)
+def hook_failed(name: str, job_id: str | None) -> bool:
+    """Log the hook's exception (the one being handled); the verdict is no."""
+    if job_id is None:
+        log.exception("jobstatus.web: the %s hook raised; the answer is no", name)
+    else:
+        log.exception(
+            "jobstatus.web: the %s hook raised for job %r; the answer is no", name, job_id
+        )
     return False
 
 
 def is_finished(record: Record) -> bool:
-    """Completed or failed."""
+    """Completed, failed or cancelled."""
     return record.get("status") in FINISHED_STATES
 
 
@@ -295,9 +335,38 @@ def store_unavailable(exc: StoreError) -> ApiError:
     return ApiError(503, "the status store is unavailable; try again later")
 
 
-def listing_unsupported(exc: NotSupportedError) -> ApiError:
-    """A 501 for a store that cannot list (memcached, a generic cache)."""
+def listing_unsupported(*, searching: bool = False) -> ApiError:
+    """A 501 for a store that cannot list (memcached, a generic cache), or search."""
+    if searching:
+        return ApiError(501, "this store cannot search jobs by name or id")
     return ApiError(501, "this store cannot list jobs; ask for them by id")
+
+
+def is_unsupported(exc: Exception) -> bool:
+    """Whether ``exc`` says the store cannot do it: a NotSupportedError, also one that
+    ``call_store`` wrapped in a StoreError (a store that lists but cannot count or search)."""
+    return isinstance(exc, NotSupportedError) or isinstance(exc.__cause__, NotSupportedError)
+
+
+def reasons_for(operator: bool) -> tuple[str, ...]:
+    """The private keys a listing reveals to this reader: failure reasons to operators."""
+    return ("exception",) if operator else ()
+
+
+def render_metrics(store: Store) -> tuple[bytes, str]:
+    """The body and media type of ``GET /metrics``: ``jobstatus.metrics.render(store)``.
+
+    Raises:
+        ApiError: 501 when ``jobstatus.metrics`` or its driver is not installed.
+    """
+    try:
+        module: Any = importlib.import_module("jobstatus.metrics")
+        body, media_type = module.render(store)
+    except (ImportError, ConfigurationError) as exc:
+        log.warning("jobstatus.web: /metrics cannot be served: %s", exc)
+        message = "metrics are not available; pip install 'jobstatus[prometheus]'"
+        raise ApiError(501, message) from exc
+    return bytes(body), str(media_type)
 
 
 # -- responses ----------------------------------------------------------------------
@@ -316,15 +385,22 @@ def batch_json(batch: Batch, allowed: Sequence[bool], options: WebOptions) -> Re
         "counts": batch.counts,
         "stale": batch.stale,
         "progress": {"current": progress.current, "total": progress.total, "ratio": progress.ratio},
-        "jobs": [with_id(s.job_id, s._record if s.exists else None, options) for s in statuses],
+        "jobs": [job_json(s.job_id, s._record if s.exists else None, options) for s in statuses],
     }
 
 
-def listing_json(rows: Sequence[Status], options: WebOptions) -> Record:
-    """The answer of a listing: jobs newest first and the ``before`` of the next page."""
-    jobs = [with_id(s.job_id, s.to_dict(), options) for s in rows]
+def listing_json(rows: Sequence[Status], options: WebOptions, reveal: Iterable[str] = ()) -> Record:
+    """The jobs of a listing, newest first, and the ``before`` of the next page."""
+    jobs = [job_json(s.job_id, s._record, options, reveal) for s in rows]
     last = rows[-1].get("updated_at") if rows else None
     return {"jobs": jobs, "next_before": last if isinstance(last, str) else None}
+
+
+def counts_json(found: Mapping[str, int]) -> Record:
+    """``GET /counts``: each state's count, ``stale`` (working jobs, counted in both) and
+    ``total`` (every job)."""
+    counts = {state: int(found.get(state, 0)) for state in STATES}
+    return {**counts, "stale": int(found.get("stale", 0)), "total": sum(counts.values())}
 
 
 _SURROGATES: Final = re.compile("[\ud800-\udfff]")
@@ -442,9 +518,16 @@ def dashboard_page(base: str, *, refresh_seconds: float = 10.0) -> str:
     return render_page("dashboard.html", base=base, refresh=f"{refresh_seconds:g}")
 
 
-def job_page(base: str, job_id: str) -> str:
-    """The HTML of ``GET /jobs/{id}/view``."""
-    return render_page("job.html", base=base, job_id=job_id)
+def job_page(base: str, job_id: str, actions: Iterable[str] = (), *, listing: bool = False) -> str:
+    """The HTML of ``GET /jobs/{id}/view``: ``actions`` are the buttons it shows
+    (``cancel``, ``delete``), ``listing`` whether it links back to the dashboard."""
+    return render_page(
+        "job.html",
+        base=base,
+        job_id=job_id,
+        actions=" ".join(actions),
+        listing="true" if listing else "false",
+    )
 
 
 def missing_page(base: str) -> str:

@@ -16,6 +16,13 @@ The routes and answers are those of :func:`jobstatus.web.create_app`, built
 from the same table (:data:`jobstatus.web.routes.ROUTES`). Django is an
 optional dependency, so it is imported inside the functions, which run only
 once :func:`urls` has checked that it is installed.
+
+The views are ``csrf_exempt``: the app's own pages send their cancel and
+delete POSTs with ``fetch`` and no CSRF token, and every route that changes
+a job makes the checks of :mod:`jobstatus.web.guard` itself (same origin by
+``Sec-Fetch-Site`` or ``Origin`` against ``request.get_host()``, which Django
+checks against ``ALLOWED_HOSTS``; a JSON body; the application's hook), which
+refuse a cross-site form POST as Django's middleware would.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 from .._record import Record
 from ..stores.base import require
 from .core import ApiError, WebOptions
+from .guard import MAX_BODY_BYTES
 from .routes import ROUTES, Answer, Request, Route
 from .sync import SyncEndpoint
 
@@ -69,6 +77,24 @@ def urls(
     ]
 
 
+def _fallback(
+    method: str, path: str, skip: dict[str, Route]
+) -> tuple[Route, dict[str, str]] | None:
+    """The route a router that matches methods too would pick for ``path``.
+
+    Django matches paths only: ``GET /jobs/a/cancel`` reaches the pattern of
+    ``POST /jobs/{id}/cancel``, where Starlette and Flask serve it as the job
+    ``a/cancel``. The first later route of the method whose path matches wins.
+    """
+    for route in ROUTES:
+        if route.method != method or route in skip.values():
+            continue
+        params = route.match(path)
+        if params is not None:
+            return route, params
+    return None
+
+
 def _pattern(route: Route) -> str:
     pattern = route.pattern(lambda name: f"<str:{name}>", lambda name: f"<path:{name}>")
     return pattern.removeprefix("/")
@@ -77,11 +103,16 @@ def _pattern(route: Route) -> str:
 def _view(endpoint: SyncEndpoint, by_method: dict[str, Route]) -> Callable[..., Any]:
     """The view of one path: a Django URL pattern matches paths, not methods."""
     from django.http import HttpResponseNotAllowed
+    from django.views.decorators.csrf import csrf_exempt
 
     def view(request: Any, **path_params: str) -> Any:
         route = by_method.get(request.method)
         if route is None:
-            return HttpResponseNotAllowed(list(by_method))
+            served = next(iter(by_method.values())).fill(path_params)
+            found = _fallback(request.method, served, by_method)
+            if found is None:
+                return HttpResponseNotAllowed(list(by_method))
+            route, path_params = found
         asked = Request(
             native=request,
             path_params=path_params,
@@ -89,10 +120,22 @@ def _view(endpoint: SyncEndpoint, by_method: dict[str, Route]) -> Callable[..., 
             parse_query=partial(_params, request),
             headers=request.headers,
             base=_base(request.path, route.fill(path_params)),
+            host=_host(request),
+            body=request.read(MAX_BODY_BYTES + 1) if route.method == "POST" else b"",
         )
         return _response(endpoint.answer(route, asked))
 
-    return view
+    exempt: Callable[..., Any] = csrf_exempt(view)  # the routes check for themselves (above)
+    return exempt
+
+
+def _host(request: Any) -> str:
+    from django.core.exceptions import DisallowedHost
+
+    try:
+        return str(request.get_host())
+    except DisallowedHost:
+        return ""  # a host Django does not serve is no origin to trust
 
 
 def _params(request: Any) -> dict[str, list[str]]:

@@ -23,6 +23,7 @@ from typing import Any
 from .._record import Record
 from ..stores.base import require
 from .core import WebOptions
+from .guard import MAX_BODY_BYTES
 from .routes import ROUTES, Answer, Request, Route
 from .sync import SyncEndpoint
 
@@ -44,6 +45,9 @@ def blueprint(
     ``cors_origins`` (use flask-cors). ``authorize`` receives Flask's
     ``request``; event streams keep the request context, so hooks that use
     ``flask.request`` or Flask-Login's ``current_user`` work there too.
+    With Flask-WTF's ``CSRFProtect``, exempt the blueprint
+    (``csrf.exempt(bp)``): its routes that change jobs check the origin
+    themselves (:mod:`jobstatus.web.guard`).
 
     Raises:
         ConfigurationError: Flask is not installed.
@@ -85,6 +89,8 @@ def _view(flask: Any, endpoint: SyncEndpoint, route: Route) -> Callable[..., Any
             parse_query=partial(_params, request.args),
             headers=request.headers,
             base=_base(request.script_root + request.path, route.fill(path_params)),
+            host=request.host,
+            body=request.stream.read(MAX_BODY_BYTES + 1) if route.method == "POST" else b"",
         )
         return _response(flask, endpoint.answer(route, asked))
 

@@ -2,206 +2,61 @@
 
 The Starlette app, the Django URL patterns and the Flask blueprint are all
 built from :data:`ROUTES`, in its order (the first route that matches a path
-serves it). A new route is one line there plus its handler here.
+serves it). A new route is one line there plus its handler: here for the
+routes that read, in :mod:`jobstatus.web.actions` for those that change jobs.
 
-A handler is a *plan*: a generator that yields each step it needs done
-(:class:`ReadStatus`, :class:`Allowed`, ...) and returns the answer, or a
-function that returns an answer at once. It does no I/O itself. The ASGI
-app carries the steps out with the store's async methods (:func:`arun`),
-the WSGI adapters with its blocking ones (:func:`run`), so each route's rules
-are written once for every framework. Example::
+Each handler is a plan (:mod:`jobstatus.web.plan`): it does no I/O, it yields
+the steps it needs and returns the answer, so its rules are written once for
+every framework. Example::
 
     def job(request: Request, options: WebOptions) -> Plan:
         job_id = core.parse_job_id(request.path_params["job_id"])
         record = yield from readable(request, options, job_id)
-        return json_answer(core.visible(record, options))
+        return json_answer(core.job_json(job_id, record, options))
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Final, Protocol, TypeVar
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Final
 
 from .._batch import Batch
 from .._errors import NotSupportedError, StoreError
 from .._record import Record
 from .._status import Status
-from . import core
-from .core import ApiError, ListingQuery, WebOptions
+from . import actions, core, paging
+from .core import ApiError, WebOptions
+from .plan import (
+    Answer,
+    CountJobs,
+    Handler,
+    ListChildren,
+    ListRecent,
+    Opened,
+    OpenStream,
+    Plan,
+    ReadMany,
+    RefreshBatch,
+    RenderMetrics,
+    Request,
+    Result,
+    Steps,
+    StreamAnswer,
+    allowed,
+    error_answer,
+    is_operator,
+    json_answer,
+    page_answer,
+    readable,
+)
+from .plan import actions as may_do
 from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, EventStream
 
-Params = Mapping[str, Sequence[str]]
-T = TypeVar("T")
+__all__ = ["ROUTES", "Answer", "Request", "Route", "answer"]
 
-# -- what a handler gets and gives -----------------------------------------------------
-
-
-@dataclass
-class Request:
-    """What a handler reads of an HTTP request, whatever the framework.
-
-    Attributes:
-        native: the framework's own request, handed to the ``authorize`` hook.
-        path_params: the route's path parameters (``job_id``, ``name``).
-        query_string: the raw query string, bounded before it is parsed.
-        parse_query: parses it; may raise :class:`ApiError` (Django refuses
-            too many fields).
-        headers: the request headers (names case-insensitive).
-        base: the path the endpoint is mounted at (links in pages start with it).
-    """
-
-    native: Any
-    path_params: Mapping[str, str]
-    query_string: str
-    parse_query: Callable[[], Params]
-    headers: Mapping[str, str]
-    base: str
-
-    @cached_property
-    def params(self) -> Params:
-        """The query parameters, each with all its values."""
-        return self.parse_query()
-
-
-@dataclass
-class Answer:
-    """A response to send: status, body, media type and headers.
-
-    The WSGI adapters also send an event stream as an Answer, its ``body``
-    an iterator of event texts.
-    """
-
-    status: int
-    body: str | bytes | Iterator[str]
-    media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class Opened(Protocol):
-    """A stream slot taken by :class:`OpenStream` (and, in the ASGI app, its hub listener)."""
-
-    def close(self) -> None:
-        """Give the slot back; calling it again does nothing."""
-
-
-@dataclass
-class StreamAnswer:
-    """A 200 event stream: ``stream`` decides what to send, from ``first`` then each change."""
-
-    stream: EventStream
-    first: dict[str, Record | None]
-    opened: Opened
-
-
-def json_answer(body: object, status: int = 200) -> Answer:
-    """``body`` as JSON, whatever the store held (see :func:`core.to_json`)."""
-    return Answer(status, core.to_json(body), headers=dict(core.JSON_HEADERS))
-
-
-def error_answer(error: ApiError) -> Answer:
-    """The short JSON answer of an :class:`ApiError`."""
-    return Answer(error.status, error.body(), headers={**core.JSON_HEADERS, **error.headers})
-
-
-def page_answer(html: str, status: int = 200) -> Answer:
-    """An HTML page with the pages' security headers."""
-    return Answer(status, html, "text/html; charset=utf-8", dict(core.PAGE_HEADERS))
-
-
-# -- the steps a plan asks for, and what each gives back ----------------------------
-
-
-@dataclass(frozen=True)
-class ReadStatus:
-    """Read one job: gives its :class:`~jobstatus.Status`."""
-
-    job_id: str
-
-
-@dataclass(frozen=True)
-class ReadMany:
-    """Read several jobs at once: gives their records (None for a missing one), in order."""
-
-    job_ids: list[str]
-
-
-@dataclass(frozen=True)
-class Allowed:
-    """Ask the application's ``authorize`` hook about one job: gives True or False."""
-
-    request: Any
-    job_id: str
-    record: Record
-
-
-@dataclass(frozen=True)
-class RefreshBatch:
-    """Read a batch: gives the refreshed :class:`~jobstatus.Batch`."""
-
-    job_ids: list[str]
-
-
-@dataclass(frozen=True)
-class ListRecent:
-    """List recent jobs: gives their statuses, newest first (or raises NotSupportedError)."""
-
-    query: ListingQuery
-
-
-@dataclass(frozen=True)
-class OpenStream:
-    """Take a stream slot (503 when none is left) and start watching: gives :class:`Opened`."""
-
-    job_ids: tuple[str, ...]
-
-
-Step = ReadStatus | ReadMany | Allowed | RefreshBatch | ListRecent | OpenStream
-Result = Answer | StreamAnswer
-Steps = Generator[Step, Any, T]  # yields steps, is sent their results, returns a T
-Plan = Steps[Result]
-Handler = Callable[[Request, WebOptions], Plan | Result]
-
-
-def run(plan: Plan, perform: Callable[[Step], Any]) -> Result:
-    """Carry a plan out with blocking I/O: each step's result, or error, goes back into it."""
-    try:
-        step = next(plan)
-        while True:
-            try:
-                result = perform(step)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(result)
-    except StopIteration as done:
-        answer: Result = done.value
-        return answer
-    finally:
-        plan.close()  # a plan left half-way (a cancelled request) gives its slot back
-
-
-async def arun(plan: Plan, perform: Callable[[Step], Awaitable[Any]]) -> Result:
-    """The async twin of :func:`run`: the same loop, awaiting each step."""
-    try:
-        step = next(plan)
-        while True:
-            try:
-                result = await perform(step)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(result)
-    except StopIteration as done:
-        answer: Result = done.value
-        return answer
-    finally:
-        plan.close()
-
-
-# -- the handlers ----------------------------------------------------------------------
+CHILDREN_LIMIT: Final = 50  # children per page of a group, unless ?limit= says
 
 
 def answer(route: Route, request: Request, options: WebOptions) -> Plan:
@@ -220,29 +75,15 @@ def answer(route: Route, request: Request, options: WebOptions) -> Plan:
         return error_answer(core.store_unavailable(exc))
 
 
-def allowed(request: Request, options: WebOptions, job_id: str, record: Record) -> Steps[bool]:
-    """Whether the application lets this request read the job (a step only with a hook)."""
-    if options.authorize is None:
-        return True
-    verdict: bool = yield Allowed(request.native, job_id, record)
-    return verdict
-
-
-def readable(request: Request, options: WebOptions, job_id: str) -> Steps[Record]:
-    """The record of a job this request may read, or the one 404."""
-    status: Status = yield ReadStatus(job_id)
-    record = status.to_dict()
-    if not status.exists or not (yield from allowed(request, options, job_id, record)):
-        raise core.not_found()
-    return record
+# -- the handlers that read ---------------------------------------------------------------
 
 
 def job(request: Request, options: WebOptions) -> Plan:
-    """``GET /jobs/{id}``: the record as JSON, without private keys."""
+    """``GET /jobs/{id}``: the record as JSON, without private keys, with the computed keys."""
     job_id = core.parse_job_id(request.path_params["job_id"])
     core.only_params(request.params, ())
     record = yield from readable(request, options, job_id)
-    return json_answer(core.visible(record, options))
+    return json_answer(core.job_json(job_id, record, options))
 
 
 def jobs(request: Request, options: WebOptions) -> Plan:
@@ -259,16 +100,91 @@ def jobs(request: Request, options: WebOptions) -> Plan:
             verdicts.append(bool(ok))
         return json_answer(core.batch_json(batch, verdicts, options))
     core.require_listing(options)
-    query = core.parse_listing(params, options)
+    query = paging.parse_listing(params, options)
+    page = query.page
     try:
-        rows: list[Status] = yield ListRecent(query)
-    except NotSupportedError as exc:
-        raise core.listing_unsupported(exc) from exc
-    shown = []
-    for row in rows:
+        rows: list[Status] = yield ListRecent(
+            query.status, page.fetch, page.before or query.before, query.name, query.prefix
+        )
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
+        raise core.listing_unsupported(searching=query.searches) from exc
+    kept, cursor = page.keep(rows)
+    operator = yield from is_operator(request, options)
+    shown: list[Status] = []
+    for row in kept:
         if (yield from allowed(request, options, row.job_id, row.to_dict())):
             shown.append(row)
-    return json_answer(core.listing_json(shown, options))
+    return json_answer(
+        {
+            **core.listing_json(shown, options, reveal=core.reasons_for(operator)),
+            "next": cursor,
+            "actions": (yield from _actions(request, options, shown)),
+        }
+    )
+
+
+def _actions(
+    request: Request, options: WebOptions, shown: list[Status]
+) -> Steps[dict[str, list[str]]]:
+    """What this request may do to each job shown, by id (only the jobs it may do something to)."""
+    found: dict[str, list[str]] = {}
+    for row in shown:
+        may = yield from may_do(request, options, row.job_id, row._record)
+        if may:
+            found[row.job_id] = may
+    return found
+
+
+def counts(request: Request, options: WebOptions) -> Plan:
+    """``GET /counts``: the store's jobs per status, exactly (public, or to operators)."""
+    core.only_params(request.params, ())
+    if not options.public and not (yield from is_operator(request, options)):
+        raise core.not_found()
+    try:
+        found: dict[str, int] = yield CountJobs()
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
+        raise ApiError(501, "this store cannot count jobs by status") from exc
+    return json_answer(core.counts_json(found))
+
+
+def children(request: Request, options: WebOptions) -> Plan:
+    """``GET /jobs/{id}/children?limit=N&after=ID``: a group's children, by id, a page at a time."""
+    job_id = core.parse_job_id(request.path_params["job_id"])
+    params = request.params
+    core.only_params(params, ("limit", "after"))
+    limit = core.parse_limit(params, options, default=CHILDREN_LIMIT)
+    raw_after = core.single(params, "after")
+    after = None if raw_after is None else core.parse_job_id(raw_after)
+    yield from readable(request, options, job_id)
+    try:
+        ids: list[str] = yield ListChildren(job_id)
+    except (NotSupportedError, StoreError) as exc:
+        if not core.is_unsupported(exc):
+            raise
+        raise ApiError(501, "this store cannot list a group's children") from exc
+    ids = sorted(ids)  # the same order on every store
+    later = ids if after is None else [child for child in ids if child > after]
+    chosen = later[:limit]
+    records: list[Record | None] = (yield ReadMany(chosen)) if chosen else []
+    shown: list[Status] = []
+    for child, record in zip(chosen, records, strict=True):
+        if record is not None and (yield from allowed(request, options, child, record)):
+            shown.append(core.snapshot(child, record))
+    # Where the app lists, operators see the children's reasons as in the listing.
+    operator = options.listing_allowed and (yield from is_operator(request, options))
+    reveal = core.reasons_for(operator)
+    return json_answer(
+        {
+            "jobs": [core.job_json(s.job_id, s._record, options, reveal) for s in shown],
+            "total": len(ids),
+            "next_after": chosen[-1] if len(later) > limit else None,
+            "actions": (yield from _actions(request, options, shown)),
+        }
+    )
 
 
 def events(request: Request, options: WebOptions) -> Plan:
@@ -312,19 +228,29 @@ def view(request: Request, options: WebOptions) -> Plan:
     job_id = core.parse_job_id(request.path_params["job_id"])
     core.only_params(request.params, ())
     try:
-        yield from readable(request, options, job_id)
+        record = yield from readable(request, options, job_id)
     except ApiError as error:
         if error.status != 404:
             raise
         return page_answer(core.missing_page(request.base), 404)
-    return page_answer(core.job_page(request.base, job_id))
+    may = yield from may_do(request, options, job_id, record)
+    return page_answer(core.job_page(request.base, job_id, may, listing=options.listing_allowed))
 
 
 def static(request: Request, options: WebOptions) -> Result:
-    """``GET /static/{name}``: the pages' own script and style sheet."""
+    """``GET /static/{name}``: the pages' script, style sheet and icon, and the drop-in bar."""
     data, media_type = core.static_file(request.path_params["name"])
     headers = {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"}
     return Answer(200, data, media_type, headers)
+
+
+def metrics(request: Request, options: WebOptions) -> Plan:
+    """``GET /metrics``: Prometheus text, only with ``metrics=True``."""
+    if not options.metrics:
+        raise core.not_found()
+    core.only_params(request.params, ())
+    body, media_type = yield RenderMetrics()
+    return Answer(200, body, media_type, {"Cache-Control": "no-store"})
 
 
 # -- the table --------------------------------------------------------------------------
@@ -375,13 +301,35 @@ class Route:
         """The path of this route for these parameter values (``/jobs/a/b/view``)."""
         return _PARAM.sub(lambda match: params[match.group(1)], self.path)
 
+    def match(self, path: str) -> dict[str, str] | None:
+        """The parameters of ``path`` (under the mount point) if this route's path matches it."""
+        found = self._regex.fullmatch(path)
+        return None if found is None else found.groupdict()
+
+    @property
+    def _regex(self) -> re.Pattern[str]:
+        def spell(match: re.Match[str]) -> str:
+            return f"(?P<{match.group(1)}>{'.+' if match.group(2) else '[^/]+'})"
+
+        regex = ""
+        position = 0
+        for param in _PARAM.finditer(self.path):
+            regex += re.escape(self.path[position : param.start()]) + spell(param)
+            position = param.end()
+        return re.compile(regex + re.escape(self.path[position:]))
+
 
 ROUTES: Final = (
     Route("dashboard", "GET", "/", dashboard, "the dashboard (HTML)", listing=True),
     Route("jobs", "GET", "/jobs", jobs, "a batch or a listing (JSON)"),
+    Route("counts", "GET", "/counts", counts, "jobs per status, store-wide (JSON)", listing=True),
     Route("events", "GET", "/events", many_events, "several jobs' events (SSE)"),
-    Route("static", "GET", "/static/{name}", static, "the pages' script and style"),
+    Route("static", "GET", "/static/{name}", static, "the pages' files and the drop-in bar"),
+    Route("metrics", "GET", "/metrics", metrics, "Prometheus metrics (text)"),
     Route("job-events", "GET", "/jobs/{job_id:path}/events", events, "one job's events (SSE)"),
     Route("job-view", "GET", "/jobs/{job_id:path}/view", view, "one job's page (HTML)"),
+    Route("job-children", "GET", "/jobs/{job_id:path}/children", children, "a group's children"),
+    Route("job-cancel", "POST", "/jobs/{job_id:path}/cancel", actions.cancel, "cancel a job"),
+    Route("job-delete", "POST", "/jobs/{job_id:path}/delete", actions.delete, "delete a job"),
     Route("job", "GET", "/jobs/{job_id:path}", job, "one job's record (JSON)"),
 )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from .._record import Record, parse_iso
-from .core import ApiError, WebOptions, is_finished, to_json, visible, with_id
+from .core import ApiError, WebOptions, is_finished, job_json, to_json
 
 SSE_KEEPALIVE: Final = ": keep-alive\n\n"
 SSE_HEADERS: Final = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -57,9 +57,10 @@ class EventStream:
       resuming client already has (a one-job stream's ``Last-Event-ID``).
     - Each change sends a record newer than the last one sent; a repeat or an
       older record sends nothing.
-    - A one-job stream's events carry ``id: <updated_at>``, which an
-      EventSource sends back as ``Last-Event-ID`` when it reconnects; the
-      records of a stream of several jobs carry their ``job_id`` instead.
+    - Each event's ``data`` is the job as :func:`~jobstatus.web.core.job_json`
+      serves it (with ``job_id``). A one-job stream's events carry
+      ``id: <updated_at>``, which an EventSource sends back as ``Last-Event-ID``
+      when it reconnects.
     - A job leaves the stream after its finished state, when it disappears
       or when the reader loses the right to see it; the stream is
       :attr:`over` when no job is left. A client that resumes at or after a
@@ -163,9 +164,8 @@ class EventStream:
         return text
 
     def _text(self, job_id: str, record: Record) -> str:
-        if self.one_job:
-            return sse_event(visible(record, self._options), event_id=event_id(record))
-        return sse_event(with_id(job_id, record, self._options))
+        served = job_json(job_id, record, self._options)
+        return sse_event(served, event_id=event_id(record) if self.one_job else None)
 
     def keepalive(self) -> str | None:
         """A keep-alive comment when nothing was sent for ``keepalive`` seconds."""
