@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._config import store_or_default
+from .._config import announce_store, store_or_default
 from .._errors import ConfigurationError, StoreError
 from .._job import Job
 from ..stores.base import acall_store
@@ -161,6 +161,7 @@ def _wrap(function: Function, app: Tracking, default_tries: int, queue: str) -> 
         )
         running = _Running(job, max_tries)
         ctx[CTX_KEY] = running
+        announce_store(job.store, "arq")
         # Queued on the job's writer, not awaited: the function starts at once and
         # every later write of the job goes out after this one.
         job.started(serialized(function.name, args, kwargs, queue, job_id))

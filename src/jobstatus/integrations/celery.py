@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+from .._config import announce_store
 from .._errors import ConfigurationError, NoCurrentJob
 from .._job import Job
 from .._read import get as read_status
@@ -218,6 +219,7 @@ def _on_prerun(
     request = task.request
     queue = (request.delivery_info or {}).get("routing_key")
     description = serialized(task.name, args, kwargs, queue, task_id, retries=request.retries)
+    announce_store(job.store, "Celery")
     quietly(lambda: job.started(description), task_id, "working")
     _running.add(Running(job, job.enter()))
 

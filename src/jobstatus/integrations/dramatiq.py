@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .._config import announce_store
 from .._errors import ConfigurationError
 from .._record import exception_info
 from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
@@ -118,6 +119,7 @@ class StatusMiddleware(Middleware):
         if tracking is None:
             return
         running = _Run(tracking.job(message.message_id))
+        announce_store(running.job.store, "Dramatiq")
         quietly(lambda: running.job.started(_description(message)), message.message_id, "working")
         running.token = running.job.enter()
         self._running.add(running)

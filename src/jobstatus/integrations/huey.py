@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._config import announce_store
 from .._errors import ConfigurationError
 from ._common import Running, RunningJobs, Tracking, quietly, serialized, tracking_from
 
@@ -155,6 +156,7 @@ def _enqueued(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...])
 
 def _executing(tracking: Tracking, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     attempt = _Attempt(tracking.job(task.id), thread=threading.get_ident())
+    announce_store(attempt.job.store, "Huey")
     quietly(lambda: attempt.job.started(_serialized(task)), task.id, "working")
     attempt.token = attempt.job.enter()
     _running.add(attempt)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._config import announce_store
 from .._errors import ConfigurationError
 from ._common import Running, Tracking, quietly, serialized, tracking_from
 
@@ -140,6 +141,7 @@ class StatusJob(Job):
         if tracking is None:
             return super().perform()
         running = Running(tracking.job(self.id))
+        announce_store(running.job.store, "RQ")
         quietly(lambda: running.job.started(_description(self)), self.id, "working")
         running.token = running.job.enter()
         self._jobstatus_recorded = True

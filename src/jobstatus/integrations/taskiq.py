@@ -30,6 +30,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
+from .._config import announce_store
 from .._errors import ConfigurationError, StoreError
 from .._job import Job
 from .._status import Status
@@ -105,6 +106,7 @@ class StatusMiddleware(TaskiqMiddleware):
         if tracking is None:
             return message
         attempt = _Attempt(self._job(tracking, message.task_id))
+        announce_store(attempt.job.store, "Taskiq")
         # Queued on the job's writer, not awaited: the task starts at once and
         # every later write of the job goes out after this one.
         attempt.job.started(self._serialized(message))

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..._config import validate_options
+from ..._config import announce_store, validate_options
 from ..._heartbeat import heartbeat
 from ..._job import Job
 from ..._lifecycle import raised
@@ -141,6 +141,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     _enqueued.job = None
     if job is None or job.job_id != _result_id(task_result):
         job = _job(task_result)
+    announce_store(job.store, "Django tasks")
     job.started(serialized(task_result))
     _written(job)
     # Backends send task_started in the thread and context that then runs the
