@@ -15,6 +15,7 @@ from typing import Any, Final
 from .._config import settings
 from ..stores.base import require
 from ._exit_codes import EXIT_OK
+from ._store import SHARES
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
@@ -26,7 +27,16 @@ def register(
 ) -> None:
     """Add ``serve`` to ``jobstatus``'s subcommands."""
     serve = commands.add_parser(
-        "serve", parents=list(parents), help="serve the status endpoint and dashboard"
+        "serve",
+        parents=list(parents),
+        help="serve the status endpoint and dashboard",
+        description="Serve the JSON endpoint, the live job pages and (with --public) the "
+        "listing and dashboard, with uvicorn, until interrupted. Needs the web extra: "
+        "pip install 'jobstatus[web]'. The store must be the one your workers write to "
+        "(memory:// is refused).",
+        epilog="examples:\n  jobstatus serve --public\n"
+        "  jobstatus serve --store redis://localhost:6379/0 --port 8001 --expose exception",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
@@ -42,7 +52,7 @@ def register(
         metavar="KEY",
         help="serve a private key anyway (exception, serialized_job); repeatable",
     )
-    serve.set_defaults(handler=command_serve)
+    serve.set_defaults(handler=command_serve, store_use=SHARES)
 
 
 def command_serve(args: argparse.Namespace) -> int:
