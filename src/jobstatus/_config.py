@@ -253,20 +253,23 @@ def require_shared_store(store: Store, other_process: str) -> Store:
     return store
 
 
-_announced: set[tuple[int, int]] = set()
+# (process, integration, store): stores are compared by what they name, since a
+# store given as a URL in per-task options is built anew for each job.
+_announced: set[tuple[int, str, str]] = set()
 _announced_lock = threading.Lock()
 
 
 def announce_store(store: object, integration: str) -> None:
     """Log once per process, at a worker's first job, which store it writes to (redacted).
 
-    It warns instead when the store is the per-user default SQLite file: the
+    Once per process: a queue that forks a process per job (RQ's work horses)
+    logs it for each job. It warns instead when the store is the per-user default SQLite file: the
     readers (a web process, the ``jobstatus`` command) see this worker's jobs
     only if they run as the same user on the same machine, or are given the
     same store.
     """
     chosen = store_or_default(store)
-    key = (os.getpid(), id(chosen))
+    key = (os.getpid(), integration, chosen.describe())
     with _announced_lock:
         if key in _announced:
             return
