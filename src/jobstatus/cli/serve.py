@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .._config import settings
+from .._config import STORE_ENV, settings
 from ..stores.base import require
 from ._exit_codes import EXIT_OK
 from ._store import SHARES
@@ -70,5 +70,12 @@ def command_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if settings.is_per_user_default(settings.store()):
+        print(
+            "jobstatus: that is this user's default file: workers running as another user "
+            f"or in a container write elsewhere (give them and serve the same {STORE_ENV})",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
