@@ -102,18 +102,18 @@ def register(
 def command_list(args: argparse.Namespace) -> int:
     """Print recent jobs (a table, tab-separated lines when piped, or JSON)."""
     rows = recent(args.status, args.limit, args.before, name=args.name, prefix=args.prefix)
-    found = _counts()
     next_before = rows[-1].get("updated_at") if len(rows) == args.limit else None
     console = fmt.console()
     if args.json:
         jobs = [{"job_id": s.job_id, **s.to_dict()} for s in rows]
-        document = {"counts": found, "jobs": jobs, "next_before": next_before}
+        document = {"counts": _counts(), "jobs": jobs, "next_before": next_before}
         print(json.dumps(document, indent=2, ensure_ascii=False))
     elif not console.is_terminal:
         for status in rows:
             print("\t".join(_one_line(cell) for cell in _tsv_row(status)))
     else:
         _print_table(console, rows, args)
+        found = _counts()
         if found is not None:
             console.print(_summary(found), highlight=False)
         if next_before is not None:
