@@ -259,32 +259,32 @@ _announced: set[tuple[int, str, str]] = set()
 _announced_lock = threading.Lock()
 
 
-def announce_store(store: object, integration: str) -> None:
+def announce_store(store: object, integration: str | None = None) -> None:
     """Log once per process, at a worker's first job, which store it writes to (redacted).
 
-    Once per process: a queue that forks a process per job (RQ's work horses)
-    logs it for each job. It warns instead when the store is the per-user default SQLite file: the
-    readers (a web process, the ``jobstatus`` command) see this worker's jobs
-    only if they run as the same user on the same machine, or are given the
-    same store.
+    ``integration`` names the queue (``"Celery"``); without it the message says
+    "this worker". Once per process: a queue that forks a process per job (RQ's
+    work horses) logs it for each job. It warns instead when the store is the
+    per-user default SQLite file: the readers (a web process, the ``jobstatus``
+    command) see this worker's jobs only if they run as the same user on the
+    same machine, or are given the same store.
     """
     chosen = store_or_default(store)
-    key = (os.getpid(), integration, chosen.describe())
+    worker = f"the {integration} worker" if integration else f"this worker (pid {os.getpid()})"
+    key = (os.getpid(), integration or "", chosen.describe())
     with _announced_lock:
         if key in _announced:
             return
         _announced.add(key)
     if settings.is_per_user_default(chosen):
         logger.warning(
-            "jobstatus: the %s worker writes job status to the per-user default %s, "
+            "jobstatus: %s writes job status to the per-user default %s, "
             "since no store was configured; processes of other users or in other "
             "containers read another file and will see these jobs as unknown or queued. "
             "Set %s (or configure(store=...)) to the same URL in the workers and the readers.",
-            integration,
+            worker,
             chosen.describe(),
             STORE_ENV,
         )
     else:
-        logger.info(
-            "jobstatus: the %s worker writes job status to %s", integration, chosen.describe()
-        )
+        logger.info("jobstatus: %s writes job status to %s", worker, chosen.describe())
