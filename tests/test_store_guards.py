@@ -63,10 +63,9 @@ def test_a_worker_announces_its_store_once(
         noop()
         noop()
     said = [r for r in caplog.records if "writes job status" in r.getMessage()]
-    assert [r.getMessage() for r in said] == [
-        f"jobstatus: the Huey worker writes job status to sqlite:///{tmp_path / 'worker.db'}"
-    ]
-    assert said[0].levelno == logging.INFO
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert said[0].getMessage().startswith("jobstatus: ")
+    assert said[0].getMessage().endswith(f"writes job status to sqlite:///{tmp_path / 'worker.db'}")
 
 
 def test_a_redis_url_is_announced_without_its_password(caplog: pytest.LogCaptureFixture) -> None:
@@ -108,9 +107,6 @@ def test_a_worker_on_the_per_user_default_warns_which_file(tmp_path: Path) -> No
     warnings = [line for line in ran.stderr.splitlines() if line.startswith("WARNING")]
     default = tmp_path / "cache" / "jobstatus" / "jobstatus.db"
     assert len(warnings) == 1, ran.stderr
-    assert (
-        f"the Huey worker writes job status to the per-user default sqlite:///{default}"
-        in (warnings[0])
-    )
+    assert f"writes job status to the per-user default sqlite:///{default}" in warnings[0]
     assert "other users or in other containers read another file" in warnings[0]
     assert "Set JOBSTATUS_STORE" in warnings[0]
