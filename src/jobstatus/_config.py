@@ -6,6 +6,7 @@ The global settings are read when a job starts; per-job options (from
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,9 @@ from typing import Any, Final
 from ._errors import ConfigurationError
 from .stores import resolve_store, store_from_url
 from .stores.base import Store
+from .stores.memory import MemoryStore
+
+logger = logging.getLogger("jobstatus")
 
 INCLUDES: Final = frozenset({"status", "serialized_job", "exception"})
 ON_STORE_ERROR: Final = ("warn", "raise")
@@ -134,6 +138,7 @@ class Settings:
         self.options = JobOptions()
         self._store_setting: object = None
         self._store: Store | None = None
+        self._fallback: Store | None = None
 
     def configure(self, **options: Any) -> None:
         store_given = "store" in options
@@ -156,7 +161,13 @@ class Settings:
         with self._lock:
             if self._store is None:
                 self._store = store_from_url(default_store_url())
+                if not os.environ.get(STORE_ENV):
+                    self._fallback = self._store
             return self._store
+
+    def is_per_user_default(self, store: Store) -> bool:
+        """Whether ``store`` is the per-user SQLite file, chosen because nothing else was."""
+        return store is self._fallback
 
     def is_store_configured(self) -> bool:
         """Whether ``configure(store=...)`` chose a store in this process."""
@@ -175,6 +186,7 @@ class Settings:
             self.options = JobOptions()
             self._store_setting = None
             self._store = None
+            self._fallback = None
 
 
 settings = Settings()
@@ -219,3 +231,60 @@ def store_or_default(store: object = None) -> Store:
     if store is None:
         return settings.store()
     return resolve_store(store)
+
+
+def require_shared_store(store: Store, other_process: str) -> Store:
+    """Return ``store`` if ``other_process`` can reach it; refuse ``memory://``.
+
+    ``memory://`` is this process's own memory: jobs run elsewhere (a process
+    pool, a worker, the ``jobstatus`` command) would write or read another,
+    empty store, and a reader would wait for news that never comes.
+
+    Raises:
+        ConfigurationError: ``store`` lives in this process only, naming who cannot see it.
+    """
+    if isinstance(store, MemoryStore):
+        raise ConfigurationError(
+            f"memory:// keeps statuses in this process's memory, so {other_process} cannot "
+            "see them; use a store every process can reach: sqlite:///path/to/file.db "
+            "(one machine), redis://, postgresql://... (set it with --store, "
+            f"configure(store=...) or {STORE_ENV})"
+        )
+    return store
+
+
+# (process, integration, store): stores are compared by what they name, since a
+# store given as a URL in per-task options is built anew for each job.
+_announced: set[tuple[int, str, str]] = set()
+_announced_lock = threading.Lock()
+
+
+def announce_store(store: object, integration: str | None = None) -> None:
+    """Log once per process, at a worker's first job, which store it writes to (redacted).
+
+    ``integration`` names the queue (``"Celery"``); without it the message says
+    "this worker". Once per process: a queue that forks a process per job (RQ's
+    work horses) logs it for each job. It warns instead when the store is the
+    per-user default SQLite file: the readers (a web process, the ``jobstatus``
+    command) see this worker's jobs only if they run as the same user on the
+    same machine, or are given the same store.
+    """
+    chosen = store_or_default(store)
+    worker = f"the {integration} worker" if integration else f"this worker (pid {os.getpid()})"
+    key = (os.getpid(), integration or "", chosen.describe())
+    with _announced_lock:
+        if key in _announced:
+            return
+        _announced.add(key)
+    if settings.is_per_user_default(chosen):
+        logger.warning(
+            "jobstatus: %s writes job status to the per-user default %s, "
+            "since no store was configured; processes of other users or in other "
+            "containers read another file and will see these jobs as unknown or queued. "
+            "Set %s (or configure(store=...)) to the same URL in the workers and the readers.",
+            worker,
+            chosen.describe(),
+            STORE_ENV,
+        )
+    else:
+        logger.info("jobstatus: %s writes job status to %s", worker, chosen.describe())

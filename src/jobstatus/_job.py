@@ -11,7 +11,7 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
@@ -19,7 +19,13 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from . import _lifecycle as lifecycle
 from ._cancel import delivery
-from ._config import JobOptions, settings, store_or_default, validate_options
+from ._config import (
+    JobOptions,
+    require_shared_store,
+    settings,
+    store_or_default,
+    validate_options,
+)
 from ._errors import Cancelled, NoCurrentJob, StoreError
 from ._group import ancestry
 from ._heartbeat import heartbeat
@@ -575,6 +581,8 @@ def submit(
     a Status) makes the job a child of that group; it is not passed to ``fn``.
 
     Raises:
+        ConfigurationError: a process pool with ``memory://``, which its workers
+            cannot reach (nothing is submitted).
         StoreError: recording ``queued`` failed and ``on_store_error`` is ``"raise"``.
         ValueError: ``parent`` is not a group, would make a cycle, or nests too deep.
 
@@ -587,6 +595,8 @@ def submit(
     function, spec = _spec_of(fn)
     job_id = new_job_id()
     job = spec.job(job_id, parent=parent)
+    if isinstance(executor, ProcessPoolExecutor):
+        require_shared_store(job.store, "the ProcessPoolExecutor's worker processes")
     job.enqueued(spec.serialized(job_id, args, kwargs))
     executor.submit(
         _run_submitted,

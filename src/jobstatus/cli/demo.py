@@ -14,6 +14,7 @@ from .. import _demo
 from .._batch import Batch
 from .._config import settings
 from ._exit_codes import EXIT_FAILED, EXIT_OK
+from ._store import SHARES
 from .get import watch_batch
 
 JOBS: Final = (
@@ -30,8 +31,17 @@ def register(
     parents: Sequence[argparse.ArgumentParser],
 ) -> None:
     """Add ``demo`` to ``jobstatus``'s subcommands."""
-    demo = commands.add_parser("demo", parents=list(parents), help="run sample jobs and watch them")
-    demo.set_defaults(handler=command_demo)
+    demo = commands.add_parser(
+        "demo",
+        parents=list(parents),
+        help="run sample jobs in worker processes and watch them",
+        description="Run five sample jobs in three worker processes (one fails on purpose) "
+        "and show them live until they end. The store must be one other processes can "
+        "reach: memory:// is refused.",
+        epilog="examples:\n  jobstatus demo\n  jobstatus --store sqlite:///demo.db demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.set_defaults(handler=command_demo, store_use=SHARES)
 
 
 def command_demo(args: argparse.Namespace) -> int:

@@ -16,12 +16,25 @@ def register(
 ) -> None:
     """Add ``migrate`` and ``purge`` to ``jobstatus``'s subcommands."""
     migrate = commands.add_parser(
-        "migrate", parents=list(parents), help="create the store's tables (PostgreSQL)"
+        "migrate",
+        parents=list(parents),
+        help="create the store's tables (PostgreSQL)",
+        description="Create the store's tables now, rather than at the first write "
+        "(PostgreSQL). Other stores need none and say so.",
+        epilog="examples:\n  jobstatus --store postgresql://app@db/app migrate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     migrate.set_defaults(handler=command_migrate)
 
     purge = commands.add_parser(
-        "purge", parents=list(parents), help="delete expired records now (SQLite, PostgreSQL)"
+        "purge",
+        parents=list(parents),
+        help="delete expired records now (SQLite, PostgreSQL)",
+        description="Delete expired records now (writes already purge them in small "
+        "batches). Stores that expire records by themselves (Redis, memcached) say so.",
+        epilog="examples:\n  jobstatus purge\n"
+        "  0 3 * * * jobstatus --store postgresql://app@db/app purge    (from cron)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     purge.set_defaults(handler=command_purge)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
 
-from .._config import validate_options
+from .._config import announce_store, validate_options
 from .._errors import ConfigurationError, StoreError
 from .._job import SPEC_ATTRIBUTE, Job, JobSpec
 from .._status import Status
@@ -157,12 +157,14 @@ class Attempt:
 
     def start(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
         """Record ``working`` and make the job current; whether its code may run."""
+        announce_store(self.job.store)
         with quietly(self.job.job_id, "working"):
             return self._entered(self.job.started(serialized_job))
         return self._entered(True)  # the store failed: the job runs unrecorded
 
     async def astart(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
         """Async twin of :meth:`start`."""
+        announce_store(self.job.store)
         with quietly(self.job.job_id, "working"):
             return self._entered(await self.job.astarted(serialized_job))
         return self._entered(True)

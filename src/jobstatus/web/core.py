@@ -10,7 +10,6 @@ JSON of a batch and of a listing, and the pages. The routes are in
 from __future__ import annotations
 
 import html
-import importlib
 import logging
 import math
 import re
@@ -22,6 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Final, cast
 
+from .. import metrics
 from .._batch import Batch
 from .._config import settings, store_or_default
 from .._errors import ConfigurationError, NotSupportedError, StoreError
@@ -357,12 +357,11 @@ def render_metrics(store: Store) -> tuple[bytes, str]:
     """The body and media type of ``GET /metrics``: ``jobstatus.metrics.render(store)``.
 
     Raises:
-        ApiError: 501 when ``jobstatus.metrics`` or its driver is not installed.
+        ApiError: 501 when prometheus_client (``jobstatus[prometheus]``) is not installed.
     """
     try:
-        module: Any = importlib.import_module("jobstatus.metrics")
-        body, media_type = module.render(store)
-    except (ImportError, ConfigurationError) as exc:
+        body, media_type = metrics.render(store)
+    except ConfigurationError as exc:
         log.warning("jobstatus.web: /metrics cannot be served: %s", exc)
         message = "metrics are not available; pip install 'jobstatus[prometheus]'"
         raise ApiError(501, message) from exc
