@@ -165,10 +165,14 @@ SESSIONS: list[Session] = [
         REDIS_MARKER,
         requires=("redis>=7,<8",),
     ),
+    # On 3.12: Python 3.13.0, this machine's newest, has asyncio's writelines bug on a
+    # connection the server dropped (a TypeError, not a ConnectionError redis-py would
+    # retry; python/cpython#136234, fixed in later 3.13 releases). The Redis tests drop
+    # connections on purpose, so the newest redis-py runs on the newest Python without it.
     Session(
         "redis-latest",
         "redis-py (Redis, Redis Cluster)",
-        NEWEST,
+        "3.12",
         ("redis",),
         tuple(REDIS_TESTS),
         REDIS_MARKER,
@@ -332,9 +336,10 @@ def define_sessions() -> None:
 
     @nox.session(python="3.13", name="lint")
     def lint(nox_session: nox.Session) -> None:
-        """ruff check, ruff format --check, mypy strict with every optional import, and
-        the check that the generated sync code is what its async source makes."""
-        sync(nox_session, [f"-e {ROOT}[all]", "ruff", "mypy"])
+        """ruff check, ruff format --check, mypy strict with every optional import, the
+        layers (import-linter), and the check that the generated sync code is what its
+        async source makes."""
+        sync(nox_session, [f"-e {ROOT}[all]", "ruff", "mypy", "import-linter"])
         # arq cannot install beside [all] (redis<6); mypy only reads its code.
         python = str(Path(nox_session.virtualenv.location) / "bin" / "python")  # type: ignore[union-attr]
         nox_session.run(_uv(), "pip", "install", "--quiet", "--python", python, "--no-deps", "arq")
@@ -343,6 +348,7 @@ def define_sessions() -> None:
             "ruff", "format", "--check", "src", "tests", "bench", "noxfile.py", "dev.py", "scripts"
         )
         nox_session.run("mypy")
+        nox_session.run("lint-imports")
         nox_session.run("python", "scripts/unasync.py", "--check")
 
 

@@ -141,7 +141,7 @@ def lifecycle_rows() -> list[Row]:
 
 def meter_cost() -> float:
     """Median seconds of what one job records (both libraries), without the job's writes."""
-    from jobstatus.metrics._process import job_meter
+    from jobstatus._meter import job_meter
 
     stamp = utc_now_iso()
 

@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import jobstatus
 import jobstatus.metrics
 from jobstatus import Job, StoreError
+from jobstatus import _meter as _process
 from jobstatus._record import parse_iso
-from jobstatus.metrics import _process
 from jobstatus.stores import CacheStore, MemoryStore, Store
 
 from .stores import StoreCase
@@ -331,7 +331,7 @@ def test_without_either_library_nothing_is_imported_and_nothing_recorded() -> No
         HIDE_LIBRARIES
         + """
     import jobstatus, jobstatus.metrics
-    from jobstatus.metrics import _process
+    from jobstatus import _meter as _process
 
     jobstatus.configure(store="memory://")
     jobstatus.track(name="t")(lambda: None)()

@@ -29,10 +29,10 @@ from ._config import (
 from ._errors import Cancelled, NoCurrentJob, StoreError
 from ._group import ancestry
 from ._heartbeat import heartbeat
+from ._meter import job_meter
 from ._record import Change, Record, check_name, validate_job_id
 from ._status import Status
 from ._writer import AsyncWriter, Writer
-from .metrics._process import job_meter
 from .stores.base import Store
 
 logger = logging.getLogger("jobstatus")

@@ -298,6 +298,32 @@ def refuse_unstorable(key: str, value: float) -> None:
 GUARDS: Final = ("unfinished", "not_cancelled", "absent")
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one ``Store.write`` did, for the job's writer.
+
+    Attributes:
+        applied: False when nothing was written: the change's guard did not hold,
+            or the store already had this write (re-sent with the same ``origin``).
+        created: no live record existed before this write (the id was new, or
+            its record had expired or been deleted or evicted).
+        cancel: the cancel request the record holds while its job is queued or
+            working (``{"requested_at", "reason"}``), or None: how a running job
+            learns of a request from the reply to its next write.
+        queued_at: for a write that moved the record from ``queued`` to
+            ``working`` (a job's start), when the record last became queued:
+            the ``at`` of its newest ``queued`` history entry, or its
+            ``queued_at`` before any attempt; None for any other write, or when
+            the store cannot tell. How a worker measures the job's wait
+            (``jobstatus_job_wait_seconds``) without reading the record.
+    """
+
+    applied: bool = True
+    created: bool = False
+    cancel: Record | None = None
+    queued_at: str | None = None
+
+
 @dataclass
 class Change:
     """One atomic write: keys to set, remove and add to, applied together.

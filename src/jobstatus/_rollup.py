@@ -28,12 +28,12 @@ from ._record import (
     STATES,
     Change,
     Record,
+    Written,
     append_history,
     apply_write,
     pending_cancel,
     utc_now_iso,
 )
-from .stores.base import Written
 
 #: Ancestors a job may have: its group, that group's group, ... (each level a write).
 MAX_DEPTH: Final = 8

@@ -46,9 +46,7 @@ def yes(request: Any, job_id: str, record: Any) -> bool:
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.name)
-def test_every_route_of_the_table_is_served_with_its_method_only(
-    serve: Any, route: Any, fake_metrics: Any
-) -> None:
+def test_every_route_of_the_table_is_served_with_its_method_only(serve: Any, route: Any) -> None:
     get = serve(public=True, can_cancel=yes, can_delete=yes, metrics=True)
     url = route.fill(SAMPLE_PARAMS)
     if route.method == "POST":

@@ -237,19 +237,19 @@ def test_children_on_a_store_that_cannot_list_them(serve: Any) -> None:
 # -- metrics --------------------------------------------------------------------------
 
 
-def test_metrics_only_when_the_app_says_so(serve: Any, fake_metrics: Any) -> None:
+def test_metrics_only_when_the_app_says_so(serve: Any) -> None:
     assert serve(public=True)("/metrics").status == 404
     answer = serve(metrics=True)("/metrics")
     assert answer.status == 200 and answer.headers["content-type"].startswith("text/plain")
     assert 'jobstatus_jobs{status="failed"} 1' in answer.text
 
 
-def test_metrics_without_the_module_say_what_to_install(
+def test_metrics_without_prometheus_client_say_what_to_install(
     serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sys
 
-    monkeypatch.setitem(sys.modules, "jobstatus.metrics", None)  # import fails
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # not installed
     answer = serve(metrics=True)("/metrics")
     assert answer.status == 501 and "jobstatus[prometheus]" in answer.json()["error"]
 

@@ -27,9 +27,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from .._config import store_or_default
+from .._meter import BUCKETS, configure
 from .._read import acounts, counts
 from ..stores.base import listing_of, require
-from ._process import BUCKETS, configure
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -54,7 +54,7 @@ def collector(store: object = None) -> Collector:
         registry.register(jobstatus.metrics.collector("redis://localhost"))
     """
     require("prometheus_client", "prometheus")
-    from . import _prometheus
+    from .._meter import _prometheus
 
     if store is None:
         return _prometheus.JobsCollector(counts, "the configured store")
@@ -79,7 +79,7 @@ def render(store: object = None, accept: str | None = None) -> tuple[bytes, str]
         StoreError: the store failed (a route answers 503).
     """
     require("prometheus_client", "prometheus")
-    from . import _prometheus
+    from .._meter import _prometheus
 
     return _prometheus.exposition(counts(store=store), accept)
 
@@ -87,7 +87,7 @@ def render(store: object = None, accept: str | None = None) -> tuple[bytes, str]
 async def arender(store: object = None, accept: str | None = None) -> tuple[bytes, str]:
     """Async twin of :func:`render` (the counts are read with the store's async calls)."""
     require("prometheus_client", "prometheus")
-    from . import _prometheus
+    from .._meter import _prometheus
 
     found = await acounts(store=store)
     # Off the loop: in multiprocess mode this reads every worker's files.

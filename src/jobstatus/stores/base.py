@@ -44,11 +44,11 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from .._errors import ConfigurationError, NotSupportedError, StoreError
 from .._record import Change, Record
+from .._record import Written as Written  # where stores and their writers meet
 from ._async.subscription import AsyncPollingSubscription as AsyncPollingSubscription
 from ._async.subscription import AsyncSubscription as AsyncSubscription
 from ._backoff import POLL_FIRST as POLL_FIRST
@@ -61,32 +61,6 @@ Clock = Callable[[], float]
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What one ``Store.write`` did, for the job's writer.
-
-    Attributes:
-        applied: False when nothing was written: the change's guard did not hold,
-            or the store already had this write (re-sent with the same ``origin``).
-        created: no live record existed before this write (the id was new, or
-            its record had expired or been deleted or evicted).
-        cancel: the cancel request the record holds while its job is queued or
-            working (``{"requested_at", "reason"}``), or None: how a running job
-            learns of a request from the reply to its next write.
-        queued_at: for a write that moved the record from ``queued`` to
-            ``working`` (a job's start), when the record last became queued:
-            the ``at`` of its newest ``queued`` history entry, or its
-            ``queued_at`` before any attempt; None for any other write, or when
-            the store cannot tell. How a worker measures the job's wait
-            (``jobstatus_job_wait_seconds``) without reading the record.
-    """
-
-    applied: bool = True
-    created: bool = False
-    cancel: Record | None = None
-    queued_at: str | None = None
 
 
 SKIPPED: Written = Written(applied=False)

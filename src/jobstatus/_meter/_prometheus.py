@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from .._errors import ConfigurationError, StoreError
 from .._record import STATES
-from ._process import BUCKETS
+from ._buckets import BUCKETS
 
 logger = logging.getLogger("jobstatus")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from opentelemetry import metrics
 
-from ._process import BUCKETS
+from ._buckets import BUCKETS
 
 SCOPE = "jobstatus"
 

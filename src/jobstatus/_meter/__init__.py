@@ -26,15 +26,10 @@ from typing import Final, Protocol
 
 from .._errors import ConfigurationError
 from .._record import parse_iso
+from ._buckets import BUCKETS as BUCKETS
 
 logger = logging.getLogger("jobstatus")
 
-#: Upper bounds (seconds) of the duration and wait histograms' buckets: jobs take
-#: from milliseconds to hours, so the web's defaults (up to 10 s) would not do.
-BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-)  # fmt: skip
 #: Distinct ``name`` labels one process records; later names count as OTHER_NAME.
 #: Names are task names: an id in a name would otherwise grow a series per job.
 MAX_NAMES: Final = 1000
