@@ -17,6 +17,7 @@ import jobstatus
 from jobstatus import ConfigurationError, StoreError, WriteRefused
 from jobstatus._record import Change
 from jobstatus.stores import Written
+from jobstatus.stores.base import CancelPush
 
 from . import _workers
 from ._outage import job_through_outage
@@ -74,6 +75,128 @@ def test_two_processes_writing_different_keys_lose_nothing(store: PostgresStore)
     _run_all(_workers.write_keys, [(url, "shared", p, 400, start_at) for p in ("a", "b")])
     record = jobstatus.get("shared").to_dict()
     assert all(record[f"{p}{n}"] == n for p in ("a", "b") for n in range(400))
+
+
+def test_eight_processes_of_2500_children_leave_their_group_exact(store: PostgresStore) -> None:
+    url = f"{POSTGRES_URL}?table={store.table}"
+    group = jobstatus.group(name="fan-out", group_id="big-group")
+    start_at = time.time() + 1.5
+    _run_all(
+        _workers.group_children,
+        [(url, group.job_id, p * 2500, 2500, start_at) for p in range(8)],
+    )
+    failed = sum(1 for n in range(20_000) if n % 3 == 0)
+    s = jobstatus.get(group.job_id)
+    assert s["children"] == {
+        "queued": 0,
+        "working": 0,
+        "completed": 20_000 - failed,
+        "failed": failed,
+        "cancelled": 0,
+    }
+    assert (s.progress.current, s.progress.total, s.status) == (20_000, 20_000, "failed")
+    assert [entry["status"] for entry in s.history] == ["queued", "working", "failed"]
+    assert len(store.child_ids(group.job_id)) == 20_000
+    counts = jobstatus.counts()
+    assert (counts["completed"], counts["failed"]) == (20_000 - failed, failed + 1)
+
+
+def test_a_cancel_reaches_a_job_in_another_process_by_push(store: PostgresStore) -> None:
+    url = f"{POSTGRES_URL}?table={store.table}"
+    job = spawn.Process(target=_workers.wait_for_cancel, args=(url, "far-away", 60.0))
+    job.start()
+    deadline = time.monotonic() + 60
+    while not jobstatus.get("far-away").get("ready") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert jobstatus.cancel("far-away", reason="from here") is True
+    job.join(90)
+    assert job.exitcode == 0  # it learned without writing, and raised Cancelled
+    s = jobstatus.get("far-away")
+    assert s.is_cancelled and s["cancel"]["reason"] == "from here"
+
+
+def test_announced_cancels_reach_listeners_and_stop_ends_them(store: PostgresStore) -> None:
+    heard: list[tuple[str, dict]] = []
+    arrived = threading.Event()
+
+    def deliver(job_id: str, request: dict) -> None:
+        heard.append((job_id, request))
+        arrived.set()
+
+    stop = store.listen_for_cancels(deliver)
+    asyncio.run(store.aannounce_cancel("j1", {"requested_at": "now", "reason": None}))
+    assert arrived.wait(10)
+    stop()
+    assert heard == [("j1", {"requested_at": "now", "reason": None})]
+    quiet = PostgresStore(POSTGRES_URL, table=store.table, notify=False)
+    assert CancelPush.of(quiet) is None and CancelPush.of(store) is store
+    quiet.close()
+
+
+# -- schema --------------------------------------------------------------------------
+
+FIRST_SCHEMA = (
+    """CREATE TABLE {t} (
+    job_id     text PRIMARY KEY,
+    record     jsonb NOT NULL,
+    status     text NOT NULL,
+    updated_at double precision NOT NULL,
+    expires_at double precision NOT NULL
+)""",
+    "CREATE INDEX {t}_status_updated ON {t} (status, updated_at)",
+    "CREATE INDEX {t}_updated ON {t} (updated_at)",
+    "CREATE INDEX {t}_expires ON {t} (expires_at)",
+)
+
+
+def _first_schema_row(conn, table: str, job_id: str, record: dict) -> None:
+    now = time.time()
+    status = record.get("status", "")
+    conn.execute(
+        f"INSERT INTO {table} VALUES (%s, %s::jsonb, %s, %s, %s)",
+        (job_id, q.encode_record(record), status, now, now + 3600),
+    )
+
+
+def test_a_table_of_the_first_schema_is_migrated(table: str) -> None:
+    """A table written before schema 2 gains its columns, counts and function."""
+    stamp = "2026-01-01T00:00:00.000000+00:00"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for statement in FIRST_SCHEMA:
+            conn.execute(statement.format(t=table))
+        counts = {"queued": 0, "working": 1, "completed": 0, "failed": 0, "cancelled": 0}
+        group = {"status": "working", "name": "batch", "children": counts, "total": 1}
+        _first_schema_row(conn, table, "g-old", {**group, "progress": 0.0})
+        child = {"status": "working", "name": "step", "parent": "g-old", "updated_at": stamp}
+        _first_schema_row(conn, table, "c-old", child)
+        _first_schema_row(conn, table, "done-old", {"status": "completed", "name": "step"})
+    store = PostgresStore(POSTGRES_URL, table=table)
+    jobstatus.configure(store=store)
+    store.migrate()
+    assert store.count_by_status() == {
+        "queued": 0,
+        "working": 2,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
+    assert store.child_ids("g-old") == ["c-old"]
+    assert sorted(job_id for job_id, _ in store.find(status=None, limit=10, before=None,
+                                                       name="step")) == ["c-old", "done-old"]
+    store.write("c-old", Change(set={"status": "completed"}, events=(("completed", stamp),)))
+    s = jobstatus.get("g-old")
+    assert s.status == "completed" and s["children"]["completed"] == 1
+    assert s.progress.current == 1
+    assert store.count_by_status()["completed"] == 3
+    with psycopg.connect(POSTGRES_URL) as conn:
+        (marker,) = conn.execute(
+            "SELECT obj_description(to_regclass(%s), 'pg_class')", (table,)
+        ).fetchone()
+    assert marker == q.SCHEMA_MARKER
+    store.migrate()  # once up to date, again changes nothing
+    assert store.count_by_status()["completed"] == 3
+    store.close()
+    jobstatus.configure(store=None)
 
 
 # -- push ----------------------------------------------------------------------------
@@ -206,7 +329,13 @@ def test_migrate_creates_the_table_and_indexes(table: str) -> None:
                 "SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,)
             )
         }
-    assert {f"{table}_status_updated", f"{table}_updated", f"{table}_expires"} <= indexes
+    assert {
+        f"{table}_status_updated",
+        f"{table}_updated",
+        f"{table}_expires",
+        f"{table}_parent",
+        f"{table}_name_updated",
+    } <= indexes
     store.close()
 
 
