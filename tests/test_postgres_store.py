@@ -181,8 +181,9 @@ def test_a_table_of_the_first_schema_is_migrated(table: str) -> None:
         "cancelled": 0,
     }
     assert store.child_ids("g-old") == ["c-old"]
-    assert sorted(job_id for job_id, _ in store.find(status=None, limit=10, before=None,
-                                                       name="step")) == ["c-old", "done-old"]
+    assert sorted(
+        job_id for job_id, _ in store.find(status=None, limit=10, before=None, name="step")
+    ) == ["c-old", "done-old"]
     store.write("c-old", Change(set={"status": "completed"}, events=(("completed", stamp),)))
     s = jobstatus.get("g-old")
     assert s.status == "completed" and s["children"]["completed"] == 1

@@ -218,9 +218,7 @@ class PostgresBase(Listing, Push, CancelPush, Migration, Purge, Store):
             "drop": [build(text) for text in q.DROP],
         }
 
-    def _find_statement(
-        self, status: str | None, name: str | None, id_prefix: str | None
-    ) -> Any:
+    def _find_statement(self, status: str | None, name: str | None, id_prefix: str | None) -> Any:
         text = q.find_query(status=status, name=name, id_prefix=id_prefix)
         return self._sql.SQL(text).format(t=self._sql.Identifier(self.table))
 

@@ -445,7 +445,7 @@ $$""".replace("__LIMIT__", str(NOTIFY_LIMIT)).replace("__DEPTH__", str(MAX_DEPTH
 MIGRATE: Final = (
     TABLE,
     "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS parent text, ADD COLUMN IF NOT EXISTS name text",
-    f"""CREATE TABLE IF NOT EXISTS {{c}} (
+    """CREATE TABLE IF NOT EXISTS {c} (
     status text NOT NULL,
     shard  integer NOT NULL,
     n      bigint NOT NULL,
@@ -514,9 +514,7 @@ COUNT_BY_STATUS: Final = """SELECT s.status, sum(s.n)::bigint FROM (
 COUNT_STALE: Final = (
     "SELECT count(*) FROM {t} WHERE status = 'working' AND updated_at < %s AND expires_at > %s"
 )
-CHILD_IDS: Final = (
-    "SELECT job_id FROM {t} WHERE parent = %s AND expires_at > %s ORDER BY job_id"
-)
+CHILD_IDS: Final = "SELECT job_id FROM {t} WHERE parent = %s AND expires_at > %s ORDER BY job_id"
 ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
 DROP: Final = (
     "DROP TABLE IF EXISTS {t}",
@@ -525,9 +523,7 @@ DROP: Final = (
 )
 
 
-def find_query(
-    *, status: str | None, name: str | None, id_prefix: str | None
-) -> str:
+def find_query(*, status: str | None, name: str | None, id_prefix: str | None) -> str:
     """The statement of ``find`` for the filters given; its parameters are
     :func:`find_params`'s, in order.
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from .._record import Record
@@ -180,10 +181,8 @@ class CancelListener:
                 self._stopped.wait(RECONNECT_PAUSE)
             finally:
                 if conn is not None:
-                    try:
+                    with suppress(Exception):  # a broken connection closes as it can
                         conn.close()
-                    except Exception:  # noqa: BLE001 - a broken connection closes as it can
-                        pass
 
     def _handle(self, payload: str) -> None:
         announced = q.decode_cancel(payload)
