@@ -54,7 +54,8 @@ def load_postgres(store: PostgresStore, writes: Writes) -> int:
     store.migrate()
     count = 0
     with store._lease() as (conn, _):
-        for chunk in chunks(writes, CHUNK * 5):
+        # A chunk must finish within the store's timeout: each write is a function call.
+        for chunk in chunks(writes, CHUNK):
             params = [store._write_params(job_id, change) for job_id, change in chunk]
             with conn.cursor() as cursor:
                 cursor.executemany(store._statements["write"], params)

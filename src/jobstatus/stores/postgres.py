@@ -1,11 +1,15 @@
-"""``postgresql://`` or ``postgres://``: a row per job, merged in one statement, pushed by NOTIFY.
+"""``postgresql://`` or ``postgres://``: a row per job, written by one function call, pushed by NOTIFY.
 
-A write is a single ``INSERT ... ON CONFLICT DO UPDATE`` that merges the change
-into the stored record under the row's lock, applies increments in SQL, sets
-the status column and expiry, and ``pg_notify``-s the record to the table's
-channel; see :mod:`._postgres_sql` for the statement and the record encoding.
-Watchers ``LISTEN`` on that channel. Expired rows are ignored by reads and
-purged in small batches by writes, so no daemon is needed.
+A write is a single ``SELECT * FROM <table>_write(...)``: a PL/pgSQL function
+(installed by :meth:`PostgresStore.migrate`) that applies the whole change
+under the row's lock (guard, removals, sets, increments in SQL, history, the
+status column and expiry), rolls it up through the job's groups (locking each
+ancestor after its child), keeps the per-status counts and ``pg_notify``-s
+each record it wrote to the table's channel; see :mod:`._postgres_sql` for the
+function, the locks, the counts and the record encoding. Watchers ``LISTEN``
+on that channel; cancel requests go to ``<table>_cancels``, where one
+:class:`CancelListener` per process hears them. Expired rows are ignored by
+reads and purged in small batches by writes, so no daemon is needed.
 
 ``PostgresStore(client=...)`` wraps a ready psycopg ``Connection`` /
 ``AsyncConnection`` or a psycopg_pool ``ConnectionPool`` /
