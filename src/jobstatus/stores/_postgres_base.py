@@ -199,7 +199,7 @@ class PostgresBase(Listing, Push, CancelPush, Migration, Purge, Store):
 
         return {
             "version": sql.SQL(q.VERSION),
-            "migrate": [build(text) for text in q.MIGRATE],
+            "migrate": [build(text) for text in (*q.MIGRATE, q.MARK)],
             "write": build(q.WRITE),
             "read": build(q.READ),
             "read_many": build(q.READ_MANY),

@@ -44,6 +44,7 @@ the expired rows not yet purged (found by the expiry index).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -83,7 +84,6 @@ URL_OPTIONS: Final = {
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 SCHEMA_VERSION: Final = 2
-SCHEMA_MARKER: Final = f"jobstatus schema {SCHEMA_VERSION}"
 COUNT_SHARDS: Final = 16
 # Alphabetical: the order in which a write takes its counts rows (see the docstring).
 COUNTED: Final = ("cancelled", "completed", "failed", "queued", "working")
@@ -105,8 +105,10 @@ OBJECTS: Final = {
     "f_append": "{table}_append",
     "f_queued": "{table}_queued_since",
     "f_float": "{table}_float",
+    "f_counted": "{table}_counted",
+    "f_stale": "{table}_stale",
 }
-FUNCTIONS: Final = ("f_write", "f_state", "f_str", "f_pending", "f_append", "f_queued", "f_float")
+FUNCTIONS: Final = tuple(key for key in OBJECTS if key.startswith("f_"))
 
 # The first schema (before 2) had no parent and name columns, no counts table and
 # no write function; migrate() brings such a table up to date (see MIGRATE).
@@ -122,10 +124,10 @@ TABLE: Final = """CREATE TABLE IF NOT EXISTS {t} (
 VERSION: Final = "SELECT obj_description(to_regclass(%s), 'pg_class')"
 
 # A value of a record that is a JSON string, as text; NULL for anything else.
+# (A bare SELECT of an expression: PostgreSQL inlines it into its callers.)
 _STR = """CREATE OR REPLACE FUNCTION {f_str}(rec jsonb, key text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> ARRAY[]::text[] END
-  FROM (SELECT (rec ->> key)::jsonb AS v) AS x
+  SELECT CASE WHEN left(rec ->> key, 1) = '"' THEN (rec ->> key)::jsonb #>> ARRAY[]::text[] END
 $$"""
 # A float8 as Python writes a float: 3.0, not 3.
 _FLOAT = """CREATE OR REPLACE FUNCTION {f_float}(x float8) RETURNS text
@@ -441,6 +443,25 @@ BEGIN
 END
 $$""".replace("__LIMIT__", str(NOTIFY_LIMIT)).replace("__DEPTH__", str(MAX_DEPTH))
 
+# The counts' reads, planned without a sequential scan: a table fresh from a bulk
+# load has no statistics yet, and the planner would read a million rows to find
+# the few expired ones (or working ones) that its indexes give at once.
+_PLANNED = "SET enable_seqscan = off SET max_parallel_workers_per_gather = 0"
+# Every row counted, less the expired ones not yet purged (few, by the expiry index).
+_COUNTED = f"""CREATE OR REPLACE FUNCTION {{f_counted}}(p_now float8)
+RETURNS TABLE (status text, n bigint) LANGUAGE sql STABLE {_PLANNED} AS $$
+  SELECT s.status, sum(s.n)::bigint FROM (
+    SELECT c.status, c.n FROM {{c}} AS c
+    UNION ALL
+    SELECT t.status, -count(*) FROM {{t}} AS t WHERE t.expires_at <= p_now GROUP BY t.status
+  ) AS s GROUP BY s.status
+$$"""
+_STALE = f"""CREATE OR REPLACE FUNCTION {{f_stale}}(p_before float8, p_now float8)
+RETURNS bigint LANGUAGE sql STABLE {_PLANNED} AS $$
+  SELECT count(*) FROM {{t}} AS t
+  WHERE t.status = 'working' AND t.updated_at < p_before AND t.expires_at > p_now
+$$"""
+
 # Under the advisory lock of migrate(), in one transaction; each step is safe to repeat.
 MIGRATE: Final = (
     TABLE,
@@ -451,6 +472,10 @@ MIGRATE: Final = (
     n      bigint NOT NULL,
     PRIMARY KEY (status, shard)
 )""",
+    # Every write that moves a status updates two of its rows: room on each page
+    # for those updates (HOT, pruned in place) and a vacuum after every 1,000.
+    """ALTER TABLE {c} SET (fillfactor = 10, autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0)""",
     _STR,
     _FLOAT,
     _PENDING,
@@ -458,6 +483,8 @@ MIGRATE: Final = (
     _APPEND,
     _QUEUED,
     _WRITE,
+    _COUNTED,
+    _STALE,
     # A table of schema 1 (or one written by schema 1 code meanwhile): columns
     # filled from the records, counts from the rows. Writers wait (SHARE lock).
     "LOCK TABLE {t} IN SHARE MODE",
@@ -473,8 +500,15 @@ SELECT status, 0, count(*) FROM {{t}} WHERE status IN ({_COUNTED_SQL}) GROUP BY 
     "CREATE INDEX IF NOT EXISTS {i_expires} ON {t} (expires_at)",
     "CREATE INDEX IF NOT EXISTS {i_parent} ON {t} (parent, job_id) WHERE parent IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS {i_name} ON {t} (name, updated_at) WHERE name IS NOT NULL",
-    f"COMMENT ON TABLE {{t}} IS '{SCHEMA_MARKER}'",
 )
+
+# The table's mark: the version, and a digest of what MIGRATE creates, so that a
+# release that changes the function installs it (migrate() runs when it differs).
+SCHEMA_MARKER: Final = (
+    f"jobstatus schema {SCHEMA_VERSION} "
+    f"({hashlib.sha256(''.join(MIGRATE).encode()).hexdigest()[:12]})"
+)
+MARK: Final = f"COMMENT ON TABLE {{t}} IS '{SCHEMA_MARKER}'"  # MIGRATE's last step
 
 WRITE: Final = """SELECT applied, created, cancel, queued_at FROM {f_write}(
   %(id)s, %(fresh)s::jsonb, %(set)s::jsonb, %(incr)s::jsonb, %(unset)s::text[], %(guard)s,
@@ -505,15 +539,8 @@ LIST_STATUS: Final = (
     "SELECT job_id, record FROM {t} WHERE status = %s AND expires_at > %s AND updated_at < %s "
     "ORDER BY updated_at DESC, job_id DESC LIMIT %s"
 )
-# Every row counted, less the expired ones not yet purged (few, by the expiry index).
-COUNT_BY_STATUS: Final = """SELECT s.status, sum(s.n)::bigint FROM (
-  SELECT status, n FROM {c}
-  UNION ALL
-  SELECT status, -count(*) FROM {t} WHERE expires_at <= %s GROUP BY status
-) AS s GROUP BY s.status"""
-COUNT_STALE: Final = (
-    "SELECT count(*) FROM {t} WHERE status = 'working' AND updated_at < %s AND expires_at > %s"
-)
+COUNT_BY_STATUS: Final = "SELECT status, n FROM {f_counted}(%s)"
+COUNT_STALE: Final = "SELECT {f_stale}(%s, %s)"
 CHILD_IDS: Final = "SELECT job_id FROM {t} WHERE parent = %s AND expires_at > %s ORDER BY job_id"
 ANNOUNCE: Final = "SELECT pg_notify(%s, %s)"
 DROP: Final = (
