@@ -1,4 +1,4 @@
-"""``postgresql://`` or ``postgres://``: a row per job, written by one function call, pushed by NOTIFY.
+"""``postgresql://`` or ``postgres://``: a row per job, written by one function call, NOTIFY-ed.
 
 A write is a single ``SELECT * FROM <table>_write(...)``: a PL/pgSQL function
 (installed by :meth:`PostgresStore.migrate`) that applies the whole change
