@@ -65,13 +65,12 @@ def _sleep_until(moment: float) -> None:
 
 
 def group_children(url: str, group_id: str, first: int, count: int, start_at: float) -> None:
-    """Run ``count`` children of ``group_id`` through enqueued, started and finished
-    (every third one fails), ids ``child-<first + n>``."""
+    """Run ``count`` children of ``group_id`` through started and finished (every
+    third one fails), ids ``child-<first + n>``: two moves of the group each."""
     jobstatus.configure(store=url, heartbeat_interval=0)
     _sleep_until(start_at)
     for n in range(first, first + count):
         job = Job(f"child-{n}", parent=group_id)
-        job.enqueued()
         job.started()
         job.finished(ValueError("every third") if n % 3 == 0 else None)
 

@@ -50,13 +50,20 @@ def store(table: str) -> Iterator[PostgresStore]:
     built.close()
 
 
-def _run_all(target, argument_lists: list[tuple]) -> None:
+def _run_all(target, argument_lists: list[tuple], bound: float = 120) -> None:
     processes = [spawn.Process(target=target, args=args) for args in argument_lists]
     for process in processes:
         process.start()
-    for process in processes:
-        process.join(120)
-        assert process.exitcode == 0
+    deadline = time.monotonic() + bound
+    try:
+        for process in processes:
+            process.join(max(deadline - time.monotonic(), 0))
+            assert process.exitcode == 0
+    finally:
+        for process in processes:  # none may outlive the test (and write to a dropped table)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 # -- many writers ------------------------------------------------------------------
@@ -84,6 +91,7 @@ def test_eight_processes_of_2500_children_leave_their_group_exact(store: Postgre
     _run_all(
         _workers.group_children,
         [(url, group.job_id, p * 2500, 2500, start_at) for p in range(8)],
+        bound=600,
     )
     failed = sum(1 for n in range(20_000) if n % 3 == 0)
     s = jobstatus.get(group.job_id)
@@ -95,10 +103,16 @@ def test_eight_processes_of_2500_children_leave_their_group_exact(store: Postgre
         "cancelled": 0,
     }
     assert (s.progress.current, s.progress.total, s.status) == (20_000, 20_000, "failed")
-    assert [entry["status"] for entry in s.history] == ["queued", "working", "failed"]
+    # Its own moves depend on the order children ran in (all finished ones completed
+    # for a moment, say), but it was made queued and ends failed.
+    assert (s.history[0]["status"], s.history[-1]["status"]) == ("queued", "failed")
     assert len(store.child_ids(group.job_id)) == 20_000
     counts = jobstatus.counts()
-    assert (counts["completed"], counts["failed"]) == (20_000 - failed, failed + 1)
+    assert (counts["completed"], counts["failed"], counts["working"]) == (
+        20_000 - failed,
+        failed + 1,
+        0,
+    )
 
 
 def test_a_cancel_reaches_a_job_in_another_process_by_push(store: PostgresStore) -> None:
