@@ -160,7 +160,7 @@ def postgres_rows() -> list[Row]:
     from ._bulk import load_postgres
 
     table = unique("groupbench").replace("-", "_")
-    store = PostgresStore(POSTGRES_URL, table=table)
+    store = PostgresStore(POSTGRES_URL, table=table, timeout=60)  # a Batch of 100,000
     try:
         rows = group_read_rows("PostgreSQL", store, load_postgres)
         rows.append(parent_write_row("PostgreSQL", store))
