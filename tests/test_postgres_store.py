@@ -12,16 +12,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jobstatus
 from jobstatus import ConfigurationError, StoreError, WriteRefused
 from jobstatus._record import Change
-from jobstatus.stores import Written
+from jobstatus.stores import MemoryStore, Written
 from jobstatus.stores.base import CancelPush
 
 from . import _workers
 from ._outage import job_through_outage
 from ._own_servers import PostgresServer
+from ._strategies import examples
 from .stores import POSTGRES_URL, namespace, require_service
 
 pytestmark = pytest.mark.postgres
@@ -571,3 +574,72 @@ def test_messages_hide_the_password() -> None:
     with pytest.raises(StoreError) as raised:
         store.read("x")
     assert "s3cret" not in str(raised.value)
+
+
+# -- the same semantics as the Python stores -------------------------------------------
+
+_STAMPS = [f"2026-01-01T00:00:0{n}.000000+00:00" for n in range(10)]
+_ZERO = {"queued": 0, "working": 0, "completed": 0, "failed": 0, "cancelled": 0}
+_KEYS = ("status", "progress", "total", "parent", "attempts", "cancel", "children", "step")
+_VALUES = {
+    "status": st.sampled_from(["queued", "working", "completed", "failed", "cancelled"]),
+    "progress": st.integers(0, 20) | st.floats(0, 20, allow_nan=False),
+    "total": st.integers(0, 20) | st.floats(0, 20, allow_nan=False) | st.none(),
+    "parent": st.sampled_from(["g", "h"]) | st.none(),
+    "attempts": st.integers(0, 3),
+    "cancel": st.just({"requested_at": _STAMPS[0], "reason": "r"}) | st.none(),
+    "children": st.just(_ZERO) | st.none(),
+    "step": st.text(max_size=3),
+}
+
+
+@st.composite
+def _changes(draw: st.DrawFn) -> tuple[str, Change]:
+    keys = draw(st.lists(st.sampled_from(_KEYS), unique=True, max_size=4))
+    fields = {key: draw(_VALUES[key]) for key in keys}
+    fields["updated_at"] = draw(st.sampled_from(_STAMPS))
+    incr = draw(st.dictionaries(st.sampled_from(["progress", "n"]), st.integers(-2, 3)
+                                | st.floats(-2, 3, allow_nan=False), max_size=2))  # fmt: skip
+    incr = {key: amount for key, amount in incr.items() if key not in fields}
+    events = draw(st.lists(st.tuples(_VALUES["status"], st.sampled_from(_STAMPS)), max_size=2))
+    change = Change(
+        set=fields,
+        incr=incr,
+        unset=tuple(draw(st.lists(st.sampled_from(_KEYS), unique=True, max_size=2))),
+        guard=draw(st.sampled_from([None, None, "unfinished", "not_cancelled", "absent"])),
+        events=tuple(events),
+        history_limit=draw(st.integers(0, 3)),
+        origin=draw(st.none() | st.tuples(st.sampled_from(["w1", "w2"]), st.integers(1, 4))),
+    )
+    return draw(st.sampled_from(["g", "h", "a", "b"])), change
+
+
+_example = [0]
+
+
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(_changes(), min_size=1, max_size=12))
+def test_any_writes_leave_what_the_memory_store_leaves(
+    store: PostgresStore, writes: list[tuple[str, Change]]
+) -> None:
+    """The function and the Python merge (memory's write_through) agree on every
+    record and every answer: guards, origins, history, the roll-up, its nesting."""
+    _example[0] += 1
+    prefix = f"p{_example[0]}-"
+    memory = MemoryStore()
+
+    def local(change: Change) -> Change:
+        parent = change.set.get("parent")
+        if isinstance(parent, str):
+            change.set["parent"] = prefix + parent
+        return change
+
+    groups = [("h", {}), ("g", {"parent": "h"})]  # g in h: two levels to roll up
+    fresh = {"status": "queued", "children": _ZERO, "updated_at": _STAMPS[0]}
+    made = [(job_id, Change(set={**fresh, **more})) for job_id, more in groups]
+    for job_id, change in [*made, *writes]:
+        change = local(change)
+        expected = memory.write(prefix + job_id, change)
+        assert store.write(prefix + job_id, change) == expected
+        for name in ("g", "h", "a", "b"):
+            assert store.read(prefix + name) == memory.read(prefix + name), name

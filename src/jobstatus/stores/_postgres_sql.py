@@ -146,19 +146,34 @@ _STATE = f"""CREATE OR REPLACE FUNCTION {{f_state}}(rec jsonb, OUT status text, 
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
   v_status text := {{f_str}}(rec, 'status');
+  v_progress float8;
+  v_total float8;
 BEGIN
   IF v_status IS NULL OR v_status NOT IN ({_COUNTED_SQL}) THEN
     RETURN;
   END IF;
   status := v_status;
+  ratio := 0.0;
   IF v_status IN ({_FINISHED_SQL}) THEN
     ratio := 1.0;
   ELSIF jsonb_typeof((rec ->> 'total')::jsonb) = 'number'
-        AND jsonb_typeof((rec ->> 'progress')::jsonb) = 'number'
-        AND (rec ->> 'total')::float8 > 0 THEN
-    ratio := least(greatest((rec ->> 'progress')::float8 / (rec ->> 'total')::float8, 0.0), 1.0);
-  ELSE
-    ratio := 0.0;
+        AND jsonb_typeof((rec ->> 'progress')::jsonb) = 'number' THEN
+    v_progress := (rec ->> 'progress')::float8;
+    v_total := (rec ->> 'total')::float8;
+    -- Clamped first: Python's division gives inf or 0.0 where float8's raises.
+    IF v_total <= 0 OR v_progress <= 0 THEN
+      ratio := 0.0;
+    ELSIF v_progress >= v_total THEN
+      ratio := 1.0;
+    ELSIF v_progress >= 1e-200 AND v_total <= 1e100 THEN
+      ratio := v_progress / v_total;
+    ELSE
+      BEGIN
+        ratio := v_progress / v_total;
+      EXCEPTION WHEN numeric_value_out_of_range THEN  -- a quotient too small: 0
+        ratio := 0.0;
+      END;
+    END IF;
   END IF;
 END
 $$"""
