@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jobstatus
-from jobstatus import ConfigurationError, StoreError, WriteRefused
+from jobstatus import ConfigurationError, Job, StoreError, WriteRefused
 from jobstatus._record import Change
 from jobstatus.stores import MemoryStore, Written
 from jobstatus.stores.base import CancelPush
@@ -116,6 +116,41 @@ def test_eight_processes_of_2500_children_leave_their_group_exact(store: Postgre
         failed + 1,
         0,
     )
+
+
+def test_writers_at_every_level_of_nested_groups_neither_deadlock_nor_lose_counts(
+    store: PostgresStore,
+) -> None:
+    """Children of four groups in one top group, from 8 threads, while other writes lock
+    the groups themselves: every write locks child before ancestor, so none deadlocks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    top = jobstatus.group(name="top", group_id="top")
+    middles = [jobstatus.group(name="mid", group_id=f"mid-{m}", parent=top) for m in range(4)]
+
+    def children(t: int) -> None:
+        for n in range(40):
+            job = Job(f"leaf-{t}-{n}", parent=middles[(t + n) % 4].job_id)
+            job.started()
+            job.finished()
+
+    def group_writes(t: int) -> None:
+        for n in range(160):
+            store.write(middles[n % 4].job_id, Change(set={"note": n}))
+            store.write("top", Change(set={"note": n}))
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        running = [pool.submit(children, t) for t in range(8)]
+        running += [pool.submit(group_writes, t) for t in range(2)]
+        for future in running:
+            future.result()  # a deadlock would be a StoreError here
+    for middle in middles:
+        s = jobstatus.get(middle.job_id)
+        assert s["children"]["completed"] == 80 and s.status == "completed"
+    s = jobstatus.get("top")
+    assert s["children"] == {"queued": 0, "working": 0, "completed": 4, "failed": 0,
+                             "cancelled": 0}  # fmt: skip
+    assert s.status == "completed" and s.progress.current == 4
 
 
 def test_a_cancel_reaches_a_job_in_another_process_by_push(store: PostgresStore) -> None:
