@@ -171,7 +171,12 @@ def test_dramatiq_middleware_place_does_not_matter(place: str) -> None:
 
     from jobstatus.integrations.dramatiq import StatusMiddleware
 
-    broker = StubBroker()
+    from dramatiq.middleware import default_middleware
+
+    # Dramatiq before 1.17 adds its Prometheus middleware by default when
+    # prometheus_client is installed; it works only once a worker process booted it.
+    defaults = [m() for m in default_middleware if m.__name__ != "Prometheus"]
+    broker = StubBroker(middleware=defaults)
     middleware = StatusMiddleware(includes={"status", "exception"})
     if place == "last":
         broker.add_middleware(middleware)
