@@ -617,6 +617,7 @@ def _huey(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
             stop(process)
             huey.storage.flush_all()
             _delete_huey_notifications(huey.storage)
+            huey.storage.close()  # its SQLite connection, else closed by the garbage collector
             huey.name, huey.storage = before
             purge_store(url)
 
