@@ -493,8 +493,14 @@ def _run_kills_async(store: Store, tally: KillTally, kill: Callable[[str], int])
         counted.append(n)
         return status.job_id
 
+    async def job_then_close() -> str:
+        try:
+            return await job()
+        finally:
+            await store.aclose()  # this loop's connections, before asyncio.run closes it
+
     killer.start()
-    job_id = asyncio.run(job())
+    job_id = asyncio.run(job_then_close())
     killer.join(30)
     final = jobstatus.get(job_id)
     assert final.is_completed and final.progress.current == counted[0]
