@@ -254,12 +254,17 @@ def _chord_body(chord: object) -> tuple[str | None, str | None]:
 
 
 def _parent_of(
-    spec: JobSpec, given: object, group_id: object, chord: object
+    spec: JobSpec, given: object, group_id: object, group_index: object, chord: object
 ) -> str | None:
-    """A job's group: the one given at publish time, else its Celery group's."""
+    """A job's group: the one given at publish time, else its Celery group's.
+
+    A member of a Celery group or chord header has the group's id and its index in
+    it; a chord's body has the id but no index: it is the group's continuation, a
+    job of its own, not a member.
+    """
     if isinstance(given, str) and given:
         return given
-    if isinstance(group_id, str) and group_id:
+    if isinstance(group_id, str) and group_id and isinstance(group_index, int):
         return _groups.ensure(spec, group_id, chord)
     return None
 
@@ -300,7 +305,13 @@ def _on_publish(
     if spec is None:
         return
     args, kwargs, embed = _body_parts(body)
-    parent = _parent_of(spec, headers.get(PARENT_HEADER), headers.get("group"), embed.get("chord"))
+    parent = _parent_of(
+        spec,
+        headers.get(PARENT_HEADER),
+        headers.get("group"),
+        headers.get("group_index"),
+        embed.get("chord"),
+    )
     enqueue(_job(spec, task_id, parent), spec.serialized(task_id, args, kwargs, routing_key))
 
 
@@ -333,7 +344,11 @@ def _on_prerun(
     request = task.request
     queue = (request.delivery_info or {}).get("routing_key")
     parent = _parent_of(
-        spec, getattr(request, PARENT_HEADER, None), request.group, request.chord
+        spec,
+        getattr(request, PARENT_HEADER, None),
+        request.group,
+        getattr(request, "group_index", None),
+        request.chord,
     )
     attempt = Attempt(_job(spec, task_id, parent))
     # A refused start (a cancel was pending: recorded cancelled) leaves attempt.done
@@ -449,7 +464,7 @@ def _interrupted(attempt: Attempt, exc: BaseException | None) -> None:
 def _terminating() -> bool:
     """Whether this pool process's SIGTERM handler ran (billiard 4.3 and later tell)."""
     try:
-        from billiard.common import terminate_handler_fired  # type: ignore[attr-defined]
+        from billiard.common import terminate_handler_fired
     except ImportError:  # pragma: no cover - an older billiard: the read above decides
         return False
     return bool(terminate_handler_fired())
