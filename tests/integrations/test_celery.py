@@ -154,3 +154,14 @@ def test_cancel_of_a_celery_group_revokes_its_queued_children(worker: CeleryWork
         assert s.is_cancelled and "attempts" not in s, s.to_dict()
     g = finished(group_id)
     assert g.is_cancelled and g["children"]["cancelled"] == 3
+
+
+def test_a_cancelled_task_with_autoretry_is_not_run_again(worker: CeleryWorker) -> None:
+    gate = worker.gate()
+    result = worker.send("autoretried", gate)
+    wait_for(result, lambda s: s.get("step") == "waiting")
+    assert jobstatus.cancel(result)
+    s = finished(result, timeout=60)
+    assert s.is_cancelled and s["attempts"] == 1
+    history = [entry["status"] for entry in jobstatus.get(result).history]
+    assert history == ["queued", "working", "cancel_requested", "cancelled"]

@@ -503,10 +503,23 @@ def _on_revoked(
     if expired:  # not a cancel: the job missed its deadline
         _record_elsewhere(sender, task_id, TaskRevokedError("expired"), retry=False)
         return
-    # Celery's own revoke (with terminate or not) is a cancel: recorded cancelled (SPEC 4).
+    # Celery's own revoke (with terminate or not) is a cancel: recorded cancelled (SPEC 4),
+    # unless the job already ended (a retry or redelivery of a job that was cancelled).
+    if not isinstance(task_id, str) or _ended(task_id, sender):
+        return
     how = f"terminated by signal {signum}" if terminated else "revoked"
-    if isinstance(task_id, str):
-        _record_elsewhere(sender, task_id, Cancelled(task_id, f"{how} by Celery"), retry=False)
+    _record_elsewhere(sender, task_id, Cancelled(task_id, f"{how} by Celery"), retry=False)
+
+
+def _ended(task_id: str, task: Any) -> bool:
+    """Whether ``task_id``'s record is finished (False when it cannot be read)."""
+    spec = spec_of(task)
+    if spec is None:
+        return False
+    try:
+        return read_status(task_id, store=spec.store).is_finished
+    except Exception:  # noqa: BLE001 - then record the outcome
+        return False
 
 
 def _fail_if_recorded(task_id: object, exc: BaseException) -> None:

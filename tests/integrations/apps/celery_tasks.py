@@ -81,6 +81,21 @@ def always_fail(self: StatusTask) -> None:
     raise self.retry(exc=ValueError("always"))
 
 
+@app.task(
+    name="celery_tasks.autoretried",
+    base=StatusTask,
+    bind=True,
+    autoretry_for=(Exception,),
+    max_retries=3,
+    default_retry_delay=0,
+)
+def autoretried(self: StatusTask, gate: str) -> str:
+    """Retried on any exception, Cancelled included (which must not rerun it)."""
+    self.status["step"] = "waiting"
+    _gate.wait(gate)
+    return "released"
+
+
 @app.task(name="celery_tasks.ignored")
 def ignored() -> None:
     raise Ignore()
