@@ -165,3 +165,19 @@ def test_a_cancelled_task_with_autoretry_is_not_run_again(worker: CeleryWorker) 
     assert s.is_cancelled and s["attempts"] == 1
     history = [entry["status"] for entry in jobstatus.get(result).history]
     assert history == ["queued", "working", "cancel_requested", "cancelled"]
+
+
+def test_a_parent_header_from_a_publisher_without_jobstatus_is_read_by_the_worker(
+    worker: CeleryWorker,
+) -> None:
+    g = jobstatus.group(name="plain")
+    code = (
+        "import sys; from celery import Celery\n"
+        "app = Celery(broker=sys.argv[1])\n"
+        "headers = {'jobstatus_parent': sys.argv[3]}\n"
+        "print(app.send_task('celery_tasks.add', (1, 2), queue=sys.argv[2], headers=headers).id)\n"
+    )
+    [job_id] = _script(code, worker.broker, worker.queue, g.job_id)
+    s = finished(job_id)
+    assert s.is_completed and s["parent"] == g.job_id and "queued_at" not in s
+    assert jobstatus.get(g.job_id)["children"]["completed"] == 1
