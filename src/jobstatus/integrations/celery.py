@@ -39,6 +39,7 @@ from .._group import ancestry, group
 from .._job import JobSpec
 from .._read import get as read_status
 from .._record import Record
+from .._rollup import is_group
 from .._status import Progress, Status
 from ._common import (
     Attempt,
@@ -555,6 +556,8 @@ def _revoke(job_id: str, record: Record) -> None:
     """
     name = record.get("name")
     if not isinstance(name, str) or record.get("status") not in ("queued", "working"):
+        return
+    if is_group(record):  # a chord's header is named after its body: not a task
         return
     task = _published_task(current_app._get_current_object(), name)
     if task is None or spec_of(task) is None:
