@@ -181,3 +181,31 @@ def test_a_parent_header_from_a_publisher_without_jobstatus_is_read_by_the_worke
     s = finished(job_id)
     assert s.is_completed and s["parent"] == g.job_id and "queued_at" not in s
     assert jobstatus.get(g.job_id)["children"]["completed"] == 1
+
+
+@pytest.mark.parametrize("task", ["opens", "gated"])  # guarded run; StatusTask.__call__
+def test_a_cancel_whose_revoke_never_reached_the_worker_is_refused_at_start(
+    worker: CeleryWorker, task: str
+) -> None:
+    from celery.exceptions import TaskRevokedError
+
+    from jobstatus._cancel import register_revoker, revokers
+    from jobstatus.integrations import celery as integration
+
+    busy, side_effect = worker.occupy(), unique("side-effect")
+    result = (
+        worker.send(task, side_effect, 2) if task == "gated" else worker.send(task, side_effect)
+    )
+    revokers.unregister("celery")  # as a process that does not know the task would
+    try:
+        assert jobstatus.cancel(result)
+    finally:
+        register_revoker("celery", integration._revoke)
+    for gate in busy:
+        _gate.open_gate(gate)
+    s = finished(result)
+    assert s.is_cancelled and "attempts" not in s and "step" not in s, s.to_dict()
+    assert [entry["status"] for entry in s.history] == ["queued", "cancel_requested", "cancelled"]
+    with pytest.raises(TaskRevokedError, match="before it started"):
+        result.get(timeout=30)
+    assert not _gate.is_open(side_effect)  # the task's code never ran

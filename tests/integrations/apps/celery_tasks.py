@@ -131,6 +131,13 @@ def in_group() -> int:
     return 3
 
 
+@app.task(name="celery_tasks.opens")
+def opens(gate: str) -> int:
+    """A plain task (tracked by the app) whose side effect a test can see."""
+    _gate.open_gate(gate)
+    return 1
+
+
 @app.task(name="celery_tasks.untracked", jobstatus=False)
 def untracked(gate: str) -> int:
     _gate.open_gate(gate)
