@@ -189,7 +189,7 @@ def test_a_cancel_whose_revoke_never_reached_the_worker_is_refused_at_start(
 ) -> None:
     from celery.exceptions import TaskRevokedError
 
-    from jobstatus._cancel import register_revoker, revokers
+    from jobstatus._revokers import register_revoker, revokers
     from jobstatus.integrations import celery as integration
 
     busy, side_effect = worker.occupy(), unique("side-effect")

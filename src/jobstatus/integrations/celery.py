@@ -32,13 +32,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled, NoCurrentJob
 from .._group import ancestry, group
 from .._job import JobSpec
 from .._read import get as read_status
 from .._record import Record
+from .._revokers import register_revoker
 from .._rollup import is_group
 from .._status import Progress, Status
 from ._common import (
