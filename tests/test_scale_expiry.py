@@ -47,7 +47,7 @@ def _fill_redis(store: RedisStore, short: int, long: int, first: int = 0) -> Non
             store.write(job_id, _finished(ttl))
         return
     for job_id, ttl in jobs:
-        args = _redis_common.write_args(job_id, layout.channel(job_id), _finished(ttl))
+        args = _redis_common.write_args(layout, job_id, _finished(ttl))
         scripts.write(layout.script_keys(job_id), args, client=pipe)
     pipe.execute()  # the store's own write script, pipelined: the indexes of real writes
 

@@ -33,6 +33,8 @@ BUCKETS = 128
 class ClusterKeyLayout(KeyLayout):
     """Key names with a ``{bN}`` hash tag after the prefix."""
 
+    defers = True
+
     def tag(self, job_id: str) -> str:
         """``{bN}``: the job's bucket, from a CRC-32 of its id (never from braces in it)."""
         return f"{{b{zlib.crc32(job_id.encode('utf-8')) % BUCKETS}}}"
@@ -164,6 +166,16 @@ class RedisClusterStore(RedisStore):
         # that owns the job's slot keeps the script's subscriber check local.
         node = self._scripts().client.get_node_from_key(self._layout.record(job_id))
         return self._redis.Redis(host=node.host, port=node.port, **self._node_options()), True
+
+    def _listener_client(self) -> tuple[Any, bool]:
+        # A PUBLISH reaches every node: any node serves the cancel channel.
+        host, port = self._nodes[0] if self._nodes else self._given_node()
+        return self._redis.Redis(host=host, port=port, **self._node_options()), True
+
+    def _given_node(self) -> tuple[str, int]:
+        given = self._given
+        known = given.get_nodes() or list(given.nodes_manager.startup_nodes.values())
+        return known[0].host, int(known[0].port)
 
     async def _apubsub_client(self, job_id: str) -> tuple[Any, bool]:
         client = (await self._ascripts()).client
