@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from .._errors import ConfigurationError, StoreError, WriteRefused
 from ._options import check_prefix, check_timeout
 from ._redis_common import (
+    COUNT_SCRIPT,
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     MAX_PREFIX_LENGTH,
@@ -65,11 +66,19 @@ class Scripts:
     sweep: Any
     move: Any
     prune: Any
+    count: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
         """The client with the store's scripts registered on it."""
-        scripts = (WRITE_SCRIPT, DELETE_SCRIPT, SWEEP_SCRIPT, MOVE_SCRIPT, PRUNE_SCRIPT)
+        scripts = (
+            WRITE_SCRIPT,
+            DELETE_SCRIPT,
+            SWEEP_SCRIPT,
+            MOVE_SCRIPT,
+            PRUNE_SCRIPT,
+            COUNT_SCRIPT,
+        )
         return cls(client, *(client.register_script(script) for script in scripts))
 
 

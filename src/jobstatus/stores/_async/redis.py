@@ -19,7 +19,6 @@ from ..._record import Change, Record, dumps
 from ..._rollup import MAX_DEPTH
 from .._redis_base import RECONNECT_PAUSE, RedisBase
 from .._redis_common import (
-    COUNT_SCRIPT,
     READ_CHUNK,
     REBUILD_LIVE,
     ListingPlan,
@@ -184,22 +183,18 @@ class AsyncRedisIO(RedisBase):
         return (await self._acounts(updated_before))[1]
 
     async def _acounts(self, cut: float | None) -> tuple[dict[str, int], int]:
-        """Every tag's live counts (see COUNT_SCRIPT), summed."""
+        """Every tag's live counts (see COUNT_SCRIPT), summed: one call per tag (a
+        script cannot be pipelined on a cluster), more where many entries expired."""
         layout = self._layout
-        client = (await self._ascripts()).client
-        tags = layout.all_tags()
-        replies: list[Any] = [[-1]] * len(tags)
+        scripts = await self._ascripts()
+        replies = []
         with self._errors("count"):
-            while True:
-                todo = [n for n, reply in enumerate(replies) if list(reply)[:1] == [-1]]
-                if not todo:
-                    return counts_of(replies)
-                pipe = client.pipeline(transaction=False)
-                for n in todo:
-                    keys = layout.indexes(tags[n])
-                    pipe.eval(COUNT_SCRIPT, len(keys), *keys, *count_args(cut))
-                for n, reply in zip(todo, await pipe.execute(), strict=True):
-                    replies[n] = reply
+            for tag in layout.all_tags():
+                reply: Any = [-1]
+                while list(reply)[:1] == [-1]:
+                    reply = await scripts.count(layout.indexes(tag), count_args(cut))
+                replies.append(reply)
+        return counts_of(replies)
 
     async def aannounce_cancel(self, job_id: str, request: Record) -> None:
         client = (await self._ascripts()).client
