@@ -301,10 +301,9 @@ local created = exists and 0 or 1
 local old = {}
 if exists then
   local got = redis.call('HMGET', record, 'status', 'cancel', 'parent', 'progress', 'total',
-                         'name', 'history', 'queued_at', 'attempts')
+                         'name')
   old = {status = got[1] or nil, cancel = got[2] or nil, parent = got[3] or nil,
-         progress = got[4] or nil, total = got[5] or nil, name = got[6] or nil,
-         history = got[7] or nil, queued_at = got[8] or nil, attempts = got[9] or nil}
+         progress = got[4] or nil, total = got[5] or nil, name = got[6] or nil}
 end
 local function skipped()
   local reply = {0, created, pending(old.status, old.cancel), ''}
@@ -358,6 +357,10 @@ if writer ~= '' then
   end
   seen[writer] = tonumber(sequence)
   redis.call('HSET', record, '', cjson.encode(seen))
+end
+if old.status == '"queued"' and setting['status'] == '"working"' then  -- a start
+  local got = redis.call('HMGET', record, 'history', 'queued_at', 'attempts')
+  old.history, old.queued_at, old.attempts = got[1] or nil, got[2] or nil, got[3] or nil
 end
 local status = old.status
 if events_first > unset_first then
