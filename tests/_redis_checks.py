@@ -31,7 +31,6 @@ def _write_children(make: Make, group: str, first: int, count: int, start_at: fl
         job = Job(f"{group}-c{n}", parent=group)
         job.enqueued()
         job.started()
-        job.status.update(total=4, progress=1, force=True)
         job.finished(ValueError("odd") if n % 2 else None)
     store.close()
 

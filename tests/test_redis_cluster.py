@@ -222,6 +222,7 @@ def _same_store(store: RedisClusterStore) -> RedisClusterStore:
     return RedisClusterStore.from_url(shared_cluster().url, prefix=store.prefix)
 
 
+@pytest.mark.timeout(600)  # 60,000 writes and their group moves, on a shared machine
 def test_eight_processes_writing_2500_children_each_leave_exact_group_counts(
     store: RedisClusterStore,
 ) -> None:

@@ -488,6 +488,7 @@ def test_the_docs_examples_run(tmp_path: Path) -> None:
     assert result.stdout.split() == ["completed", "1000", "True"]
 
 
+@pytest.mark.timeout(600)  # 60,000 writes and their group moves, on a shared machine
 def test_eight_processes_writing_2500_children_each_leave_exact_group_counts(
     store: RedisStore, prefix: str
 ) -> None:
