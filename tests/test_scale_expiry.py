@@ -132,7 +132,7 @@ def test_a_read_only_user_lists_without_sweeping(redis_store: RedisStore) -> Non
     try:
         listed = jobstatus.recent(limit=5, store=reader)
         assert [s.job_id for s in listed] == [f"l{n}" for n in range(19, 14, -1)]
-        assert _index_entries(redis_store) > INDEXES * 20  # it could not sweep: nothing lost for that
+        assert _index_entries(redis_store) > INDEXES * 20  # it could not sweep: none lost
     finally:
         reader.close()
         admin.acl_deluser(user)

@@ -450,7 +450,9 @@ local reply = {1, created, pending(status, after[5] or nil), queued_at}
 local group = text_of(parent)
 if not group then return reply end
 local b_name, b_ratio
-if exists and old.parent == parent then b_name, b_ratio = state(old.status, old.progress, old.total) end
+if exists and old.parent == parent then
+  b_name, b_ratio = state(old.status, old.progress, old.total)
+end
 local a_name, a_ratio = state(status, after[3] or nil, after[4] or nil)
 if b_name == a_name and b_ratio == a_ratio then return reply end
 local at = after[6] or nil
@@ -476,8 +478,7 @@ for _ = 1, %(depth)d do
   b_name, b_ratio, a_name, a_ratio, group = gb_name, gb_ratio, ga_name, ga_ratio, text_of(gparent)
 end
 return reply
-"""
-    .replace("%(prune)d", str(PRUNE_BATCH))
+""".replace("%(prune)d", str(PRUNE_BATCH))
     .replace("%(writers)d", str(MAX_WRITERS))
     .replace("%(depth)d", str(MAX_DEPTH))
 )
@@ -512,8 +513,8 @@ local now_ms, now_us = clock()
 local g = {key = KEYS[1], id = ARGV[12], base = ARGV[11], channel = ARGV[10], score = ARGV[9],
            ttl = tonumber(ARGV[6]), fttl = tonumber(ARGV[7]), now_ms = now_ms,
            idx = {KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]}}
-local ok, b_name, b_ratio, a_name, a_ratio, gparent, ttl = roll(g, old_name, old_ratio, new_name,
-                                                               new_ratio, ARGV[5], tonumber(ARGV[8]))
+local ok, b_name, b_ratio, a_name, a_ratio, gparent, ttl =
+  roll(g, old_name, old_ratio, new_name, new_ratio, ARGV[5], tonumber(ARGV[8]))
 if not ok then return {0} end
 redis.call('HSET', ledger, child, number .. '|' .. ARGV[3] .. '|' .. ARGV[4])
 redis.call('PEXPIRE', ledger, redis.call('PTTL', KEYS[1]))

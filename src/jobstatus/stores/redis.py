@@ -119,7 +119,7 @@ class CancelListener:
                     if kind == "subscribe":
                         self._ready.set()
                     elif kind == "message":
-                        self._hand_over(message["data"])  # type: ignore[index]
+                        self._hand_over(message["data"])
             except Exception:  # noqa: BLE001 - a dropped or closed connection: listen again
                 logger.debug("the cancel listener lost its connection", exc_info=True)
                 self._stopped.wait(RECONNECT_PAUSE)

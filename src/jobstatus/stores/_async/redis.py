@@ -22,6 +22,7 @@ from .._redis_common import (
     READ_CHUNK,
     REBUILD_LIVE,
     ListingPlan,
+    as_text,
     count_args,
     counts_of,
     dead_by_tag,
@@ -35,7 +36,6 @@ from .._redis_common import (
     prefix_range,
     write_args,
     written,
-    as_text,
 )
 from ..base import AsyncSubscription, Written
 
@@ -172,7 +172,7 @@ class AsyncRedisIO(RedisBase):
             for job_id, text in zip(found, parents, strict=True)
             if text is not None and as_text(text) == expected
         ]
-        gone = [None if text is None else {} for text in parents]
+        gone: list[object | None] = [None if text is None else text for text in parents]
         await self._aprune(keys, found, gone)
         return sorted(live)
 

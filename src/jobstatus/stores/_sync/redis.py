@@ -23,6 +23,7 @@ from .._redis_common import (
     READ_CHUNK,
     REBUILD_LIVE,
     ListingPlan,
+    as_text,
     count_args,
     counts_of,
     dead_by_tag,
@@ -36,7 +37,6 @@ from .._redis_common import (
     prefix_range,
     write_args,
     written,
-    as_text,
 )
 from ..base import Subscription, Written
 
@@ -173,7 +173,7 @@ class RedisIO(RedisBase):
             for job_id, text in zip(found, parents, strict=True)
             if text is not None and as_text(text) == expected
         ]
-        gone = [None if text is None else {} for text in parents]
+        gone: list[object | None] = [None if text is None else text for text in parents]
         self._prune(keys, found, gone)
         return sorted(live)
 
