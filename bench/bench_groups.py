@@ -298,7 +298,9 @@ def main() -> str:
     for name, rows_of in STORES.items():
         if not only or name in only:
             rows += rows_of()
-    return report("Groups and cancels: one read per group, a parent's cost, cancel delivery", rows, "groups")
+    return report(
+        "Groups and cancels: one read per group, a parent's cost, cancel delivery", rows, "groups"
+    )
 
 
 if __name__ == "__main__":
