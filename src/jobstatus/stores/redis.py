@@ -1,10 +1,17 @@
 """``redis://`` and ``rediss://``: one hash per job, merged by a Lua script.
 
-A write is one round trip: a Lua script merges the fields, applies increments
-(``HINCRBY``/``HINCRBYFLOAT``), sets the expiry from the resulting status,
-updates the listing indexes and publishes the record to watchers. Reads are
-``HGETALL``; batches are pipelined. See :mod:`._redis_common` for the key
-layout. ``RedisStore(client=...)`` wraps a ready ``redis.Redis`` or
+A write is one round trip: a Lua script checks the change's guard, removes,
+merges and adds to fields (``HINCRBY``/``HINCRBYFLOAT``), appends the history
+entries, sets the expiry from the resulting status, updates the indexes
+(status, name, group, ids), publishes the record to watchers and moves the
+job's groups (up to 8 levels), then answers what a :class:`~.base.Written`
+says (applied, created, the pending cancel request, when a start was queued).
+Reads are ``HGETALL``; batches are pipelined. Counts per status come from the
+indexes (``ZCARD`` after dropping expired entries), searches by name and id
+prefix from their own indexes, and cancel requests are announced on a
+store-wide pub/sub channel (``<prefix>x:cancel``) that one listener thread per
+process follows. See :mod:`._redis_common` for the key layout.
+``RedisStore(client=...)`` wraps a ready ``redis.Redis`` or
 ``redis.asyncio.Redis``.
 
 The store is three parts, so that its calls are written once:

@@ -14,6 +14,18 @@ not contain braces. Listing reads the head of the 128 bucket indexes in one
 pipeline (one round trip per node) and merges them. Batch reads are pipelined
 and grouped per node by redis-py. Watchers subscribe on the node that owns the
 job's slot.
+
+Groups: a script touches one slot, and a child and its group are usually on
+different ones, so a child's write with a parent is two calls. The child's
+write (its slot) numbers the move of its group and answers it; the move script
+(the group's slot) keeps a ledger, ``jobstatus:{bG}l:<group>``, of each child's
+last counted state and move number, drops a move numbered no higher (sent
+again, or overtaken) and applies any other from the ledger's state, so counts
+stay exact; a group that moved in turn answers its own move, one more call per
+level. The child's record is atomic; its group converges within one more
+write (a crash between the calls leaves it at most one move behind that child,
+repaired by the child's next change of state, or by the writer re-sending the
+write). Counting runs one script per bucket.
 """
 
 from __future__ import annotations
