@@ -517,7 +517,8 @@ local ok, b_name, b_ratio, a_name, a_ratio, gparent, ttl =
   roll(g, old_name, old_ratio, new_name, new_ratio, ARGV[5], tonumber(ARGV[8]))
 if not ok then return {0} end
 redis.call('HSET', ledger, child, number .. '|' .. ARGV[3] .. '|' .. ARGV[4])
-redis.call('PEXPIRE', ledger, redis.call('PTTL', KEYS[1]))
+local lives = redis.call('PTTL', KEYS[1])  -- the ledger lives as long as its group
+if lives > 0 then redis.call('PEXPIRE', ledger, lives) end
 local parent = text_of(gparent)
 if not parent or (b_name == a_name and b_ratio == a_ratio) then return {1} end
 local next_number = string.format('%d', math.max(
