@@ -12,8 +12,11 @@ one attempt lifecycle that each queue drives from its own hooks.
 
 ``aenqueue``, ``astart``, ``afinish`` and ``arequeue`` are the async twins, for a
 Job made by ``JobSpec.ajob``. An attempt records one outcome, and a store error
-never reaches the queue (it is logged). A task's group is the ``parent`` given to
-``JobSpec.job`` or ``ajob``, on the publisher's side and on the worker's.
+never reaches the queue (it is logged). A task's group is the ``parent`` of its
+spec (its option decorator's ``parent=``) or one given at publish time: the
+publisher checks it (:func:`publisher_job`: a bad parent raises there), the
+worker repeats it (:func:`worker_job`: one that fails its checks there is logged
+and dropped, never raised into the queue).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, TypeVar
 from .._config import announce_store, validate_options
 from .._errors import ConfigurationError, StoreError
 from .._job import SPEC_ATTRIBUTE, Job, JobSpec
+from .._record import validate_job_id
 from .._status import Status
 
 logger = logging.getLogger("jobstatus")
@@ -45,20 +49,81 @@ def missing(queue: str, library: str) -> ConfigurationError:
 
 
 def spec_of_options(store: object, options: Mapping[str, Any], where: str) -> JobSpec:
-    """A JobSpec of ``store`` and per-job ``options`` (those of ``jobstatus.configure``).
+    """A JobSpec of ``store`` and per-job ``options`` (those of ``jobstatus.configure``,
+    and ``parent``: the group every job of it joins, an id or a Status).
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
+        TypeError, ValueError: a malformed parent id.
     """
+    chosen = dict(options)
+    parent = parent_id(chosen.pop("parent", None))
     try:
-        return JobSpec(store=store, options=validate_options(options))
+        return JobSpec(store=store, options=validate_options(chosen), parent=parent)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
 
 
+def parent_id(parent: object) -> str | None:
+    """The id of a ``parent`` given as an id or a Status (checked for its form only:
+    whether it is a group is checked when a job joins it); None for None.
+
+    Raises:
+        TypeError, ValueError: a malformed id.
+    """
+    if parent is None:
+        return None
+    return parent.job_id if isinstance(parent, Status) else validate_job_id(parent)
+
+
+def publisher_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """The Job a publisher records ``queued`` with; ``parent`` (given at publish time)
+    over the spec's. A store that fails while the parent is checked is logged and the
+    job is recorded without it.
+
+    Raises:
+        TypeError, ValueError: the parent is not a group, would make a cycle or
+            nests too deep (nothing is published).
+    """
+    try:
+        return spec.job(job_id, parent=parent)
+    except StoreError as exc:
+        logger.warning("jobstatus could not check the group of job %r: %s", job_id, exc)
+        return JobSpec(spec.name, spec.store, spec.options).job(job_id)
+
+
+async def apublisher_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """Async twin of :func:`publisher_job`."""
+    try:
+        return await spec.ajob(job_id, parent=parent)
+    except StoreError as exc:
+        logger.warning("jobstatus could not check the group of job %r: %s", job_id, exc)
+        return await JobSpec(spec.name, spec.store, spec.options).ajob(job_id)
+
+
+def worker_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """The Job a worker runs; ``parent`` (from the message) over the spec's. A parent
+    that fails its checks here (the group expired, the store failed) is logged and
+    dropped: the job runs, and its record keeps the parent the publisher wrote."""
+    try:
+        return spec.job(job_id, parent=parent)
+    except (TypeError, ValueError, StoreError) as exc:
+        logger.warning("jobstatus could not record the group of job %r: %s", job_id, exc)
+        return JobSpec(spec.name, spec.store, spec.options).job(job_id)
+
+
+async def aworker_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """Async twin of :func:`worker_job`."""
+    try:
+        return await spec.ajob(job_id, parent=parent)
+    except (TypeError, ValueError, StoreError) as exc:
+        logger.warning("jobstatus could not record the group of job %r: %s", job_id, exc)
+        return await JobSpec(spec.name, spec.store, spec.options).ajob(job_id)
+
+
 def spec_from(value: object, where: str) -> JobSpec | None:
     """Parse a task's ``jobstatus`` option: True, False/None (None: not tracked), a dict
-    of ``store`` and per-job options, or the JobSpec an option decorator set.
+    of ``store``, ``parent`` and per-job options, or the JobSpec an option decorator set.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
@@ -96,8 +161,8 @@ def task_spec(app: JobSpec | None, option: object, name: object) -> JobSpec | No
 def declaring(
     where: str, *, enabled: bool = True, store: object = None, options: Mapping[str, Any]
 ) -> Callable[[F], F]:
-    """The decorator of a queue's per-function options: it sets the function's spec
-    (or False, never tracked) and returns the function itself.
+    """The decorator of a queue's per-function options (``parent`` among them): it sets
+    the function's spec (or False, never tracked) and returns the function itself.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.

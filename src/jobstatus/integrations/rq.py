@@ -20,9 +20,17 @@ Per-function options, where the function is declared::
     @status_options(enabled=False)             # never tracked
     def ping(): ...
 
+A job joins a group (``jobstatus.group()``) with ``status_options(parent=g)`` for
+every job of a function, or at publish time through RQ's ``meta``::
+
+    queue.enqueue(export, rows, meta={PARENT_META: g.job_id})
+
 The worker records working, completed and failed for every job it runs, even
-when the publisher used a plain ``rq.Queue``. The mapping of RQ's own states
-(retries, stopped, timed out, killed, canceled, abandoned) is in ``docs/rq.md``.
+when the publisher used a plain ``rq.Queue``. RQ's own ``job.cancel()`` and
+``send_stop_job_command`` record ``cancelled``; a job cancelled with
+``jobstatus.cancel`` never runs, or stops at its next progress call, and RQ does
+not retry it. The mapping of RQ's own states (retries, stopped, timed out,
+killed, canceled, abandoned) is in ``docs/rq.md``.
 """
 
 from __future__ import annotations
@@ -30,17 +38,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
-from ._common import Attempt, declaring, enqueue, missing, record_outcome, task_spec
+from ._common import (
+    Attempt,
+    declaring,
+    enqueue,
+    missing,
+    parent_id,
+    publisher_job,
+    record_outcome,
+    task_spec,
+    worker_job,
+)
 
 try:
     from rq import Queue, Retry, Worker
     from rq.exceptions import AbandonedJobError
-    from rq.job import Job
+    from rq.job import Job, JobStatus
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("rq", "RQ") from exc
 
 __all__ = [
+    "PARENT_META",
     "JobCanceled",
     "JobStopped",
     "RetriesExceeded",
@@ -53,17 +73,23 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The key of an RQ job's ``meta`` that names the group it joins (an id).
+PARENT_META = "jobstatus_parent"
 
-class JobStopped(Exception):
-    """Recorded for a job stopped with ``send_stop_job_command``."""
+#: RQ's states of a job that has not started.
+_NOT_STARTED = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
+
+
+class JobStopped(Cancelled):
+    """How a job stopped with ``send_stop_job_command`` ends: ``cancelled``."""
 
 
 class WorkHorseLost(Exception):
     """Recorded for a job whose work horse died (killed, out of memory) or was abandoned."""
 
 
-class JobCanceled(Exception):
-    """Recorded for a job canceled before it ran (``job.cancel()``)."""
+class JobCanceled(Cancelled):
+    """How a job canceled with RQ's ``job.cancel()`` before it ran ends: ``cancelled``."""
 
 
 class RetriesExceeded(Exception):
@@ -78,10 +104,12 @@ def status_options(
     Args:
         enabled: False never tracks this function's jobs.
         store: a store, URL or client for its jobs (default: the configured one).
-        options: per-job options (``expires_in``, ``throttle_interval``, ``includes``, ...).
+        options: per-job options (``expires_in``, ``throttle_interval``, ``includes``,
+            ...), and ``parent``: the group (an id or a Status) every job joins.
 
     Raises:
         ConfigurationError: an unknown option or a bad value.
+        TypeError, ValueError: a malformed ``parent`` id.
 
     Example::
 
@@ -103,6 +131,12 @@ def spec_of(job: Job) -> JobSpec | None:
     return task_spec(None, getattr(function, SPEC_ATTRIBUTE, True), _described(job)[0])
 
 
+def parent_of(job: Job) -> str | None:
+    """The group an RQ job joins, from its ``meta`` (None: its function's, if any)."""
+    value = (job.meta or {}).get(PARENT_META)
+    return value if isinstance(value, str) else None
+
+
 def _has_retries_left(job: Job) -> bool:
     """Whether RQ will retry the job after this failure (``Retry`` given at enqueue)."""
     return bool(job.retries_left and job.retries_left > 0)
@@ -117,10 +151,13 @@ def _described(job: Job) -> tuple[str, Any, Any]:
 
 
 class StatusJob(Job):
-    """An RQ Job that records working, then completed, failed or queued (a retry).
+    """An RQ Job that records working, then completed, failed, cancelled or queued (a
+    retry).
 
     It runs in the work horse: the outcome is recorded before RQ stores the
     result, so a caller that sees ``job.return_value()`` reads the finished status.
+    A job whose cancel was requested before it started does not run: it raises
+    :class:`jobstatus.Cancelled` (RQ marks it failed, and does not retry it).
     """
 
     _jobstatus_recorded = False
@@ -129,14 +166,18 @@ class StatusJob(Job):
         spec = spec_of(self)
         if spec is None:
             return super().perform()
-        attempt = Attempt(spec.job(self.id))
-        attempt.start(spec.serialized(self.id, *_described(self)[1:], self.origin))
+        attempt = Attempt(worker_job(spec, self.id, parent_of(self)))
+        runs = attempt.start(spec.serialized(self.id, *_described(self)[1:], self.origin))
         self._jobstatus_recorded = True
+        if not runs:
+            self.retries_left = 0  # RQ must not retry a cancelled job
+            raise attempt.job.writer.cancelled()
         try:
             result = super().perform()
         except BaseException as exc:
             if isinstance(exc, Exception) and _has_retries_left(self):
-                attempt.requeue(exc)
+                if not attempt.requeue(exc):
+                    self.retries_left = 0  # cancelled: RQ fails it instead of retrying
             else:
                 attempt.finish(exc)
             raise
@@ -146,13 +187,16 @@ class StatusJob(Job):
             attempt.finish()  # before RQ 2.x added returning Retry, it is a plain value
         elif (self.number_of_retries or 0) >= result.max:
             attempt.finish(RetriesExceeded(f"still retrying after {result.max} retries"))
-        else:
-            attempt.requeue()
+        elif not attempt.requeue():
+            return None  # cancelled: a plain value, so RQ does not retry it
         return result
 
     def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        """RQ's cancel; a job that had not started is recorded ``cancelled``."""
+        started = self.get_status(refresh=True) not in _NOT_STARTED
         outcome = super().cancel(*args, **kwargs)
-        record_outcome(spec_of(self), self.id, JobCanceled("canceled"))
+        if not started:
+            record_outcome(spec_of(self), self.id, JobCanceled(self.id, "canceled by RQ"))
         return outcome
 
 
@@ -175,9 +219,17 @@ class StatusQueue(Queue):
 
 
 def _record_queued(job: Job, queue_name: str) -> None:
+    """Record queued; a parent in ``meta`` (an id or a Status) is checked and kept as an id.
+
+    Raises:
+        TypeError, ValueError: the parent is not a group (nothing is enqueued).
+    """
+    if job.meta and PARENT_META in job.meta:
+        job.meta[PARENT_META] = parent_id(job.meta[PARENT_META])
     spec = spec_of(job)
     if spec is not None:
-        enqueue(spec.job(job.id), spec.serialized(job.id, *_described(job)[1:], queue_name))
+        recorded = publisher_job(spec, job.id, parent_of(job))
+        enqueue(recorded, spec.serialized(job.id, *_described(job)[1:], queue_name))
 
 
 class StatusWorker(Worker):
@@ -201,7 +253,7 @@ class StatusWorker(Worker):
             stopped = getattr(self, "_stopped_job_id", None) == job.id
             text = str(kwargs.get("exc_string") or "").strip().splitlines()
             reason = text[0] if text else "the work horse ended without an outcome"
-            exc = JobStopped(reason) if stopped else WorkHorseLost(reason)
+            exc = JobStopped(job.id, reason) if stopped else WorkHorseLost(reason)
             retry = _has_retries_left(job) and not stopped
             record_outcome(spec_of(job), job.id, exc, retry=retry)
         return super().handle_job_failure(job, *args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 
@@ -21,6 +22,17 @@ def wait(name: str, timeout: float = 60.0) -> None:
     while not _client.exists(_key(name)):
         if time.monotonic() > deadline:
             raise TimeoutError(f"gate {name!r} was never opened")
+        time.sleep(0.02)
+
+
+def wait_ticking(name: str, status: Any, timeout: float = 60.0) -> None:
+    """``wait``, ticking the job's progress by 0 meanwhile: a throttled tick does no
+    I/O, and raises ``jobstatus.Cancelled`` once a cancel request reached the job."""
+    deadline = time.monotonic() + timeout
+    while not _client.exists(_key(name)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {name!r} was never opened")
+        status.progress.increment(0)
         time.sleep(0.02)
 
 

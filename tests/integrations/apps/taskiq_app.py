@@ -37,13 +37,16 @@ broker = (
 )
 
 
-async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
-    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``)."""
+async def wait_at_gate(name: str, timeout: float = 60.0, status: Any = None) -> None:
+    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``),
+    ticking ``status``'s progress by 0 when given: a cancel request raises Cancelled."""
     client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
     try:
         for _ in range(int(timeout / 0.02)):
             if await client.exists(f"jobstatus-test:gate:{name}"):
                 return
+            if status is not None:
+                status.progress.increment(0)
             await asyncio.sleep(0.02)
         raise TimeoutError(f"gate {name!r} was never opened")
     finally:
@@ -73,12 +76,13 @@ def sync_add(x: int, y: int) -> int:
 
 @broker.task(task_name="gated", jobstatus={"throttle_interval": 3600})
 async def gated(gate: str, steps: int) -> str:
-    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
+    """Write progress and a key, wait at the gate ticking progress, then make throttled
+    (held) progress."""
     status = jobstatus.current()
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    await wait_at_gate(gate)
+    await wait_at_gate(gate, status=status)  # a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
