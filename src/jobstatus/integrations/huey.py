@@ -15,7 +15,13 @@ defines the instance, so both the producer and the consumer run it::
     @huey.task(jobstatus=False)                       # never tracked
     def ping(): ...
 
-How each Huey signal maps to the record is in ``docs/huey.md``.
+    @huey.task(jobstatus={"parent": "nightly"})       # joins the group "nightly"
+    def load(path): ...
+
+Huey's own revoke and ``CancelExecution`` record ``cancelled``; a task whose
+cancel was requested with ``jobstatus.cancel`` before it started does not run (a
+pre-execute hook cancels it), and one that stops on ``jobstatus.Cancelled`` is not
+retried. How each Huey signal maps to the record is in ``docs/huey.md``.
 """
 
 from __future__ import annotations
@@ -26,21 +32,34 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._errors import Cancelled
 from .._job import JobSpec
-from ._common import Attempt, Attempts, enqueue, missing, record_outcome, spec_of_options, task_spec
+from ._common import (
+    Attempt,
+    Attempts,
+    enqueue,
+    missing,
+    publisher_job,
+    record_outcome,
+    spec_of_options,
+    task_spec,
+    worker_job,
+)
 
 try:
     from huey import Huey
     from huey import signals as huey_signals
-    from huey.exceptions import HueyException
+    from huey.exceptions import CancelExecution, HueyException
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("huey", "Huey") from exc
 
 __all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "track", "untrack"]
 
+PRE_EXECUTE_HOOK = "jobstatus_refuse_cancelled"
 
-class TaskRevoked(HueyException):  # type: ignore[misc]
-    """Recorded as a job's exception when Huey skipped it because it was revoked."""
+
+class TaskRevoked(Cancelled, HueyException):  # type: ignore[misc]
+    """How a task Huey skipped because it was revoked ends: ``cancelled``."""
 
 
 class TaskExpired(HueyException):  # type: ignore[misc]
@@ -81,6 +100,7 @@ def track(huey: Huey, *, store: object = None, **options: Any) -> None:
         _connected.add(huey)
         for signal, handler in _HANDLERS.items():
             huey.signal(signal)(_bound(huey, handler))
+        huey.pre_execute(name=PRE_EXECUTE_HOOK)(_refuse_cancelled)
 
 
 def untrack(huey: Huey) -> None:
@@ -113,13 +133,21 @@ def _serialized(spec: JobSpec, task: Any) -> dict[str, Any]:
 
 
 def _enqueued(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    enqueue(spec.job(task.id), _serialized(spec, task))
+    enqueue(publisher_job(spec, task.id), _serialized(spec, task))
 
 
 def _executing(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    attempt = Attempt(spec.job(task.id))
-    attempt.start(_serialized(spec, task))
+    attempt = Attempt(worker_job(spec, task.id))
+    attempt.start(_serialized(spec, task))  # refused: the pre-execute hook cancels the task
     _attempts.add(attempt)
+
+
+def _refuse_cancelled(task: Any) -> None:
+    """Huey's pre-execute hook (it runs after the executing signal): a task whose
+    start was refused, because its cancel was requested, must not run."""
+    attempt = _attempts.get(getattr(task, "id", None))
+    if attempt is not None and attempt.done:
+        raise CancelExecution("cancelled before it started", retry=False)
 
 
 def _complete(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
@@ -130,7 +158,13 @@ def _complete(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> N
 
 def _failed(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc = args[0] if args else sys.exc_info()[1]
-    if task.retries and not _cancelled_before_running(signal, exc):
+    attempt = _attempts.get(task.id)
+    if isinstance(exc, Cancelled) or (attempt is not None and attempt.job.cancel_seen):
+        task.retries = 0  # a cancelled job is never retried: Huey reads this next
+    before_running = _cancelled_before_running(signal, exc)
+    if signal == huey_signals.SIGNAL_CANCELED and (not task.retries or before_running):
+        exc = Cancelled(task.id, str(exc) or None)  # Huey's own cancel, not retried
+    if task.retries and not before_running:
         attempt = _attempts.get(task.id)
         if attempt is not None:
             attempt.exc = exc  # the retrying signal comes next and records it
@@ -149,7 +183,9 @@ def _retrying(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> N
 
 def _skipped(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc: HueyException = (
-        TaskRevoked("revoked") if signal == huey_signals.SIGNAL_REVOKED else TaskExpired("expired")
+        TaskRevoked(task.id, "revoked by Huey")
+        if signal == huey_signals.SIGNAL_REVOKED
+        else TaskExpired("expired")
     )
     record_outcome(spec, task.id, exc)
 
