@@ -19,6 +19,7 @@ from jobstatus.integrations.dramatiq import StatusMiddleware
 
 QUEUE = os.environ.get("JOBSTATUS_TEST_DRAMATIQ_QUEUE", "jobstatus-test")
 FULL = {"status", "exception", "serialized_job"}
+DECLARED_GROUP = "jobstatus-test-dramatiq-declared-group"  # made by the test first
 # Results (for actors with store_results) in Redis database 5, whatever the broker.
 RESULTS_URL = urlunsplit(
     urlsplit(os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))._replace(
@@ -107,3 +108,21 @@ def untracked(gate: str) -> None:
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"includes": {"status"}})
 def plain_record() -> None:
     pass
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"parent": DECLARED_GROUP})
+def in_declared_group() -> None:
+    pass
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=500, max_backoff=500)
+def gated_with_retries(gate: str, marker: str) -> None:
+    """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
+    _gate.incr(marker)
+    _gate.wait_ticking(gate, jobstatus.current())
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def opens(gate: str) -> None:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    _gate.open_gate(gate)
