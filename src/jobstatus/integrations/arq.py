@@ -18,6 +18,12 @@ The worker side wraps the job functions of a ``WorkerSettings`` and adds an
     job = await enqueue_job(redis, "export", rows)   # records queued, then enqueues
     jobstatus.get(job)
 
+    await enqueue_job(redis, "export", rows, _parent=g)   # joins the group g
+    # or for every job of a function: @options(parent="nightly")
+
+A job whose cancel was requested with ``jobstatus.cancel`` before it started does
+not run (it raises ``jobstatus.Cancelled``, which arq stores as its result); arq's
+own ``Job.abort()`` of a running job (``allow_abort_jobs``) records ``cancelled``.
 How each arq outcome maps to the record is in ``docs/arq.md``.
 """
 
@@ -30,9 +36,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .._config import store_or_default
+from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
 from ..stores.base import acall_store
-from ._common import Attempt, aenqueue, declaring, missing, quietly, spec_of_options, task_spec
+from ._common import (
+    Attempt,
+    aenqueue,
+    apublisher_job,
+    aworker_job,
+    declaring,
+    missing,
+    quietly,
+    spec_of_options,
+    task_spec,
+)
 
 try:
     from arq.connections import ArqRedis
@@ -61,10 +78,12 @@ def options(
     Args:
         store: a store, URL or client for this function's jobs.
         job_options: ``expires_in``, ``throttle_interval``, ``includes``, ...
-            over the worker's options.
+            over the worker's options, and ``parent``: the group (an id or a
+            Status) each job joins when the worker starts it.
 
     Raises:
         ConfigurationError: an unknown option or a bad value.
+        TypeError, ValueError: a malformed ``parent`` id.
     """
     return declaring("arq options()", enabled=enabled, store=store, options=job_options)
 
@@ -103,15 +122,22 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
     """``redis.enqueue_job(...)`` that records ``queued`` first, under the job's id.
 
     Takes what ``ArqRedis.enqueue_job`` takes (``_job_id``, ``_queue_name``,
-    ``_defer_by``, ...). Without ``_job_id`` it picks the id, so the record
-    exists before any worker can start the job. Returns arq's Job, or None
-    when a job with that id already exists (as arq does).
+    ``_defer_by``, ...), and ``_parent``: the group (an id or a Status) the job
+    joins. Without ``_job_id`` it picks the id, so the record exists before any
+    worker can start the job. Returns arq's Job, or None when a job with that
+    id already exists (as arq does).
+
+    Raises:
+        TypeError, ValueError: ``_parent`` is not a group, would make a cycle or
+            nests too deep (nothing is enqueued).
     """
     job_id = kwargs.pop("_job_id", None) or uuid.uuid4().hex
+    parent = kwargs.pop("_parent", None)
     queue = kwargs.get("_queue_name") or redis.default_queue_name
     job_kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}
     spec = JobSpec().named(function)
-    await aenqueue(await spec.ajob(job_id), spec.serialized(job_id, args, job_kwargs, queue))
+    job = await apublisher_job(spec, job_id, parent)
+    await aenqueue(job, spec.serialized(job_id, args, job_kwargs, queue))
     return await redis.enqueue_job(function, *args, _job_id=job_id, **kwargs)
 
 
@@ -130,9 +156,10 @@ def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> F
     @functools.wraps(coroutine)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         job_id = ctx["job_id"]
-        attempt = Attempt(await spec.ajob(job_id))
+        attempt = Attempt(await aworker_job(spec, job_id))
         ctx[CTX_KEY], ctx[MAX_TRIES_KEY] = attempt, max_tries
-        await attempt.astart(spec.serialized(job_id, args, kwargs, queue))
+        if not await attempt.astart(spec.serialized(job_id, args, kwargs, queue)):
+            raise attempt.job.writer.cancelled()  # recorded cancelled; arq does not retry it
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except (Retry, RetryJob, asyncio.CancelledError) as exc:
@@ -200,10 +227,13 @@ async def _after_job_end(ctx: dict[str, Any]) -> None:
             await attempt.arequeue(attempt.exc)
         return
     # Finished without returning: aborted, or cancelled by its timeout. arq
-    # stored the exception it saw (the function itself only saw a cancel).
+    # stored the exception it saw (the function itself only saw a cancel): a
+    # CancelledError for an abort, which ends the job cancelled.
     info = await ArqJob(job_id, redis).result_info()
     outcome = info.result if info is not None else None
     exc = outcome if isinstance(outcome, BaseException) else attempt.exc
+    if isinstance(exc, asyncio.CancelledError):
+        exc = Cancelled(job_id, "aborted by arq")
     await attempt.afinish(exc or asyncio.CancelledError())
 
 

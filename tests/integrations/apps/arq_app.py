@@ -17,6 +17,7 @@ from jobstatus.integrations.arq import options, track
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER = os.environ.get("JOBSTATUS_TEST_ARQ_REDIS", "redis://127.0.0.1:6379/7")
 QUEUE = os.environ.get("JOBSTATUS_TEST_ARQ_QUEUE", "jobstatus-test:arq")
+DECLARED_GROUP = "jobstatus-test-arq-declared-group"  # made by the test before it publishes
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
@@ -107,9 +108,21 @@ async def noop(ctx: dict[str, Any]) -> None:
     return None
 
 
+@options(parent=DECLARED_GROUP)
+async def in_declared_group(ctx: dict[str, Any]) -> int:
+    return 1
+
+
+async def opens(ctx: dict[str, Any], gate: str) -> str:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    await open_gate(gate)
+    return "ran"
+
+
 class WorkerSettings:
     functions = [
         add, gated, fail, retry_once, swallow, untracked, plain_record, noop,
+        in_declared_group, opens,
         func(always_fail, max_tries=2),
         func(too_slow, timeout=0.5),
     ]  # fmt: skip
