@@ -53,6 +53,18 @@ async def wait_at_gate(name: str, timeout: float = 60.0, status: Any = None) -> 
         await client.aclose()
 
 
+async def count(name: str) -> int:
+    """Add one to a counter shared by every process (as ``_gate.incr``), without blocking."""
+    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
+    try:
+        key = f"jobstatus-test:count:{name}"
+        value = int(await client.incr(key))
+        await client.expire(key, 120)
+        return value
+    finally:
+        await client.aclose()
+
+
 async def open_gate(name: str) -> None:
     """Open a gate (as ``_gate.open_gate``), without blocking the loop."""
     client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
@@ -60,6 +72,29 @@ async def open_gate(name: str) -> None:
         await client.set(f"jobstatus-test:gate:{name}", 1, ex=120)
     finally:
         await client.aclose()
+
+
+DECLARED_GROUP = "jobstatus-test-taskiq-declared-group"  # made by the test first
+
+
+@broker.task(task_name="in_declared_group", jobstatus={"parent": DECLARED_GROUP})
+async def in_declared_group() -> int:
+    return 1
+
+
+@broker.task(task_name="opens")
+async def opens(gate: str) -> str:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    await open_gate(gate)
+    return "ran"
+
+
+@broker.task(task_name="gated_with_retries", retry_on_error=True, max_retries=3)
+async def gated_with_retries(gate: str, marker: str) -> str:
+    """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
+    await count(marker)
+    await wait_at_gate(gate, status=jobstatus.current())
+    return "released"
 
 
 @broker.task(task_name="add")
