@@ -114,3 +114,21 @@ def test_deferred_job_is_queued_until_it_runs(worker: RQWorker) -> None:
     assert jobstatus.get(second).is_queued
     _gate.open_gate(gate)
     assert finished(second).is_completed
+
+
+def test_an_rq_group_is_a_group_under_its_name(worker: RQWorker) -> None:
+    import rq_tasks
+    from rq import Queue
+    from rq.group import Group
+
+    from jobstatus.integrations.rq import GROUP_NAME
+
+    rq_group = Group.create(connection=worker.rq_queue.connection)
+    datas = [Queue.prepare_data(rq_tasks.add, (n, n)) for n in range(4)]
+    jobs = rq_group.enqueue_many(worker.rq_queue, datas)
+    for job in jobs:
+        assert finished(job)["parent"] == rq_group.name
+    g = wait_for(rq_group.name, lambda s: s.is_finished)
+    assert g.is_completed and g.name == GROUP_NAME
+    assert g["children"]["completed"] == 4 and g.progress.total == 4
+    assert [entry["status"] for entry in jobstatus.get(jobs[0]).history][0] == "queued"

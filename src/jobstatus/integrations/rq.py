@@ -35,11 +35,16 @@ killed, canceled, abandoned) is in ``docs/rq.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+import weakref
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from .._errors import Cancelled
+from .._group import group
 from .._job import SPEC_ATTRIBUTE, JobSpec
+from .._record import Record
 from ._common import (
     Attempt,
     declaring,
@@ -53,8 +58,9 @@ from ._common import (
 )
 
 try:
+    from redis import Redis
     from rq import Queue, Retry, Worker
-    from rq.exceptions import AbandonedJobError
+    from rq.exceptions import AbandonedJobError, NoSuchJobError
     from rq.job import Job, JobStatus
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("rq", "RQ") from exc
@@ -76,8 +82,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: The key of an RQ job's ``meta`` that names the group it joins (an id).
 PARENT_META = "jobstatus_parent"
 
+#: The ``name`` of the group record an RQ ``Group`` makes (under the Group's name).
+GROUP_NAME = "rq.group"
+
 #: RQ's states of a job that has not started.
 _NOT_STARTED = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
+
+# The Redis connections of this process's StatusQueues: where the revoker looks for a job.
+_connections: weakref.WeakValueDictionary[int, Redis] = weakref.WeakValueDictionary()
+# The jobs enqueue_many recorded already (RQ may enqueue each through enqueue_job).
+_recorded_many: ContextVar[frozenset[str]] = ContextVar("jobstatus_rq_many", default=frozenset())
 
 
 class JobStopped(Cancelled):
@@ -204,18 +218,59 @@ class StatusQueue(Queue):
     """An RQ Queue of StatusJobs that records ``queued`` as a job is enqueued or scheduled.
 
     ``queued`` is written before the job reaches Redis, so a fast worker's
-    ``working`` is never overwritten.
+    ``working`` is never overwritten. The jobs of an RQ ``Group`` (``enqueue_many``
+    with a group) are the children of a group record under the Group's name.
+    ``jobstatus.cancel`` of a queued job of this queue cancels it in RQ too.
     """
 
     job_class = StatusJob
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _connections[id(self.connection)] = self.connection
+
     def enqueue_job(self, job: Job, *args: Any, **kwargs: Any) -> Job:
-        _record_queued(job, self.name)
+        if job.id not in _recorded_many.get():
+            _record_queued(job, self.name)
         return super().enqueue_job(job, *args, **kwargs)
+
+    def enqueue_many(
+        self, job_datas: Iterable[Any], pipeline: Any = None, group_id: str | None = None
+    ) -> list[Job]:
+        """RQ's ``enqueue_many``, recording each job ``queued`` first (under an id
+        chosen here when none is given); with ``group_id`` (an RQ Group), each job
+        is a child of the group record of that id, made here.
+
+        Raises:
+            TypeError, ValueError: a parent in a job's ``meta`` is not a group.
+        """
+        datas = [_with_id(data, group_id) for data in job_datas]
+        if group_id is not None:
+            group(name=GROUP_NAME, group_id=group_id)
+        for data in datas:
+            job = Job.create(
+                data.func, args=data.args, kwargs=data.kwargs, id=data.job_id,
+                meta=data.meta, connection=self.connection,
+            )  # fmt: skip
+            _record_queued(job, self.name)
+        token = _recorded_many.set(frozenset(data.job_id for data in datas))
+        try:
+            return list(super().enqueue_many(datas, pipeline=pipeline, group_id=group_id))
+        finally:
+            _recorded_many.reset(token)
 
     def schedule_job(self, job: Job, *args: Any, **kwargs: Any) -> Job:
         _record_queued(job, self.name)
         return super().schedule_job(job, *args, **kwargs)
+
+
+def _with_id(data: Any, group_id: str | None) -> Any:
+    """An ``enqueue_many`` entry with its job id, and its group as its parent."""
+    if data.job_id is None:
+        data = data._replace(job_id=uuid.uuid4().hex)
+    if group_id is not None and not (data.meta or {}).get(PARENT_META):
+        data = data._replace(meta={**(data.meta or {}), PARENT_META: group_id})
+    return data
 
 
 def _record_queued(job: Job, queue_name: str) -> None:
@@ -265,3 +320,31 @@ def _record_abandoned(job: Job, exc_type: type[BaseException], *_: Any) -> bool:
         exc = WorkHorseLost("abandoned: its worker died")
         record_outcome(spec_of(job), job.id, exc, retry=_has_retries_left(job))
     return True  # let the next handler run
+
+
+# -- cancel: jobstatus.cancel cancels a queued job in RQ too ---------------------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): RQ's ``job.cancel()`` of a queued job of
+    this process's StatusQueues, so no worker dequeues it (it is recorded
+    ``cancelled`` at once). A running job is left to stop at its next progress call
+    (``send_stop_job_command`` would kill its work horse, skipping its cleanup)."""
+    if record.get("status") != "queued":
+        return
+    for connection in list(_connections.values()):
+        try:
+            job = StatusJob.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            continue
+        if job.get_status(refresh=False) in _NOT_STARTED:
+            job.cancel()
+        return
+
+
+try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
+    from .._cancel import register_revoker  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    pass
+else:
+    register_revoker("rq", _revoke)
