@@ -88,3 +88,25 @@ def test_task_whose_lock_is_held_is_failed(worker: HueyWorker) -> None:
         lock.clear()
     assert s.is_failed
     assert s["exception"]["class"] == "huey.exceptions.TaskLockedException"
+
+
+def test_tasks_enqueued_within_children_of_join_the_group(worker: HueyWorker) -> None:
+    from jobstatus.integrations.huey import children_of
+
+    g = jobstatus.group(name="huey batch")
+    with children_of(g) as group_id:
+        results = [worker.send("add", n, n) for n in range(3)]
+    outside = worker.send("add", 9, 9)
+    assert group_id == g.job_id
+    for result in results:
+        assert finished(result)["parent"] == g.job_id
+    assert "parent" not in finished(outside)
+    group = wait_for(g, lambda s: s.is_finished)
+    assert group.is_completed and group["children"]["completed"] == 3
+
+
+def test_children_of_a_job_that_is_no_group_is_refused(worker: HueyWorker) -> None:
+    from jobstatus.integrations.huey import children_of
+
+    with pytest.raises(ValueError, match="does not exist"), children_of("no-such-group"):
+        pass

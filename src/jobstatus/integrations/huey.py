@@ -18,6 +18,9 @@ defines the instance, so both the producer and the consumer run it::
     @huey.task(jobstatus={"parent": "nightly"})       # joins the group "nightly"
     def load(path): ...
 
+    with children_of(g):                              # the tasks enqueued in the block
+        load("a.csv")                                 # join the group g
+
 Huey's own revoke and ``CancelExecution`` record ``cancelled``; a task whose
 cancel was requested with ``jobstatus.cancel`` before it started does not run (a
 pre-execute hook cancels it), and one that stops on ``jobstatus.Cancelled`` is not
@@ -26,14 +29,19 @@ retried. How each Huey signal maps to the record is in ``docs/huey.md``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
+from .._config import store_or_default
 from .._errors import Cancelled
+from .._group import ancestry
 from .._job import JobSpec
+from .._record import Record
 from ._common import (
     Attempt,
     Attempts,
@@ -53,7 +61,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("huey", "Huey") from exc
 
-__all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "track", "untrack"]
+__all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "children_of", "track", "untrack"]
 
 PRE_EXECUTE_HOOK = "jobstatus_refuse_cancelled"
 
@@ -73,6 +81,32 @@ class TaskInterrupted(HueyException):  # type: ignore[misc]
 _instances: weakref.WeakKeyDictionary[Huey, JobSpec] = weakref.WeakKeyDictionary()
 _connected: weakref.WeakSet[Huey] = weakref.WeakSet()  # untrack() keeps the handlers, idle
 _attempts = Attempts()
+_parent: ContextVar[str | None] = ContextVar("jobstatus_huey_parent", default=None)
+
+
+@contextlib.contextmanager
+def children_of(parent: object, *, store: object = None) -> Iterator[str]:
+    """The tasks enqueued in the block (in this thread or task) join the group ``parent``
+    (an id or a Status): Huey's messages carry nothing more, so the group is given
+    around the call. Yields the group's id.
+
+    Raises:
+        TypeError, ValueError: ``parent`` is not a group (checked on entering).
+        StoreError: the store failed while checking it.
+
+    Example::
+
+        g = jobstatus.group(name="import")
+        with children_of(g):
+            for path in paths:
+                load(path)
+    """
+    checked = ancestry.check(store_or_default(store), parent, None)
+    token = _parent.set(checked)
+    try:
+        yield checked
+    finally:
+        _parent.reset(token)
 
 
 def track(huey: Huey, *, store: object = None, **options: Any) -> None:
@@ -133,7 +167,7 @@ def _serialized(spec: JobSpec, task: Any) -> dict[str, Any]:
 
 
 def _enqueued(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    enqueue(publisher_job(spec, task.id), _serialized(spec, task))
+    enqueue(publisher_job(spec, task.id, _parent.get()), _serialized(spec, task))
 
 
 def _executing(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
@@ -219,3 +253,37 @@ _HANDLERS: dict[str, Callable[[JobSpec, Any, str, tuple[Any, ...]], None]] = {
     huey_signals.SIGNAL_EXPIRED: _skipped,
     huey_signals.SIGNAL_INTERRUPTED: _interrupted,
 }
+
+
+# -- cancel: jobstatus.cancel revokes a queued task in Huey too ------------------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): Huey's ``revoke_by_id`` (once) of a queued
+    task of a tracked Huey instance that knows its task name, so the consumer skips
+    it (and records it ``cancelled``) instead of starting it. A running task stops
+    at its next progress call."""
+    name = record.get("name")
+    if record.get("status") != "queued" or not isinstance(name, str):
+        return
+    for huey in list(_instances.keys()):
+        if _knows(huey, name):
+            huey.revoke_by_id(job_id, revoke_once=True)
+            return
+
+
+def _knows(huey: Huey, name: str) -> bool:
+    """Whether ``name`` (module.task, as recorded) is one of ``huey``'s tasks."""
+    try:
+        huey._registry.string_to_task(name)  # Huey's own lookup of a message's task
+    except HueyException:
+        return False
+    return True
+
+
+try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
+    from .._cancel import register_revoker  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    pass
+else:
+    register_revoker("huey", _revoke)
