@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
+from .._record import Record
 from ..stores.base import acall_store
 from ._common import (
     Attempt,
@@ -47,13 +50,15 @@ from ._common import (
     declaring,
     missing,
     quietly,
+    record_outcome,
     spec_of_options,
     task_spec,
 )
 
 try:
+    import redis
     from arq.connections import ArqRedis
-    from arq.constants import default_queue_name, job_key_prefix
+    from arq.constants import abort_jobs_ss, default_queue_name, job_key_prefix
     from arq.jobs import Job as ArqJob
     from arq.typing import WorkerCoroutine
     from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, func
@@ -68,6 +73,9 @@ CTX_KEY = "jobstatus"  # where a running job keeps its Attempt in arq's per-job 
 MAX_TRIES_KEY = "jobstatus_max_tries"  # and the tries its function has
 WRAPPED_ATTRIBUTE = "__jobstatus_arq_wrapped__"
 ARQ_DEFAULT_MAX_TRIES = 5
+
+# The arq Redis pools enqueue_job published through: where the revoker aborts a job.
+_pools: weakref.WeakValueDictionary[int, ArqRedis] = weakref.WeakValueDictionary()
 
 
 def options(
@@ -131,6 +139,7 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
         TypeError, ValueError: ``_parent`` is not a group, would make a cycle or
             nests too deep (nothing is enqueued).
     """
+    _pools[id(redis)] = redis
     job_id = kwargs.pop("_job_id", None) or uuid.uuid4().hex
     parent = kwargs.pop("_parent", None)
     queue = kwargs.get("_queue_name") or redis.default_queue_name
@@ -263,3 +272,52 @@ def _set(settings: Any, name: str, value: Any) -> None:
         settings[name] = value
     else:
         setattr(settings, name, value)
+
+
+# -- cancel: jobstatus.cancel aborts the job in arq too --------------------------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): arq's abort (``Job.abort()`` without its
+    wait) of a job in the Redis of one of this process's :func:`enqueue_job` pools.
+
+    A queued job is recorded ``cancelled`` at once (arq drops it unrun: no hook of
+    ours runs for it); a running one is cancelled at its next ``await`` when the
+    worker has ``allow_abort_jobs``, else at its next progress call.
+    """
+    if record.get("status") not in ("queued", "working"):
+        return
+    for pool in list(_pools.values()):
+        client = _sync_client(pool)
+        try:
+            if not client.exists(job_key_prefix + job_id):
+                continue
+            client.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+        finally:
+            client.close()
+        if record.get("status") == "queued":
+            spec = JobSpec().named(record.get("name"))
+            record_outcome(spec, job_id, Cancelled(job_id, "aborted before it started"))
+        return
+
+
+def _sync_client(pool: ArqRedis) -> redis.Redis:
+    """A blocking client of the same server and database as the async ``pool`` (a
+    revoker runs in plain code, off any event loop)."""
+    given = pool.connection_pool.connection_kwargs
+    chosen = {key: given[key] for key in ("db", "username", "password") if key in given}
+    if "path" in given:
+        return redis.Redis(unix_socket_path=given["path"], **chosen)
+    ssl = "SSL" in pool.connection_pool.connection_class.__name__
+    return redis.Redis(
+        host=given.get("host", "localhost"), port=given.get("port", 6379), ssl=ssl,
+        socket_connect_timeout=5, socket_timeout=5, **chosen,
+    )  # fmt: skip
+
+
+try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
+    from .._cancel import register_revoker  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    pass
+else:
+    register_revoker("arq", _revoke)
