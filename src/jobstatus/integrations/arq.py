@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
@@ -79,21 +80,22 @@ _pools: weakref.WeakValueDictionary[int, ArqRedis] = weakref.WeakValueDictionary
 
 
 def options(
-    enabled: bool = True, /, *, store: object = None, **job_options: Any
+    enabled: bool = True, /, *, store: object = None, parent: object = None, **job_options: Any
 ) -> Callable[[F], F]:
     """Per-function options for :func:`track`; ``@options(False)`` never tracks the function.
 
     Args:
         store: a store, URL or client for this function's jobs.
+        parent: the group (an id or a Status) each job joins when the worker starts it.
         job_options: ``expires_in``, ``throttle_interval``, ``includes``, ...
-            over the worker's options, and ``parent``: the group (an id or a
-            Status) each job joins when the worker starts it.
+            over the worker's options.
 
     Raises:
-        ConfigurationError: an unknown option or a bad value.
-        TypeError, ValueError: a malformed ``parent`` id.
+        ConfigurationError: an unknown option or a bad value (a malformed ``parent`` id).
     """
-    return declaring("arq options()", enabled=enabled, store=store, options=job_options)
+    return declaring(
+        "arq options()", enabled=enabled, store=store, parent=parent, options=job_options
+    )
 
 
 def track(settings: Any, *, store: object = None, **job_options: Any) -> Any:
@@ -315,9 +317,4 @@ def _sync_client(pool: ArqRedis) -> redis.Redis:
     )  # fmt: skip
 
 
-try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
-    from .._cancel import register_revoker  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    pass
-else:
-    register_revoker("arq", _revoke)
+register_revoker("arq", _revoke)

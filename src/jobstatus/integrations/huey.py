@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._group import ancestry
@@ -281,9 +282,4 @@ def _knows(huey: Huey, name: str) -> bool:
     return True
 
 
-try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
-    from .._cancel import register_revoker  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    pass
-else:
-    register_revoker("huey", _revoke)
+register_revoker("huey", _revoke)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from .._cancel import register_revoker
 from .._errors import Cancelled
 from .._group import group
 from .._job import SPEC_ATTRIBUTE, JobSpec
@@ -111,19 +112,18 @@ class RetriesExceeded(Exception):
 
 
 def status_options(
-    *, enabled: bool = True, store: object = None, **options: Any
+    *, enabled: bool = True, store: object = None, parent: object = None, **options: Any
 ) -> Callable[[F], F]:
     """Set how a job function is tracked (it is not wrapped: RQ runs it as it is).
 
     Args:
         enabled: False never tracks this function's jobs.
         store: a store, URL or client for its jobs (default: the configured one).
-        options: per-job options (``expires_in``, ``throttle_interval``, ``includes``,
-            ...), and ``parent``: the group (an id or a Status) every job joins.
+        parent: the group (an id or a Status) every job of the function joins.
+        options: per-job options (``expires_in``, ``throttle_interval``, ``includes``, ...).
 
     Raises:
-        ConfigurationError: an unknown option or a bad value.
-        TypeError, ValueError: a malformed ``parent`` id.
+        ConfigurationError: an unknown option or a bad value (a malformed ``parent`` id).
 
     Example::
 
@@ -132,7 +132,9 @@ def status_options(
             status = jobstatus.current()
             ...
     """
-    return declaring("status_options", enabled=enabled, store=store, options=options)
+    return declaring(
+        "status_options", enabled=enabled, store=store, parent=parent, options=options
+    )
 
 
 def spec_of(job: Job) -> JobSpec | None:
@@ -342,9 +344,4 @@ def _revoke(job_id: str, record: Record) -> None:
         return
 
 
-try:  # TODO(merge hqcelery): the registry lands with the SHARED commit
-    from .._cancel import register_revoker  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    pass
-else:
-    register_revoker("rq", _revoke)
+register_revoker("rq", _revoke)

@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+import _gate
 import _worker_options
 import redis.asyncio
 from arq import Retry, func
@@ -21,16 +22,16 @@ DECLARED_GROUP = "jobstatus-test-arq-declared-group"  # made by the test before 
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
-async def wait_at_gate(name: str, timeout: float = 60.0, status: Any = None) -> None:
+async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
     """Wait (without blocking the loop) until the test opens the gate (see ``_gate``),
-    ticking ``status``'s progress by 0 when given: a cancel request raises Cancelled."""
+    ticking (``_gate.tick``): in a job, a cancel request raises Cancelled here."""
     client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
     try:
-        for _ in range(int(timeout / 0.02)):
+        for waited in range(int(timeout / 0.02)):
             if await client.exists(f"jobstatus-test:gate:{name}"):
                 return
-            if status is not None:
-                status.progress.increment(0)
+            if waited % 10 == 0:  # every 0.2 s: an unthrottled job writes at each tick
+                _gate.tick()
             await asyncio.sleep(0.02)
         raise TimeoutError(f"gate {name!r} was never opened")
     finally:
@@ -52,13 +53,12 @@ async def add(ctx: dict[str, Any], x: int, y: int) -> int:
 
 @options(throttle_interval=3600)
 async def gated(ctx: dict[str, Any], gate: str, steps: int) -> str:
-    """Write progress and a key, wait at the gate ticking progress, then make throttled
-    (held) progress."""
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
     status = jobstatus.current()
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    await wait_at_gate(gate, status=status)  # a cancel request raises Cancelled here
+    await wait_at_gate(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end

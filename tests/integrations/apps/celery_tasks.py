@@ -34,6 +34,12 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task(name="celery_tasks.total")
+def total(values: list[int]) -> int:
+    """A chord's body: the sum of its header's results."""
+    return sum(values)
+
+
 @app.task(name="celery_tasks.fail")
 def fail(message: str) -> None:
     raise ValueError(message)
@@ -102,6 +108,12 @@ def swallow() -> str:
     except KeyError as exc:
         jobstatus.current().catch_exception(exc)
     return "handled"
+
+
+@app.task(name="celery_tasks.in_group", jobstatus={"parent": "celery-tasks-group"})
+def in_group() -> int:
+    """Every job of this task joins one group (a per-task parent; the test makes it)."""
+    return 3
 
 
 @app.task(name="celery_tasks.untracked", jobstatus=False)

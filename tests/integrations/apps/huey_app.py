@@ -44,13 +44,12 @@ def add(x: int, y: int) -> int:
 
 @huey.task(jobstatus={"throttle_interval": 3600})
 def gated(gate: str, steps: int) -> str:
-    """Write progress and a key, wait at the gate ticking progress, then make throttled
-    (held) progress."""
+    """Write progress and a key, wait at the gate, then make throttled (held) progress."""
     status = jobstatus.current()
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    _gate.wait_ticking(gate, status)  # a cancel request raises Cancelled here
+    _gate.wait(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -127,7 +126,7 @@ def in_declared_group() -> int:
 def gated_with_retries(gate: str, marker: str) -> str:
     """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
     _gate.incr(marker)
-    _gate.wait_ticking(gate, jobstatus.current())
+    _gate.wait(gate)
     return "released"
 
 
