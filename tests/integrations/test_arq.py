@@ -3,6 +3,7 @@ the lifecycle every queue shares is in contract/."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import pytest
@@ -36,6 +37,24 @@ def test_a_job_cancelled_before_it_starts_does_not_run(worker: ArqWorker) -> Non
     gate = worker.gate()
     job = worker.send("opens", gate, _defer_by=2)
     assert jobstatus.cancel(job, reason="not needed")
+    s = finished(job, timeout=TIMEOUT)
+    assert s.is_cancelled and "attempts" not in s
+    with pytest.raises(asyncio.CancelledError):
+        worker.result(job)  # jobstatus.cancel aborted it in arq: dropped unrun
+    assert not _gate.is_open(gate)
+
+
+def test_a_job_cancelled_without_the_revoker_is_refused_at_its_start(worker: ArqWorker) -> None:
+    from jobstatus._cancel import register_revoker, revokers
+    from jobstatus.integrations import arq
+
+    gate = worker.gate()
+    job = worker.send("opens", gate, _defer_by=1)
+    revokers.unregister("arq")  # as in a process that never published to arq
+    try:
+        assert jobstatus.cancel(job)
+    finally:
+        register_revoker("arq", arq._revoke)
     s = finished(job, timeout=TIMEOUT)
     assert s.is_cancelled and "attempts" not in s
     with pytest.raises(jobstatus.Cancelled):
