@@ -65,7 +65,7 @@ __all__ = ["PARENT_OPTION", "InvalidParent", "MessageSkipped", "StatusMiddleware
 PARENT_OPTION = "jobstatus_parent"
 
 
-class InvalidParent(MiddlewareError, ValueError):  # type: ignore[misc]
+class InvalidParent(MiddlewareError, ValueError):
     """Raised by ``send`` when a message's parent is not a group, would make a cycle or
     nests too deep (a ``ValueError``; a Dramatiq ``MiddlewareError`` too, which the
     broker lets through to the sender). Nothing is sent."""
@@ -126,11 +126,12 @@ class StatusMiddleware(Middleware):
         try:
             if message.options.get(PARENT_OPTION) is not None:
                 message.options[PARENT_OPTION] = parent_id(message.options[PARENT_OPTION])
-            job = None if spec is None else publisher_job(spec, message.message_id, _parent(message))
+            if spec is None:
+                return
+            job = publisher_job(spec, message.message_id, _parent(message))
         except (TypeError, ValueError) as exc:
             raise InvalidParent(str(exc)) from exc  # the broker lets it reach send()
-        if spec is not None and job is not None:
-            enqueue(job, _serialized(spec, message))
+        enqueue(job, _serialized(spec, message))
 
     # -- processing (a worker thread) -----------------------------------------------
 

@@ -132,9 +132,7 @@ def status_options(
             status = jobstatus.current()
             ...
     """
-    return declaring(
-        "status_options", enabled=enabled, store=store, parent=parent, options=options
-    )
+    return declaring("status_options", enabled=enabled, store=store, parent=parent, options=options)
 
 
 def spec_of(job: Job) -> JobSpec | None:
