@@ -564,6 +564,23 @@ class DramatiqWorker(Worker):
 
         return self.send_message(task, *args, **{PARENT_OPTION: parent})
 
+    def send_group(self, task: str, arglists: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        import dramatiq
+        import dramatiq_tasks
+
+        from jobstatus.integrations.dramatiq import group_id_of
+
+        actor = getattr(dramatiq_tasks, task)
+        messages = [actor.message(*args).copy(queue_name=self.queue) for args in arglists]
+        dramatiq_group = dramatiq.group(messages, broker=self.broker)
+        dramatiq_group.add_completion_callback(
+            dramatiq_tasks.group_done.message().copy(queue_name=self.queue)
+        )
+        dramatiq_group.run()
+        group_id = group_id_of(dramatiq_group)
+        assert group_id is not None
+        return group_id, messages
+
     def raised(self, handle: Any) -> str:
         from dramatiq.results import ResultFailure, Results
 
@@ -1044,7 +1061,7 @@ QUEUES = [
         _dramatiq,
         runs=(("redis", "sqlite"), ("amqp", SECOND)),
         prefix="",
-        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER}),
+        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, QUEUE_GROUPS}),
         slots=2,
     ),
     QueueCase(

@@ -36,9 +36,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._config import store_or_default
 from .._errors import Cancelled
+from .._group import group
 from .._job import JobSpec
 from .._record import exception_info
+from .._status import read_status
 from ._common import (
     Attempt,
     Attempts,
@@ -59,10 +62,21 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("dramatiq", "Dramatiq") from exc
 
-__all__ = ["PARENT_OPTION", "InvalidParent", "MessageSkipped", "StatusMiddleware"]
+__all__ = [
+    "GROUP_NAME",
+    "PARENT_OPTION",
+    "InvalidParent",
+    "MessageSkipped",
+    "StatusMiddleware",
+    "group_id_of",
+]
 
 #: The message option that names the group a message's job joins (an id or a Status).
 PARENT_OPTION = "jobstatus_parent"
+#: The ``name`` of the group record a Dramatiq ``group`` with a completion callback makes.
+GROUP_NAME = "dramatiq.group"
+# Dramatiq's own option on the messages of a group run with completion callbacks.
+_COMPLETION_OPTION = "group_completion_uuid"
 
 
 class InvalidParent(MiddlewareError, ValueError):
@@ -97,6 +111,7 @@ class StatusMiddleware(Middleware):
         self.spec = spec_of_options(store, options, "StatusMiddleware")
         self.track_all = track_all
         self._attempts = Attempts()
+        self._groups_made: set[str] = set()  # Dramatiq groups recorded by this process
 
     @property
     def actor_options(self) -> set[str]:
@@ -128,10 +143,24 @@ class StatusMiddleware(Middleware):
                 message.options[PARENT_OPTION] = parent_id(message.options[PARENT_OPTION])
             if spec is None:
                 return
+            self._join_dramatiq_group(spec, message)
             job = publisher_job(spec, message.message_id, _parent(message))
         except (TypeError, ValueError) as exc:
             raise InvalidParent(str(exc)) from exc  # the broker lets it reach send()
         enqueue(job, _serialized(spec, message))
+
+    def _join_dramatiq_group(self, spec: JobSpec, message: Any) -> None:
+        """A message of a Dramatiq ``group`` run with completion callbacks (the only
+        kind whose messages carry the group's id) joins a group record under that id."""
+        completion = message.options.get(_COMPLETION_OPTION)
+        if message.options.get(PARENT_OPTION) is not None or not isinstance(completion, str):
+            return
+        if completion not in self._groups_made:
+            with quietly(message.message_id, "its Dramatiq group"):
+                group(name=GROUP_NAME, group_id=completion, store=spec.store)  # idempotent
+                self._groups_made.add(completion)
+        if completion in self._groups_made:
+            message.options[PARENT_OPTION] = completion
 
     # -- processing (a worker thread) -----------------------------------------------
 
@@ -194,6 +223,30 @@ class StatusMiddleware(Middleware):
             attempt.finish(attempt.exc)
 
     before_nack = before_ack
+
+
+def group_id_of(dramatiq_group: Any, *, store: object = None) -> str | None:
+    """The id of the group record of a Dramatiq ``group`` that ran with a completion
+    callback (Dramatiq keeps its id on the messages it sent, not on the group), read
+    from its first message's record; None when it has none.
+
+    Raises:
+        StoreError: the store failed.
+
+    Example::
+
+        g = dramatiq.group(load.message(path) for path in paths)
+        g.add_completion_callback(report.message())
+        g.run()
+        jobstatus.get(group_id_of(g)).progress.percent
+    """
+    first = dramatiq_group.children[0] if dramatiq_group.children else None
+    while first is not None and not hasattr(first, "message_id"):  # a pipeline: its last
+        first = first.messages[-1] if hasattr(first, "messages") else None
+    if first is None:
+        return None
+    parent = read_status(store_or_default(store), first.message_id).get("parent")
+    return parent if isinstance(parent, str) else None
 
 
 def _parent(message: Any) -> str | None:

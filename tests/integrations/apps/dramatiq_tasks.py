@@ -11,6 +11,8 @@ import _worker_options
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import GroupCallbacks
+from dramatiq.rate_limits.backends import RedisBackend as RateLimiterBackend
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
@@ -34,6 +36,7 @@ def make_broker(url: str) -> dramatiq.Broker:
         RabbitmqBroker(url=url) if url.startswith("amqp") else RedisBroker(url=url)
     )
     broker.add_middleware(Results(backend=RedisBackend(url=RESULTS_URL)))
+    broker.add_middleware(GroupCallbacks(RateLimiterBackend(url=RESULTS_URL)))
     broker.add_middleware(StatusMiddleware(includes=FULL))
     return broker
 
@@ -125,3 +128,8 @@ def gated_with_retries(gate: str, marker: str) -> None:
 def opens(gate: str) -> None:
     """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
     _gate.open_gate(gate)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def group_done() -> None:
+    """A Dramatiq group's completion callback."""
