@@ -1,4 +1,4 @@
-"""The queues' revokers (jobstatus._cancel): every applied cancel request is handed to
+"""The queues' revokers (jobstatus._revokers): every applied cancel request is handed to
 them, with the job's record, after it is recorded; a failing revoker changes nothing."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 import jobstatus
 from jobstatus import Job
-from jobstatus._cancel import register_revoker, revokers
 from jobstatus._record import Record
+from jobstatus._revokers import register_revoker, revokers
 
 
 @pytest.fixture

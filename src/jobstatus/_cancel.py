@@ -14,17 +14,14 @@ field is set by
   Redis pub/sub, PostgreSQL LISTEN/NOTIFY, memory): one listener per store and
   process delivers each announced request to the running job it names.
 
-A queued job need not wait for a worker to pick it up and refuse it: a queue
-integration with a revoke or abort of its own registers a :data:`Revoker`
-(:func:`register_revoker`, at import of its module or app setup), and every
-request that was applied is handed to the registered revokers with the job's
-record, after it is recorded. A revoker's errors are logged, never raised: the
-request is recorded either way, and the worker's start hook still refuses the job.
+A queued job need not wait for a worker to pick it up and refuse it: every
+request that was applied is handed, after it is recorded, to the revokers the
+queue integrations registered (:mod:`jobstatus._revokers`; ``register_revoker``
+is re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -33,8 +30,8 @@ from typing import TYPE_CHECKING
 
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
-from ._errors import StoreError
 from ._record import Record, check_reason, job_id_of
+from ._revokers import Revoker, arevoke_recorded, register_revoker, revoke_recorded, revokers
 from .stores.base import CancelPush, Store, acall_store, call_store, listing_of
 
 if TYPE_CHECKING:
@@ -42,61 +39,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("jobstatus")
 
-Revoker = Callable[[str, Record], None]
-"""``revoke(job_id, record)``: stop a job through its queue's own means (Celery's
-``revoke``, RQ's ``cancel``, ...). Called after a cancel request was recorded,
-with the job's record as it is then (its ``status`` says whether it is queued or
-working, its ``name`` which task it runs). The record names no queue, so a
-revoker does nothing for a job it does not recognise as its queue's."""
-
-
-class Revokers:
-    """The revokers of the queue integrations imported in this process, by queue kind.
-
-    Registering a kind again replaces its revoker (an integration imported twice,
-    a test's stand-in). Each is tried in turn; none can stop the request.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_kind: dict[str, Revoker] = {}
-
-    def register(self, kind: str, revoke: Revoker) -> None:
-        """Hand every applied cancel request to ``revoke`` (keyed by ``kind``)."""
-        with self._lock:
-            self._by_kind[kind] = revoke
-
-    def unregister(self, kind: str) -> None:
-        """Forget ``kind``'s revoker (no-op when there is none)."""
-        with self._lock:
-            self._by_kind.pop(kind, None)
-
-    def __bool__(self) -> bool:
-        return bool(self._by_kind)
-
-    def revoke(self, job_id: str, record: Record) -> None:
-        """Offer the request on ``job_id`` to every revoker; log what fails."""
-        with self._lock:
-            chosen = list(self._by_kind.items())
-        for kind, revoke in chosen:
-            try:
-                revoke(job_id, record)
-            except Exception:  # noqa: BLE001 - the request is recorded; the start hook refuses
-                logger.warning("the %s revoke of job %r failed", kind, job_id, exc_info=True)
-
-
-revokers = Revokers()
-
-
-def register_revoker(kind: str, revoke: Revoker) -> None:
-    """Let ``revoke(job_id, record)`` stop cancelled jobs through the queue ``kind``.
-
-    For queue integrations: Celery registers ``app.control.revoke`` when it is
-    imported. ``revoke`` runs in the process that requests the cancel, after the
-    request is recorded, for every job whose request was applied; it must do
-    nothing for a job that is not its queue's.
-    """
-    revokers.register(kind, revoke)
+__all__ = [
+    "Delivery",
+    "Revoker",
+    "acancel",
+    "acancel_job",
+    "cancel",
+    "cancel_job",
+    "delivery",
+    "register_revoker",
+    "revokers",
+]
 
 
 def cancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
@@ -144,7 +97,7 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     if pushing is not None:
         call_store(pushing.announce_cancel, job_id, change.set["cancel"])
     if revokers:
-        _revoke(job_id, lambda: call_store(store.read, job_id))
+        revoke_recorded(store, job_id)
     for child in _children(store, job_id):
         cancel_job(store, child, reason)
     return True
@@ -160,32 +113,10 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     if pushing is not None:
         await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
     if revokers:
-        try:
-            record = await acall_store(store.aread, job_id)
-        except StoreError as exc:
-            logger.warning(_UNREAD, job_id, exc)
-        else:
-            if record is not None:
-                # A revoker is a queue's client call, often blocking: off the loop.
-                await asyncio.to_thread(revokers.revoke, job_id, record)
+        await arevoke_recorded(store, job_id)
     for child in await _achildren(store, job_id):
         await acancel_job(store, child, reason)
     return True
-
-
-_UNREAD = "job %r: its cancel is recorded, but not read back for its queue's revoke: %s"
-
-
-def _revoke(job_id: str, read: Callable[[], Record | None]) -> None:
-    """Hand the recorded request to the revokers; a store error here is only logged
-    (the request is recorded: the worker's start hook still refuses the job)."""
-    try:
-        record = read()
-    except StoreError as exc:
-        logger.warning(_UNREAD, job_id, exc)
-        return
-    if record is not None:
-        revokers.revoke(job_id, record)
 
 
 def _children(store: Store, job_id: str) -> list[str]:

@@ -989,6 +989,12 @@ class DjangoWorker(Worker):
     def send(self, task: str, *args: Any) -> Any:
         return self._task(task).enqueue(*args)
 
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.django import in_group
+
+        with in_group(parent):
+            return self.send(task, *args)
+
     def send_later(self, task: str, *args: Any) -> Any:
         from django.utils import timezone
 

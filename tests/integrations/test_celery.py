@@ -154,3 +154,58 @@ def test_cancel_of_a_celery_group_revokes_its_queued_children(worker: CeleryWork
         assert s.is_cancelled and "attempts" not in s, s.to_dict()
     g = finished(group_id)
     assert g.is_cancelled and g["children"]["cancelled"] == 3
+
+
+def test_a_cancelled_task_with_autoretry_is_not_run_again(worker: CeleryWorker) -> None:
+    gate = worker.gate()
+    result = worker.send("autoretried", gate)
+    wait_for(result, lambda s: s.get("step") == "waiting")
+    assert jobstatus.cancel(result)
+    s = finished(result, timeout=60)
+    assert s.is_cancelled and s["attempts"] == 1
+    history = [entry["status"] for entry in jobstatus.get(result).history]
+    assert history == ["queued", "working", "cancel_requested", "cancelled"]
+
+
+def test_a_parent_header_from_a_publisher_without_jobstatus_is_read_by_the_worker(
+    worker: CeleryWorker,
+) -> None:
+    g = jobstatus.group(name="plain")
+    code = (
+        "import sys; from celery import Celery\n"
+        "app = Celery(broker=sys.argv[1])\n"
+        "headers = {'jobstatus_parent': sys.argv[3]}\n"
+        "print(app.send_task('celery_tasks.add', (1, 2), queue=sys.argv[2], headers=headers).id)\n"
+    )
+    [job_id] = _script(code, worker.broker, worker.queue, g.job_id)
+    s = finished(job_id)
+    assert s.is_completed and s["parent"] == g.job_id and "queued_at" not in s
+    assert jobstatus.get(g.job_id)["children"]["completed"] == 1
+
+
+@pytest.mark.parametrize("task", ["opens", "gated"])  # guarded run; StatusTask.__call__
+def test_a_cancel_whose_revoke_never_reached_the_worker_is_refused_at_start(
+    worker: CeleryWorker, task: str
+) -> None:
+    from celery.exceptions import TaskRevokedError
+
+    from jobstatus._revokers import register_revoker, revokers
+    from jobstatus.integrations import celery as integration
+
+    busy, side_effect = worker.occupy(), unique("side-effect")
+    result = (
+        worker.send(task, side_effect, 2) if task == "gated" else worker.send(task, side_effect)
+    )
+    revokers.unregister("celery")  # as a process that does not know the task would
+    try:
+        assert jobstatus.cancel(result)
+    finally:
+        register_revoker("celery", integration._revoke)
+    for gate in busy:
+        _gate.open_gate(gate)
+    s = finished(result)
+    assert s.is_cancelled and "attempts" not in s and "step" not in s, s.to_dict()
+    assert [entry["status"] for entry in s.history] == ["queued", "cancel_requested", "cancelled"]
+    with pytest.raises(TaskRevokedError, match="before it started"):
+        result.get(timeout=30)
+    assert not _gate.is_open(side_effect)  # the task's code never ran

@@ -32,13 +32,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled, NoCurrentJob
 from .._group import ancestry, group
 from .._job import JobSpec
 from .._read import get as read_status
 from .._record import Record
+from .._revokers import register_revoker
+from .._rollup import is_group
 from .._status import Progress, Status
 from ._common import (
     Attempt,
@@ -503,10 +504,23 @@ def _on_revoked(
     if expired:  # not a cancel: the job missed its deadline
         _record_elsewhere(sender, task_id, TaskRevokedError("expired"), retry=False)
         return
-    # Celery's own revoke (with terminate or not) is a cancel: recorded cancelled (SPEC 4).
+    # Celery's own revoke (with terminate or not) is a cancel: recorded cancelled (SPEC 4),
+    # unless the job already ended (a retry or redelivery of a job that was cancelled).
+    if not isinstance(task_id, str) or _ended(task_id, sender):
+        return
     how = f"terminated by signal {signum}" if terminated else "revoked"
-    if isinstance(task_id, str):
-        _record_elsewhere(sender, task_id, Cancelled(task_id, f"{how} by Celery"), retry=False)
+    _record_elsewhere(sender, task_id, Cancelled(task_id, f"{how} by Celery"), retry=False)
+
+
+def _ended(task_id: str, task: Any) -> bool:
+    """Whether ``task_id``'s record is finished (False when it cannot be read)."""
+    spec = spec_of(task)
+    if spec is None:
+        return False
+    try:
+        return read_status(task_id, store=spec.store).is_finished
+    except Exception:  # noqa: BLE001 - then record the outcome
+        return False
 
 
 def _fail_if_recorded(task_id: object, exc: BaseException) -> None:
@@ -542,6 +556,8 @@ def _revoke(job_id: str, record: Record) -> None:
     """
     name = record.get("name")
     if not isinstance(name, str) or record.get("status") not in ("queued", "working"):
+        return
+    if is_group(record):  # a chord's header is named after its body: not a task
         return
     task = _published_task(current_app._get_current_object(), name)
     if task is None or spec_of(task) is None:
