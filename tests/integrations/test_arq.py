@@ -45,7 +45,7 @@ def test_a_job_cancelled_before_it_starts_does_not_run(worker: ArqWorker) -> Non
 
 
 def test_a_job_cancelled_without_the_revoker_is_refused_at_its_start(worker: ArqWorker) -> None:
-    from jobstatus._cancel import register_revoker, revokers
+    from jobstatus._revokers import register_revoker, revokers
     from jobstatus.integrations import arq
 
     gate = worker.gate()

@@ -37,11 +37,11 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
 from .._record import Record
+from .._revokers import register_revoker
 from ..stores.base import acall_store
 from ._common import (
     Attempt,

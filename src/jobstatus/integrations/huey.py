@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from .._cancel import register_revoker
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._group import ancestry
 from .._job import JobSpec
 from .._record import Record
+from .._revokers import register_revoker
 from ._common import (
     Attempt,
     Attempts,

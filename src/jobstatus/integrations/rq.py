@@ -41,11 +41,11 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .._cancel import register_revoker
 from .._errors import Cancelled
 from .._group import group
 from .._job import SPEC_ATTRIBUTE, JobSpec
 from .._record import Record
+from .._revokers import register_revoker
 from ._common import (
     Attempt,
     declaring,
