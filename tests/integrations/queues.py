@@ -747,6 +747,7 @@ def _huey(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
             stop(process)
             huey.storage.flush_all()
             _delete_huey_notifications(huey.storage)
+            huey.storage.close()  # its SQLite connection, else closed by the garbage collector
             huey.name, huey.storage = before
             purge_store(url)
 
@@ -873,13 +874,17 @@ async def _purge_arq(pool: Any) -> None:
 
 
 class TaskiqWorker(AsyncWorker):
+    def __init__(self, *args: Any, loop: asyncio.AbstractEventLoop, broker: Any) -> None:
+        super().__init__(*args, loop=loop)
+        self.broker = broker  # this worker's publisher, on its loop
+
     def _task(self, task: str) -> Any:
         import taskiq_app
 
         return getattr(taskiq_app, task)
 
     def send(self, task: str, *args: Any) -> Any:
-        return self.call(self._task(task).kiq(*args))
+        return self.call(self._task(task).kicker().with_broker(self.broker).kiq(*args))
 
     def send_later(self, task: str, *args: Any) -> Any:
         # Taskiq has no delay of its own: the worker's one slot is taken first.
@@ -921,11 +926,11 @@ def _taskiq(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
     require_redis()
     import taskiq_app
 
-    broker, queue = taskiq_app.broker, unique("jobstatus-taskiq")
-    before = (broker.queue_name, broker.result_backend.prefix_str)
+    queue = unique("jobstatus-taskiq")
+    broker = taskiq_app.make_broker(queue)  # the worker's queue; this test's own loop
+    broker.local_task_registry.update(taskiq_app.broker.local_task_registry)  # its options
     with scratch_dir("taskiq") as folder:
         url, log = store_url(run.store, folder), folder / "worker.log"
-        broker.queue_name = broker.result_backend.prefix_str = queue  # as the worker's
         more = {
             "JOBSTATUS_TEST_TASKIQ_REDIS": redis_url(TASKIQ_REDIS_DB),
             "JOBSTATUS_TEST_TASKIQ_QUEUE": queue,
@@ -937,7 +942,7 @@ def _taskiq(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
         ]  # fmt: skip
         process = start(command, worker_env(url, **more, **env), log)
         loop = asyncio.new_event_loop()
-        worker = TaskiqWorker(run, url, log, process, queue, loop=loop)
+        worker = TaskiqWorker(run, url, log, process, queue, loop=loop, broker=broker)
         try:
             worker.call(broker.startup())
             jobstatus.configure(store=url)
@@ -951,7 +956,6 @@ def _taskiq(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
             stop(process)
             worker.call(broker.shutdown())
             worker.close_loop()
-            broker.queue_name, broker.result_backend.prefix_str = before
             _purge_taskiq(queue)
             purge_store(url)
 
