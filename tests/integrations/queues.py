@@ -899,8 +899,8 @@ class TaskiqWorker(AsyncWorker):
     def send_child(self, parent: str, task: str, *args: Any) -> Any:
         from jobstatus.integrations.taskiq import PARENT_LABEL
 
-        kicker = self._task(task).kicker().with_labels(**{PARENT_LABEL: parent})
-        return self.call(kicker.kiq(*args))
+        kicker = self._task(task).kicker().with_broker(self.broker)
+        return self.call(kicker.with_labels(**{PARENT_LABEL: parent}).kiq(*args))
 
     def send_plain(self, task: str, *args: Any) -> Any:
         from taskiq_redis import ListQueueBroker

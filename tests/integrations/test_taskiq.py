@@ -60,7 +60,8 @@ def test_a_message_joins_the_group_in_its_labels(worker: TaskiqWorker) -> None:
     from jobstatus.integrations.taskiq import PARENT_LABEL
 
     g = jobstatus.group(name="taskiq batch")
-    kicker = taskiq_app.add.kicker().with_labels(**{PARENT_LABEL: g.job_id})
+    kicker = taskiq_app.add.kicker().with_broker(worker.broker)
+    kicker = kicker.with_labels(**{PARENT_LABEL: g.job_id})
     jobs = [worker.call(kicker.kiq(n, n)) for n in range(3)]
     for job in jobs:
         assert finished(job)["parent"] == g.job_id
@@ -82,6 +83,7 @@ def test_a_parent_that_is_not_a_group_is_refused_at_publish(worker: TaskiqWorker
 
     from jobstatus.integrations.taskiq import PARENT_LABEL
 
-    kicker = taskiq_app.add.kicker().with_labels(**{PARENT_LABEL: "no-such-group"})
+    kicker = taskiq_app.add.kicker().with_broker(worker.broker)
+    kicker = kicker.with_labels(**{PARENT_LABEL: "no-such-group"})
     with pytest.raises(ValueError, match="does not exist"):
         worker.call(kicker.kiq(1, 1))
