@@ -39,6 +39,7 @@ INTEGRATION_SHARED = [
     "tests/integrations/test_docs.py",
     "tests/integrations/test_queue_docs.py",
     "tests/integrations/test_queue_shutdowns.py",
+    "tests/integrations/contract",
 ]
 STORE_SHARED = [
     "tests/contract",
@@ -133,8 +134,8 @@ SESSIONS: list[Session] = [
     *_pair(
         "django",
         "Django tasks (5.2 with the backport; 6 built in)",
-        ("django", "postgres"),
-        ["tests/test_django_integration.py", "tests/contract"],
+        ("django", "postgres", "redis"),  # redis: the queue contract's gate
+        ["tests/test_django_integration.py", "tests/contract", "tests/integrations/contract"],
         "django",
         helpers=DJANGO_HELPERS,
     ),
@@ -194,7 +195,7 @@ SESSIONS: list[Session] = [
     *_pair(
         "web",
         "Starlette, uvicorn, Flask",
-        ("web", "flask", "django", "redis", "postgres", "memcached"),
+        ("web", "flask", "django", "redis", "postgres", "memcached", "prometheus"),
         ["tests/web"],
         "web and not browser",
         pinned=("web", "flask"),

@@ -66,7 +66,9 @@ def dramatiq() -> None:
     redis_broker.add_middleware(StatusMiddleware())
     redis_broker.client.ping()
     redis_broker.close()
-    rabbit = RabbitmqBroker(url=RABBITMQ_URL)
+    # Celery's "//" (vhost "/") is "/%2F" to pika.
+    pika_url = RABBITMQ_URL[:-2] + "/%2F" if RABBITMQ_URL.endswith("//") else RABBITMQ_URL
+    rabbit = RabbitmqBroker(url=pika_url)
     rabbit.add_middleware(StatusMiddleware())
     rabbit.channel  # noqa: B018 - opens the connection
     rabbit.close()

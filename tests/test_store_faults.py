@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +37,16 @@ import pytest
 
 import jobstatus
 from jobstatus import StoreError
+from jobstatus._config import settings
 from jobstatus._record import Change
 from jobstatus.stores.base import Store, Written
 
 from ._own_servers import MemcachedServer, PostgresServer, wait_for_port
 from ._redis_servers import RedisServer, need_redis_server
+
+# Faults leave unclosed connections to the garbage collector, while they are under way
+# and after (see _collect_what_faults_leave).
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 TIMEOUT = 1.0  # the stores' timeout option, seconds
 PAUSE = 4.0  # seconds a server stays stopped: longer than CALL_BOUND, so a hang shows
@@ -356,14 +363,15 @@ def test_redis_connections_killed_mid_job(
 
 # -- Redis: connections killed while a job writes every millisecond ------------------------
 
-# CLIENT KILLs, one every KILL_EVERY seconds, while the job writes and reads one call
+# CLIENT KILLs, one every WRITES_PER_KILL writes (counted, not timed, so a loaded machine
+# sees the same run), while the job writes and reads one call
 # at a time, so each kill drops one connection, in use or idle in the pool. (Two
 # calls at once keep two connections: one idle when a kill comes, found closed and
 # replaced at its next use, and the replacement killed in its handshake by the next
 # kill is a second drop in one call, which redis-py does not retry. That happened
 # once in 20 runs of 30 kills; the write was sent again with the next one.)
 KILLS = 30
-KILL_EVERY = 0.1
+WRITES_PER_KILL = 40
 
 
 @dataclass
@@ -401,12 +409,20 @@ def _print_kill_tallies() -> Iterator[None]:
 
 
 def _killer(
-    kill: Callable[[str], int], tally: KillTally, started: threading.Event, job: list[str]
+    kill: Callable[[str], int],
+    tally: KillTally,
+    started: threading.Event,
+    job: list[str],
+    written: list[int],
 ) -> threading.Thread:
+    """Kills after every WRITES_PER_KILL writes of the job (``written[0]`` counts them)."""
+
     def run() -> None:
         assert started.wait(20)
-        for _ in range(KILLS):
-            time.sleep(KILL_EVERY)
+        for kill_number in range(1, KILLS + 1):
+            deadline = time.monotonic() + 60
+            while written[0] < kill_number * WRITES_PER_KILL and time.monotonic() < deadline:
+                time.sleep(0.001)
             tally.killed += kill(job[0])
 
     return threading.Thread(target=run, daemon=True)
@@ -414,7 +430,8 @@ def _killer(
 
 def _run_kills_sync(store: Store, tally: KillTally, kill: Callable[[str], int]) -> str:
     started, job_ids = threading.Event(), []
-    killer = _killer(kill, tally, started, job_ids)
+    written = [0]
+    killer = _killer(kill, tally, started, job_ids, written)
     counted: list[int] = []
 
     @jobstatus.track
@@ -426,6 +443,7 @@ def _run_kills_sync(store: Store, tally: KillTally, kill: Callable[[str], int]) 
         while killer.is_alive() or n == 0:
             status.progress.increment()  # one write each: throttle_interval=0
             n += 1
+            written[0] = n
             if n % 100 == 0:
                 status["at"] = n
             if n % 10 == 0:
@@ -451,7 +469,8 @@ def _run_kills_sync(store: Store, tally: KillTally, kill: Callable[[str], int]) 
 
 def _run_kills_async(store: Store, tally: KillTally, kill: Callable[[str], int]) -> str:
     started, job_ids = threading.Event(), []
-    killer = _killer(kill, tally, started, job_ids)
+    written = [0]
+    killer = _killer(kill, tally, started, job_ids, written)
     counted: list[int] = []
 
     @jobstatus.track
@@ -464,6 +483,7 @@ def _run_kills_async(store: Store, tally: KillTally, kill: Callable[[str], int])
             status.progress.increment()
             await status.aflush()  # written by the loop's writer task, with awrite
             n += 1
+            written[0] = n
             if n % 100 == 0:
                 status["at"] = n
                 await status.aflush()  # one call at a time: see KILLS
@@ -480,8 +500,14 @@ def _run_kills_async(store: Store, tally: KillTally, kill: Callable[[str], int])
         counted.append(n)
         return status.job_id
 
+    async def job_then_close() -> str:
+        try:
+            return await job()
+        finally:
+            await store.aclose()  # this loop's connections, before asyncio.run closes it
+
     killer.start()
-    job_id = asyncio.run(job())
+    job_id = asyncio.run(job_then_close())
     killer.join(30)
     final = jobstatus.get(job_id)
     assert final.is_completed and final.progress.current == counted[0]
@@ -513,6 +539,23 @@ def _kills(
     assert (tally.writes_failed, tally.reads_failed) == (0, 0)
     assert WARNING not in caplog.text
     return tally
+
+
+@pytest.fixture(autouse=True)
+def _collect_what_faults_leave() -> Iterator[None]:
+    """Collect what a fault left for the garbage collector in its own test, quietly.
+
+    redis-py replaces a killed connection (and, in a cluster, the node objects of
+    a layout it read again) without closing the old object, whose ``__del__``
+    warns; without this, the warning (an error here) lands in whichever later test
+    the collector happens to run in. Leaks are hunted by the other suites, where
+    nothing is killed.
+    """
+    yield
+    settings.reset()  # the configured store, and what it holds, is let go
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _killing_normal_clients(port: int) -> Callable[[str], int]:

@@ -13,6 +13,11 @@ field is set by
 - at once, where the store can push (:class:`jobstatus.stores.base.CancelPush`:
   Redis pub/sub, PostgreSQL LISTEN/NOTIFY, memory): one listener per store and
   process delivers each announced request to the running job it names.
+
+A queued job need not wait for a worker to pick it up and refuse it: every
+request that was applied is handed, after it is recorded, to the revokers the
+queue integrations registered (:mod:`jobstatus._revokers`; ``register_revoker``
+is re-exported here).
 """
 
 from __future__ import annotations
@@ -26,12 +31,25 @@ from typing import TYPE_CHECKING
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
 from ._record import Record, check_reason, job_id_of
+from ._revokers import Revoker, arevoke_recorded, register_revoker, revoke_recorded, revokers
 from .stores.base import CancelPush, Store, acall_store, call_store, listing_of
 
 if TYPE_CHECKING:
     from ._writer import Writer
 
 logger = logging.getLogger("jobstatus")
+
+__all__ = [
+    "Delivery",
+    "Revoker",
+    "acancel",
+    "acancel_job",
+    "cancel",
+    "cancel_job",
+    "delivery",
+    "register_revoker",
+    "revokers",
+]
 
 
 def cancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
@@ -69,7 +87,8 @@ async def acancel(job_or_id: object, reason: str | None = None, *, store: object
 
 
 def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
-    """Record the request on ``store``, announce it, and cancel a group's children."""
+    """Record the request on ``store``, announce it, hand it to the queues' revokers,
+    and cancel a group's children."""
     change = lifecycle.cancel_requested(settings.options, check_reason(reason))
     written = call_store(store.write, job_id, change)
     if written is not None and not written.applied:
@@ -77,6 +96,8 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     pushing = CancelPush.of(store)
     if pushing is not None:
         call_store(pushing.announce_cancel, job_id, change.set["cancel"])
+    if revokers:
+        revoke_recorded(store, job_id)
     for child in _children(store, job_id):
         cancel_job(store, child, reason)
     return True
@@ -91,6 +112,8 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     pushing = CancelPush.of(store)
     if pushing is not None:
         await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
+    if revokers:
+        await arevoke_recorded(store, job_id)
     for child in await _achildren(store, job_id):
         await acancel_job(store, child, reason)
     return True

@@ -170,7 +170,7 @@ class Job:
         change = lifecycle.started(self.options, serialized_job, self.identity)
         if change and not self.writer.write_guarded(change):
             self._ended("cancelled")
-            self._write(lifecycle.cancelled(self.options))
+            self.writer.write_guarded(self._refused())
             return False
         self._began(change)
         self._running()
@@ -213,6 +213,11 @@ class Job:
         self.failed_by_hand = True
         self._moved("failed")
         self._write(lifecycle.raised(self.options, exc))
+
+    def _refused(self) -> Change:
+        """``cancelled``, for a start refused by a pending request; nothing when the job
+        is finished already (a retry or redelivery of a job that was cancelled)."""
+        return replace(lifecycle.cancelled(self.options), guard="unfinished")
 
     def _ending(self, exc: BaseException | None) -> str:
         """How the attempt ends: ``completed``, ``failed`` or ``cancelled``."""
@@ -266,7 +271,7 @@ class Job:
         change = lifecycle.started(self.options, serialized_job, self.identity)
         if change and not await self.writer.awrite_guarded(change):
             self._ended("cancelled")
-            await self._awrite(lifecycle.cancelled(self.options))
+            await self.writer.awrite_guarded(self._refused())
             return False
         self._began(change)
         self._running()

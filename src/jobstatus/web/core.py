@@ -417,7 +417,10 @@ def to_json(value: object) -> str:
         text = dumps(value)
     except (ValueError, TypeError, RecursionError):
         return dumps(servable(value))
-    if text.isascii() or not _SURROGATES.search(text):
+    # Python 3.12+ may encode nesting far deeper than writes allow, where 3.11 raised:
+    # only text with that many brackets can be that deep, so only it is walked.
+    deep = text.count("[") + text.count("{") > MAX_NESTING
+    if not deep and (text.isascii() or not _SURROGATES.search(text)):
         return text
     return dumps(servable(value))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import _worker_options
@@ -24,17 +25,26 @@ BROKER = os.environ.get("JOBSTATUS_TEST_TASKIQ_REDIS") or urlunsplit(
 QUEUE = os.environ.get("JOBSTATUS_TEST_TASKIQ_QUEUE", "jobstatus-test:taskiq")
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
-middlewares = [SimpleRetryMiddleware(default_retry_count=2)]
-if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline runs without
-    middlewares.append(StatusMiddleware(includes={"status", "exception", "serialized_job"}))
 
-# redis-py 8 times reads out after 5 s by default, and taskiq-redis's BRPOP waits for
-# the next message with no timeout of its own: an idle worker died every 5 s.
-broker = (
-    ListQueueBroker(BROKER, queue_name=QUEUE, socket_timeout=None)
-    .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300, prefix_str=QUEUE))
-    .with_middlewares(*middlewares)
-)
+def make_broker(queue: str) -> ListQueueBroker:
+    """A broker of this app on ``queue``: the worker's, or a test's own publisher.
+
+    A publisher on its own event loop needs its own broker: redis-py's connections
+    belong to the loop that opened them.
+    """
+    middlewares: list[Any] = [SimpleRetryMiddleware(default_retry_count=2)]
+    if os.environ.get("JOBSTATUS_TEST_TASKIQ_PLAIN") != "1":  # the benchmark's baseline
+        middlewares.append(StatusMiddleware(includes={"status", "exception", "serialized_job"}))
+    # redis-py 8 times reads out after 5 s by default, and taskiq-redis's BRPOP waits for
+    # the next message with no timeout of its own: an idle worker died every 5 s.
+    return (
+        ListQueueBroker(BROKER, queue_name=queue, socket_timeout=None)
+        .with_result_backend(RedisAsyncResultBackend(BROKER, result_ex_time=300, prefix_str=queue))
+        .with_middlewares(*middlewares)
+    )
+
+
+broker = make_broker(QUEUE)
 
 
 async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
