@@ -129,7 +129,10 @@ def parent_write_row(label: str, store: Store) -> Row:
         def run(n: int) -> None:
             for i in range(n):
                 flip[0] += 1
-                fields = {"updated_at": utc_now_iso(), "progress": flip[0] % 100, "total": 100}
+                # Each of the 100 ids comes back every 100 writes with another ratio: every
+                # write changes the child's state, so each one moves its group.
+                progress = flip[0] // 100 % 100
+                fields = {"updated_at": utc_now_iso(), "progress": progress, "total": 100}
                 fields["status"] = "working"
                 if parent is not None:
                     fields["parent"] = parent
