@@ -227,6 +227,7 @@ class Worker(abc.ABC):
     def wait_for_the_revoke(self, handle: Any) -> None:
         """Wait until a revoke the queue broadcasts reached its workers (QUEUE_REVOKE);
         nothing to wait for where the revoke is written where the job waits."""
+        return None
 
     def stop(self, handle: Any) -> None:
         """Stop a running job by the queue's own means (QUEUE_STOP)."""
