@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from urllib.parse import urlsplit, urlunsplit
 
 import _gate
@@ -12,9 +13,13 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import GroupCallbacks
-from dramatiq.rate_limits.backends import RedisBackend as RateLimiterBackend
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
+
+with warnings.catch_warnings():
+    # Dramatiq 1.16 warns at this import when pylibmc (its memcached backend) is absent.
+    warnings.simplefilter("ignore", ImportWarning)
+    from dramatiq.rate_limits.backends import RedisBackend as RateLimiterBackend
 
 import jobstatus
 from jobstatus.integrations.dramatiq import StatusMiddleware
