@@ -176,9 +176,11 @@ def test_postgres_expiry_at_scale_with_an_injected_clock(
     store, clock = postgres_clock
     writes = [(f"s{n}", _finished(60)) for n in range(SHORT)]
     writes += [(f"l{n}", _finished(3600)) for n in range(LONG)]
-    with store._lease() as (conn, _), conn.cursor() as cursor:
-        params = [store._write_params(job_id, change) for job_id, change in writes]
-        cursor.executemany(store._statements["write"], params)  # the store's own statement
+    params = [store._write_params(job_id, change) for job_id, change in writes]
+    for start in range(0, len(params), 2_000):  # each within the store's reply timeout
+        with store._lease() as (conn, _), conn.cursor() as cursor:
+            # the store's own statement
+            cursor.executemany(store._statements["write"], params[start : start + 2_000])
     clock.advance(120)
 
     assert store.read("s0") is None and store.read("l0") == {"status": "failed"}
