@@ -87,6 +87,7 @@ def test_two_processes_writing_different_keys_lose_nothing(store: PostgresStore)
     assert all(record[f"{p}{n}"] == n for p in ("a", "b") for n in range(400))
 
 
+@pytest.mark.timeout(600)  # 20,000 writes that each take a group's lock: minutes under load
 def test_eight_processes_of_2500_children_leave_their_group_exact(store: PostgresStore) -> None:
     url = f"{POSTGRES_URL}?table={store.table}"
     group = jobstatus.group(name="fan-out", group_id="big-group")

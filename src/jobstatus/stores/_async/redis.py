@@ -200,7 +200,9 @@ class AsyncRedisIO(RedisBase):
         client = (await self._ascripts()).client
         message = dumps({"job_id": job_id, "request": request})
         with self._errors("announce_cancel"):
-            await client.publish(self._layout.cancel_channel(), message)
+            # execute_command, not publish(): redis-py's async cluster has no publish()
+            # before 5.1, and PUBLISH reaches every node's subscribers from any one.
+            await client.execute_command("PUBLISH", self._layout.cancel_channel(), message)
 
     async def _aprune(
         self, keys: Sequence[str], ids: Sequence[str], records: Sequence[object | None]

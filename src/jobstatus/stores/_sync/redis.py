@@ -201,7 +201,9 @@ class RedisIO(RedisBase):
         client = (self._scripts()).client
         message = dumps({"job_id": job_id, "request": request})
         with self._errors("announce_cancel"):
-            client.publish(self._layout.cancel_channel(), message)
+            # execute_command, not publish(): redis-py's async cluster has no publish()
+            # before 5.1, and PUBLISH reaches every node's subscribers from any one.
+            client.execute_command("PUBLISH", self._layout.cancel_channel(), message)
 
     def _prune(
         self, keys: Sequence[str], ids: Sequence[str], records: Sequence[object | None]
