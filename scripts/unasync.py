@@ -102,6 +102,16 @@ SUBS: list[tuple[str, str]] = [
     (r"\bajob\b", "job"),
     (r"\bawrite_guarded\b", "write_guarded"),
     (r"\basubmit\b", "submit"),
+    # ... Status's I/O, ...
+    (r"\baupdate\b", "update"),
+    (r"\baflush\b", "flush"),
+    (r"\bacancel\b", "cancel"),
+    (r"\bacancel_job\b", "cancel_job"),
+    (r"\barefresh\b", "refresh"),
+    (r"\bawatch\b", "watch"),
+    (r"\buntil_finished\b", "wait"),  # await is a keyword, so the async wait has this name
+    (r"\basubscribe\b", "subscribe"),
+    (r"\bacall_store\b", "call_store"),
     # PostgreSQL: which kind of ready client the store was given.
     (r'"async_pool"', '"pool"'),
     (r'"async_connection"', '"connection"'),
