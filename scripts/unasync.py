@@ -112,6 +112,18 @@ SUBS: list[tuple[str, str]] = [
     (r"\buntil_finished\b", "wait"),  # await is a keyword, so the async wait has this name
     (r"\basubscribe\b", "subscribe"),
     (r"\bacall_store\b", "call_store"),
+    # ... the reads, ...
+    (r"\baget\b", "get"),
+    (r"\barecent\b", "recent"),
+    (r"\bacounts\b", "counts"),
+    (r"\baread_status\b", "read_status"),
+    (r"\bafind\b", "find"),
+    (r"\bacount_by_status\b", "count_by_status"),
+    (r"\bacount_stale\b", "count_stale"),
+    # ... and cancel requests.
+    (r"\b_achildren\b", "_children"),
+    (r"\bachild_ids\b", "child_ids"),
+    (r"\baannounce_cancel\b", "announce_cancel"),
     # PostgreSQL: which kind of ready client the store was given.
     (r'"async_pool"', '"pool"'),
     (r'"async_connection"', '"connection"'),
