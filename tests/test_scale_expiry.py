@@ -98,7 +98,13 @@ def test_a_listing_after_an_idle_spell_removes_the_expired_entries_it_meets(
     _fill_redis(redis_store, 1_500, 0, first=500)  # ...and 1,500 above them
     time.sleep(2.1)
 
-    listed = asyncio.run(jobstatus.arecent(limit=20, store=redis_store))
+    async def recent_then_close() -> list[jobstatus.Status]:
+        try:
+            return await jobstatus.arecent(limit=20, store=redis_store)
+        finally:
+            await redis_store.aclose()  # this loop's connections
+
+    listed = asyncio.run(recent_then_close())
     assert len(listed) == 20 and all(s.job_id.startswith("l") for s in listed)
     # The 1,500 dead entries above the live ones were met and removed.
     assert 3 * 50 <= _index_entries(redis_store) <= 3 * (50 + 500)

@@ -167,11 +167,9 @@ def test_dramatiq_middleware_place_does_not_matter(place: str) -> None:
     pytest.importorskip("dramatiq")
     import dramatiq
     from dramatiq.brokers.stub import StubBroker
-    from dramatiq.middleware import Retries
+    from dramatiq.middleware import Retries, default_middleware
 
     from jobstatus.integrations.dramatiq import StatusMiddleware
-
-    from dramatiq.middleware import default_middleware
 
     # Dramatiq before 1.17 adds its Prometheus middleware by default when
     # prometheus_client is installed; it works only once a worker process booted it.
