@@ -141,6 +141,8 @@ def sync_side(text: str) -> str:
     """``text`` with each line that ``# sync:`` lines follow replaced by them, unprefixed."""
 
     def replace(match: re.Match[str]) -> str:
+        if match.group(0).split("\n", 1)[0].count('"""') % 2:
+            raise SystemExit(f"a line that # sync: lines replace is a whole line: {match.group(0)}")
         lines = SYNC_PREFIX.sub(r"\1", match.group(2))
         lines = re.sub(r"^[ \t]+$", "", lines, flags=re.MULTILINE)  # an empty docstring line
         return lines

@@ -79,7 +79,7 @@ P = ParamSpec("P")
 def in_thread(
     method: Callable[Concatenate[S, P], T],
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
-    """The async twin of a blocking method: it runs the method, as the store's class
+    """The async twin of a blocking method: it runs the method, as the instance's class
     defines it, in a worker thread, so the event loop never blocks.
 
     Every async method of :class:`Store` and the capabilities is this by default
