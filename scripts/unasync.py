@@ -100,6 +100,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\barun\b", "run"),
     (r"\b_afinish_quietly\b", "_finish_quietly"),
     (r"\bajob\b", "job"),
+    (r"\bacheck\b", "check"),
     (r"\bawrite_guarded\b", "write_guarded"),
     (r"\basubmit\b", "submit"),
     # ... Status's I/O, ...
