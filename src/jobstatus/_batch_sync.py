@@ -2,8 +2,8 @@
 # Edit that file instead, then run: python3 scripts/unasync.py
 """``Batch``'s reads, cancel and wait, written once for both sides.
 
-This module is the source; scripts/unasync.py writes ``_batch_sync.py`` from it,
-and :class:`jobstatus._batch.Batch` is made of both mixins.
+``_batch_async.py`` is the source and scripts/unasync.py generates
+``_batch_sync.py`` from it; :class:`jobstatus._batch.Batch` is made of both mixins.
 """
 
 from __future__ import annotations

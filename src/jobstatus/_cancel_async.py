@@ -1,7 +1,8 @@
-"""Requesting a cancel: ``acancel`` and ``acancel_job``, written once for both sides.
+"""Requesting a cancel, written once for both sides.
 
-scripts/unasync.py writes the sync functions (``_cancel_sync.py``) from these;
-:mod:`jobstatus._cancel` holds both, and the delivery to running jobs.
+``_cancel_async.py`` is the source and scripts/unasync.py generates
+``_cancel_sync.py`` from it; :mod:`jobstatus._cancel` holds both, and the delivery
+to running jobs.
 """
 
 from __future__ import annotations

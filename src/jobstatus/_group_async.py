@@ -1,7 +1,7 @@
-"""``Ancestry.acheck``, the parent checks that read the store, written once for both sides.
+"""The parent checks that read the store, written once for both sides.
 
-This module is the source; scripts/unasync.py writes ``check`` (``_group_sync.py``)
-from it, and :class:`jobstatus._group.Ancestry` is made of both mixins.
+``_group_async.py`` is the source and scripts/unasync.py generates
+``_group_sync.py`` from it; :class:`jobstatus._group.Ancestry` is made of both mixins.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""``Job``'s lifecycle transitions and ``run``, written once for both sides.
+"""``Job``'s lifecycle transitions and its run, written once for both sides.
 
-This is the source: scripts/unasync.py writes the sync side (``_job_sync.py``,
-``enqueued``, ``started``, ...) from it, and :class:`jobstatus._job.Job` is made
-of both mixins. What needs no I/O (the lifecycle's changes, the metrics, the
-heartbeat and cancel registrations) is Job's own, in ``_job.py``.
+``_job_async.py`` is the source and scripts/unasync.py generates ``_job_sync.py``
+from it; :class:`jobstatus._job.Job` is made of both mixins. What needs no I/O
+(the lifecycle's changes, the metrics, the heartbeat and cancel registrations)
+is Job's own, in ``_job.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Reading statuses: ``aget``, ``arecent`` and ``acounts``, written once for both sides.
+"""Reading statuses, written once for both sides.
 
-scripts/unasync.py writes ``get``, ``recent`` and ``counts`` (``_read_sync.py``)
-from this module; :mod:`jobstatus._read` holds both.
+``_read_async.py`` is the source and scripts/unasync.py generates
+``_read_sync.py`` from it; :mod:`jobstatus._read` holds both.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``Status``'s methods that do I/O, written once for both sides.
 
-This is the source: scripts/unasync.py writes the sync side (``_status_sync.py``:
-``update``, ``flush``, ``watch``, ...) from it, and :class:`jobstatus._status.Status`
-is made of both mixins. Reading a snapshot, and what a write changes, are
-Status's own, in ``_status.py``.
+``_status_async.py`` is the source and scripts/unasync.py generates
+``_status_sync.py`` from it; :class:`jobstatus._status.Status` is made of both
+mixins. Reading a snapshot, and what a write changes, are Status's own, in
+``_status.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""The loop that carries a plan out, written once: :func:`arun` for the ASGI app, and
-(generated from it by scripts/unasync.py, in ``_plan_sync.py``) ``run`` for the WSGI
-adapters. Both are importable from :mod:`jobstatus.web.plan`."""
+"""The loop that carries a plan out, written once for both sides: the ASGI app's
+and the WSGI adapters'.
+
+``_plan_async.py`` is the source and scripts/unasync.py generates
+``_plan_sync.py`` from it; import both loops from :mod:`jobstatus.web.plan`.
+"""
 
 from __future__ import annotations
 

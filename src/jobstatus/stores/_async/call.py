@@ -1,7 +1,7 @@
 """Calling a store: any failure but StoreError and NotSupportedError becomes a StoreError.
 
-Written once, here; ``scripts/unasync.py`` writes :func:`call_store` in
-:mod:`jobstatus.stores._sync.call`. Import both from :mod:`jobstatus.stores.base`.
+Written once, in ``_async/call.py``; scripts/unasync.py generates ``_sync/call.py``
+from it. Import both functions from :mod:`jobstatus.stores.base`.
 """
 
 from __future__ import annotations
