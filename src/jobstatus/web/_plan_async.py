@@ -7,14 +7,19 @@ and the WSGI adapters'.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from .plan import Plan, Result, Step
+# The loop needs nothing of the steps and answers (jobstatus.web.plan's Step and
+# Result), and so imports nothing of the module that defines them.
+Step = TypeVar("Step")
+Result = TypeVar("Result")
 
 
-async def arun(plan: Plan, perform: Callable[[Step], Awaitable[Any]]) -> Result:
+async def arun(
+    plan: Generator[Step, Any, Result],
+    perform: Callable[[Step], Awaitable[Any]],
+) -> Result:
     """The async twin of :func:`run`: the same loop, awaiting each step."""
     # sync: """Carry a plan out with blocking I/O: each step's result, or error, goes back into it."""
     try:

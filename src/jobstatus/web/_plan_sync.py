@@ -9,14 +9,19 @@ and the WSGI adapters'.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from .plan import Plan, Result, Step
+# The loop needs nothing of the steps and answers (jobstatus.web.plan's Step and
+# Result), and so imports nothing of the module that defines them.
+Step = TypeVar("Step")
+Result = TypeVar("Result")
 
 
-def run(plan: Plan, perform: Callable[[Step], Any]) -> Result:
+def run(
+    plan: Generator[Step, Any, Result],
+    perform: Callable[[Step], Any],
+) -> Result:
     """Carry a plan out with blocking I/O: each step's result, or error, goes back into it."""
     try:
         step = next(plan)
