@@ -41,7 +41,7 @@ def load_redis(store: RedisStore, writes: Writes) -> int:
     for chunk in chunks(writes, CHUNK):
         pipe = scripts.client.pipeline(transaction=False)
         for job_id, change in chunk:
-            args = write_args(job_id, layout.channel(job_id), change)
+            args = write_args(layout, job_id, change)
             scripts.write(layout.script_keys(job_id), args, client=pipe)
         pipe.execute()
         count += len(chunk)

@@ -178,8 +178,6 @@ CASES: list[StoreCase] = [
         uses_clock=False,
         pushes=True,
         prefixed=True,
-        guards=False,
-        searches=False,
         marks=[pytest.mark.redis],
         service=("Redis", REDIS_URL, 6379),
     ),
@@ -190,8 +188,6 @@ CASES: list[StoreCase] = [
         uses_clock=False,
         pushes=True,
         prefixed=True,
-        guards=False,
-        searches=False,
         marks=[pytest.mark.redis_cluster],
     ),
     StoreCase(

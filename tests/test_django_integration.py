@@ -209,6 +209,40 @@ def test_a_store_that_fails_never_breaks_a_task(caplog: pytest.LogCaptureFixture
             assert f"could not record {what} for job '{result.id}'" in caplog.text
 
 
+def test_a_task_enqueued_in_a_group_is_its_child() -> None:
+    from jobstatus.integrations.django import in_group
+
+    tasks = _tasks()
+    g = jobstatus.group(name="sums")
+    with in_group(g) as group_id:
+        results = [tasks.add.enqueue(n, n) for n in range(3)]
+    assert group_id == g.job_id
+    assert all(jobstatus.get(result)["parent"] == g.job_id for result in results)
+    after = tasks.add.enqueue(1, 1)  # outside the block: no parent
+    assert "parent" not in jobstatus.get(after)
+    s = jobstatus.get(g.job_id)
+    assert s.is_completed and s["children"]["completed"] == 3 and s.progress.total == 3
+
+
+def test_a_group_that_does_not_exist_is_refused_before_anything_is_enqueued() -> None:
+    from jobstatus.integrations.django import in_group
+
+    with pytest.raises(ValueError, match="does not exist"), in_group("no-such-group"):
+        pytest.fail("the block must not run")
+
+
+def test_a_tasks_own_parent_option() -> None:
+    tasks = _tasks()
+    g = jobstatus.group(name="fixed", group_id="django-tasks-group")
+    s = jobstatus.get(tasks.in_group.enqueue())
+    assert s.is_completed and s["parent"] == g.job_id
+    other = jobstatus.group(name="other")
+    from jobstatus.integrations.django import in_group
+
+    with in_group(other):
+        assert jobstatus.get(tasks.in_group.enqueue())["parent"] == other.job_id
+
+
 def test_a_batch_of_task_results() -> None:
     tasks = _tasks()
     batch = jobstatus.Batch([tasks.count.enqueue(2), tasks.fails.enqueue("x")])

@@ -15,6 +15,7 @@ from jobstatus import ConfigurationError, Job
 from jobstatus._record import Change, utc_now_iso
 from jobstatus.stores.redis_cluster import BUCKETS, RedisClusterStore
 
+from . import _redis_checks
 from ._redis_servers import TidyRedisClusterStore, shared_cluster
 from .stores import namespace
 
@@ -215,3 +216,69 @@ def test_buckets_cover_the_tags() -> None:
         RedisClusterStore.from_url("redis+cluster://h:1")._layout.tag(f"id{n}") for n in range(5000)
     }
     assert len(tags) == BUCKETS
+
+
+def _same_store(store: RedisClusterStore) -> RedisClusterStore:
+    return RedisClusterStore.from_url(shared_cluster().url, prefix=store.prefix)
+
+
+@pytest.mark.timeout(600)  # 60,000 writes and their group moves, on a shared machine
+def test_eight_processes_writing_2500_children_each_leave_exact_group_counts(
+    store: RedisClusterStore,
+) -> None:
+    _redis_checks.children_from_processes_add_up(lambda: _same_store(store))
+
+
+def test_a_cancel_reaches_a_job_running_in_another_process_by_push(
+    store: RedisClusterStore,
+) -> None:
+    _redis_checks.cancel_reaches_another_process(lambda: _same_store(store))
+
+
+def _child_change(status: str, n: int) -> Change:
+    return Change(
+        set={"status": status, "parent": "g", "updated_at": utc_now_iso()}, origin=("w", n)
+    )
+
+
+def test_a_group_move_sent_twice_counts_once(store: RedisClusterStore) -> None:
+    from jobstatus.stores._redis_common import first_move, move_args, write_args
+
+    jobstatus.group(name="g", group_id="g")
+    layout, scripts = store._layout, store._scripts()
+    change = _child_change("queued", 1)
+    reply = scripts.write(layout.script_keys("c1"), write_args(layout, "c1", change))
+    move = first_move("c1", change, reply)
+    assert move is not None and move.group == "g"
+    assert store.read("g")["children"]["queued"] == 0  # the write alone does not move it
+    for _ in range(3):  # the move, then the same move sent again twice
+        scripts.move(layout.move_keys("g"), move_args(layout, move, change))
+    assert store.read("g")["children"]["queued"] == 1 and store.read("g")["total"] == 1
+
+
+def test_a_lost_group_move_is_made_good_by_the_next_write(store: RedisClusterStore) -> None:
+    from jobstatus.stores._redis_common import write_args
+
+    jobstatus.group(name="g", group_id="g")
+    layout, scripts = store._layout, store._scripts()
+    store.write("c1", _child_change("queued", 1))
+    # The next write lands, but its group's move is lost (a crash between the two calls).
+    lost = _child_change("working", 2)
+    scripts.write(layout.script_keys("c1"), write_args(layout, "c1", lost))
+    assert store.read("g")["children"]["queued"] == 1  # one move behind
+    assert store.write("c1", _child_change("completed", 3)).applied
+    g = store.read("g")
+    assert (g["children"]["completed"], g["children"]["queued"], g["total"]) == (1, 0, 1)
+    assert g["status"] == "completed"
+
+
+def test_a_write_sent_again_sends_its_lost_group_move_again(store: RedisClusterStore) -> None:
+    from jobstatus.stores._redis_common import write_args
+
+    jobstatus.group(name="g", group_id="g")
+    layout, scripts = store._layout, store._scripts()
+    change = _child_change("working", 1)
+    scripts.write(layout.script_keys("c1"), write_args(layout, "c1", change))  # move lost
+    assert store.write("c1", change).applied is False  # the writer's retry: applied once
+    g = store.read("g")
+    assert g["children"]["working"] == 1 and g["total"] == 1 and g["status"] == "working"

@@ -17,7 +17,7 @@ from jobstatus import ConfigurationError, Job, StoreError
 from jobstatus._record import Change
 from jobstatus.stores.redis import RedisStore
 
-from . import _workers
+from . import _redis_checks, _workers
 from ._redis_servers import RedisServer, TidyRedisStore, need_redis_server, scrub
 from .stores import REDIS_URL, namespace, require_service
 
@@ -486,3 +486,46 @@ def test_the_docs_examples_run(tmp_path: Path) -> None:
         scrub(TidyRedisStore.from_url(REDIS_URL, prefix="docs-example:"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["completed", "1000", "True"]
+
+
+@pytest.mark.timeout(600)  # 60,000 writes and their group moves, on a shared machine
+def test_eight_processes_writing_2500_children_each_leave_exact_group_counts(
+    store: RedisStore, prefix: str
+) -> None:
+    _redis_checks.children_from_processes_add_up(
+        lambda: RedisStore.from_url(REDIS_URL, prefix=prefix)
+    )
+
+
+def test_a_cancel_reaches_a_job_running_in_another_process_by_push(
+    store: RedisStore, prefix: str
+) -> None:
+    _redis_checks.cancel_reaches_another_process(
+        lambda: RedisStore.from_url(REDIS_URL, prefix=prefix)
+    )
+
+
+def test_counts_drop_expired_records_and_deleted_ones(store: RedisStore) -> None:
+    store.write("short", Change(set={"status": "failed"}, ttl=0.05, finished_ttl=0.05))
+    store.write("kept", Change(set={"status": "failed"}))
+    store.write("gone", Change(set={"status": "working"}))
+    store.delete("gone")
+    deadline = time.monotonic() + 10
+    while store.read("short") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.count_by_status()["failed"] == 1
+    assert store.count_by_status()["working"] == 0
+
+
+def test_a_group_chain_rolls_up_in_one_write(store: RedisStore) -> None:
+    top = jobstatus.group(name="top")
+    middle = jobstatus.group(name="middle", parent=top)
+    child = Job("deep-child", parent=middle)
+    child.enqueued()
+    written = store.write(
+        "deep-child", Change(set={"status": "working", "updated_at": "2026-01-01T00:00:00+00:00"})
+    )
+    assert written.applied
+    assert store.read(middle.job_id)["children"]["working"] == 1
+    assert store.read(top.job_id)["status"] == "working"
+    assert store.read(top.job_id)["updated_at"] == "2026-01-01T00:00:00+00:00"

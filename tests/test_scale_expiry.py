@@ -29,6 +29,8 @@ from .stores import POSTGRES_URL, REDIS_URL, FakeClock, namespace, require_servi
 
 SHORT = 20_000
 LONG = 1_000
+# Index entries of one live record: all, exp, its status's, ids.
+INDEXES = 4
 
 
 def _finished(ttl: float) -> Change:
@@ -47,7 +49,7 @@ def _fill_redis(store: RedisStore, short: int, long: int, first: int = 0) -> Non
             store.write(job_id, _finished(ttl))
         return
     for job_id, ttl in jobs:
-        args = _redis_common.write_args(job_id, layout.channel(job_id), _finished(ttl))
+        args = _redis_common.write_args(layout, job_id, _finished(ttl))
         scripts.write(layout.script_keys(job_id), args, client=pipe)
     pipe.execute()  # the store's own write script, pipelined: the indexes of real writes
 
@@ -75,7 +77,7 @@ def test_expired_records_leave_reads_counts_and_listings(redis_store: RedisStore
     _fill_redis(redis_store, SHORT, 0)  # newer: a listing meets them first
     time.sleep(2.1)
     # Expired entries wait in the indexes (all, expiry, by status): no write prunes them.
-    assert _index_entries(redis_store) > 3 * LONG
+    assert _index_entries(redis_store) > INDEXES * LONG
 
     assert redis_store.read("s0") is None and redis_store.read(f"s{SHORT - 1}") is None
     short_ids = [f"s{n}" for n in range(0, SHORT, 97)]
@@ -85,7 +87,7 @@ def test_expired_records_leave_reads_counts_and_listings(redis_store: RedisStore
     assert len(listed) == 50 and all(s.job_id.startswith("l") for s in listed)
     # That listing met expired entries and swept the indexes: only the long-lived remain,
     # though nothing was written since they expired.
-    assert _index_entries(redis_store) == 3 * LONG
+    assert _index_entries(redis_store) == INDEXES * LONG
 
 
 @pytest.mark.redis
@@ -107,7 +109,7 @@ def test_a_listing_after_an_idle_spell_removes_the_expired_entries_it_meets(
     listed = asyncio.run(recent_then_close())
     assert len(listed) == 20 and all(s.job_id.startswith("l") for s in listed)
     # The 1,500 dead entries above the live ones were met and removed.
-    assert 3 * 50 <= _index_entries(redis_store) <= 3 * (50 + 500)
+    assert INDEXES * 50 <= _index_entries(redis_store) <= INDEXES * (50 + 500)
     again = jobstatus.recent(limit=20, store=redis_store)
     assert [s.job_id for s in again] == [s.job_id for s in listed]
 
@@ -119,7 +121,7 @@ def test_a_sweep_never_drops_a_record_written_meanwhile(redis_store: RedisStore)
     redis_store.write("s7", _finished(600))  # one expired id comes back to life
     listed = jobstatus.recent(limit=10, store=redis_store)
     assert [s.job_id for s in listed] == ["s7"]
-    assert _index_entries(redis_store) == 3
+    assert _index_entries(redis_store) == INDEXES
 
 
 @pytest.mark.redis
@@ -136,7 +138,7 @@ def test_a_read_only_user_lists_without_sweeping(redis_store: RedisStore) -> Non
     try:
         listed = jobstatus.recent(limit=5, store=reader)
         assert [s.job_id for s in listed] == [f"l{n}" for n in range(19, 14, -1)]
-        assert _index_entries(redis_store) > 3 * 20  # it could not sweep: nothing lost for that
+        assert _index_entries(redis_store) > INDEXES * 20  # it could not sweep: none lost
     finally:
         reader.close()
         admin.acl_deluser(user)
@@ -151,7 +153,7 @@ def test_a_listing_sweeps_expired_entries_on_a_cluster() -> None:
         time.sleep(2.1)
         listed = jobstatus.recent(limit=200, store=store)
         assert sorted(s.job_id for s in listed) == sorted(f"l{n}" for n in range(100))
-        assert _index_entries(store) == 3 * 100
+        assert _index_entries(store) == INDEXES * 100
     finally:
         store.close()
 

@@ -14,6 +14,11 @@ field is set by
   Redis pub/sub, PostgreSQL LISTEN/NOTIFY, memory): one listener per store and
   process delivers each announced request to the running job it names.
 
+A queued job need not wait for a worker to pick it up and refuse it: every
+request that was applied is handed, after it is recorded, to the revokers the
+queue integrations registered (:mod:`jobstatus._revokers`; ``register_revoker``
+is re-exported here).
+
 The request's functions (``cancel``, ``cancel_job`` and their async twins) are
 written once, in ``_cancel_async.py``; scripts/unasync.py writes the sync ones.
 """
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING
 from ._cancel_async import acancel, acancel_job
 from ._cancel_sync import cancel, cancel_job
 from ._record import Record
+from ._revokers import Revoker, register_revoker, revokers
 from .stores.base import CancelPush, Store
 
 if TYPE_CHECKING:
@@ -36,7 +42,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("jobstatus")
 
-__all__ = ["Delivery", "acancel", "acancel_job", "cancel", "cancel_job", "delivery"]
+__all__ = [
+    "Delivery",
+    "Revoker",
+    "acancel",
+    "acancel_job",
+    "cancel",
+    "cancel_job",
+    "delivery",
+    "register_revoker",
+    "revokers",
+]
 
 
 class Delivery:

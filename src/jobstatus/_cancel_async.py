@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
 from ._record import check_reason, job_id_of
+from ._revokers import arevoke_recorded, revokers
 from .stores.base import CancelPush, Store, acall_store, listing_of
 
 
@@ -43,7 +44,8 @@ async def acancel(job_or_id: object, reason: str | None = None, *, store: object
 
 async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     """Async twin of :func:`cancel_job`."""
-    # sync: """Record the request on ``store``, announce it, and cancel a group's children."""
+    # sync: """Record the request on ``store``, announce it, hand it to the queues' revokers,
+    # sync: and cancel a group's children."""
     change = lifecycle.cancel_requested(settings.options, check_reason(reason))
     written = await acall_store(store.awrite, job_id, change)
     if written is not None and not written.applied:
@@ -51,6 +53,8 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     pushing = CancelPush.of(store)
     if pushing is not None:
         await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
+    if revokers:
+        await arevoke_recorded(store, job_id)
     for child in await _achildren(store, job_id):
         await acancel_job(store, child, reason)
     return True

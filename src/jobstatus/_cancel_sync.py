@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
 from ._record import check_reason, job_id_of
+from ._revokers import revoke_recorded, revokers
 from .stores.base import CancelPush, Store, call_store, listing_of
 
 
@@ -43,7 +44,8 @@ def cancel(job_or_id: object, reason: str | None = None, *, store: object = None
 
 
 def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
-    """Record the request on ``store``, announce it, and cancel a group's children."""
+    """Record the request on ``store``, announce it, hand it to the queues' revokers,
+    and cancel a group's children."""
     change = lifecycle.cancel_requested(settings.options, check_reason(reason))
     written = call_store(store.write, job_id, change)
     if written is not None and not written.applied:
@@ -51,6 +53,8 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     pushing = CancelPush.of(store)
     if pushing is not None:
         call_store(pushing.announce_cancel, job_id, change.set["cancel"])
+    if revokers:
+        revoke_recorded(store, job_id)
     for child in _children(store, job_id):
         cancel_job(store, child, reason)
     return True

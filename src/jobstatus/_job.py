@@ -160,6 +160,11 @@ class Job(JobTransitions, AsyncJobTransitions):
         self._moved("failed")
         self._write(lifecycle.raised(self.options, exc))
 
+    def _refused(self) -> Change:
+        """``cancelled``, for a start refused by a pending request; nothing when the job
+        is finished already (a retry or redelivery of a job that was cancelled)."""
+        return replace(lifecycle.cancelled(self.options), guard="unfinished")
+
     def _ending(self, exc: BaseException | None) -> str:
         """How the attempt ends: ``completed``, ``failed`` or ``cancelled``."""
         if isinstance(exc, Cancelled) or (exc is None and self.cancel_seen):

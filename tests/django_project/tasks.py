@@ -65,6 +65,13 @@ def gated(gate: str, steps: int) -> str:
 
 
 @task()
+@options(parent="django-tasks-group")
+def in_group() -> int:
+    """Every job of this task joins one group (a per-task parent; the test makes it)."""
+    return 3
+
+
+@task()
 def swallow() -> str:
     try:
         raise KeyError("missing row")

@@ -75,6 +75,12 @@ RETRIES = "retries"  # a task can be retried (the queue's own retries)
 OPT_OUT = "opt_out"  # a task can be declared never tracked
 PLAIN_PUBLISHER = "plain_publisher"  # jobs published without jobstatus are recorded by the worker
 RESULT_AFTER_RECORD = "result_after_record"  # the outcome is recorded before the queue's result
+# Cancel and groups (contract/test_cancel.py, test_groups.py). Every queue records a
+# cancelled job as cancelled, and takes parent= at publish time; beyond that:
+QUEUE_REVOKE = "queue_revoke"  # its own revoke/abort of a queued job records cancelled, and
+#                                jobstatus.cancel uses it (a revoker): the queue says revoked
+QUEUE_STOP = "queue_stop"  # its own means of stopping a running job record cancelled
+QUEUE_GROUPS = "queue_groups"  # its own grouping makes a group under the queue's group id
 
 WARNINGS = ("jobstatus could not", "Error occurred in receiver", "Unexpected failure")
 
@@ -93,7 +99,8 @@ class QueueCase:
         supports: what it does beyond the lifecycle (RETRIES, OPT_OUT, ...).
         retried: the exception class recorded with a retry of ``retry_once``.
         exhausted: the exception recorded when ``always_fail`` ran out of retries.
-        slots: how many tasks its worker runs at once.
+        slots: how many tasks its worker runs at once (a job sent once they are all
+            busy stays queued until one is free).
         marks: pytest marks of its runs.
     """
 
@@ -104,6 +111,7 @@ class QueueCase:
     supports: frozenset[str]
     retried: str = "ConnectionError"
     exhausted: tuple[str, str] = ("ValueError", "always")
+    slots: int = 1
     marks: tuple[pytest.MarkDecorator, ...] = ()
 
     def task_name(self, task: str) -> str:
@@ -191,6 +199,38 @@ class Worker(abc.ABC):
 
     def result(self, handle: Any) -> Any:
         """The task's result, as the queue gives it (RESULT_AFTER_RECORD)."""
+        raise NotImplementedError
+
+    def occupy(self) -> list[str]:
+        """Make every slot of the worker busy (a ``gated`` job each, working); their
+        gates, for :func:`_gate.open_gate`. A job sent next stays queued meanwhile."""
+        gates = [self.gate() for _ in range(self.case.slots)]
+        jobs = [self.send("gated", gate, 1) for gate in gates]
+        for job in jobs:
+            wait_until(lambda job=job: jobstatus.get(job).is_working, "a busy slot")
+        return gates
+
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        """Publish ``task`` with ``parent`` (a group's id) given at publish time, through
+        the integration's publish-time options; a bad parent raises ValueError here."""
+        raise NotImplementedError
+
+    def revoke(self, handle: Any) -> None:
+        """Stop a queued job by the queue's own means (QUEUE_REVOKE)."""
+        raise NotImplementedError
+
+    def revoked_by_queue(self, handle: Any) -> bool:
+        """Whether the queue itself holds the job as revoked, aborted or cancelled
+        (QUEUE_REVOKE): so jobstatus.cancel went through the queue's own means."""
+        raise NotImplementedError
+
+    def stop(self, handle: Any) -> None:
+        """Stop a running job by the queue's own means (QUEUE_STOP)."""
+        raise NotImplementedError
+
+    def send_group(self, task: str, arglists: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        """Publish one ``task`` per argument tuple as the queue's own group
+        (QUEUE_GROUPS); the queue's group id and the children's handles."""
         raise NotImplementedError
 
 
@@ -282,6 +322,33 @@ class CeleryWorker(Worker):
 
     def result(self, handle: Any) -> Any:
         return handle.get(timeout=TIMEOUT)
+
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.celery import headers
+
+        return self.task(task).apply_async(args, headers=headers(parent=parent))
+
+    def revoke(self, handle: Any) -> None:
+        handle.revoke()
+
+    def revoked_by_queue(self, handle: Any) -> bool:
+        from celery.exceptions import TaskRevokedError
+
+        from jobstatus.integrations.celery import REFUSED
+
+        wait_until(lambda: handle.state == "REVOKED", "Celery's revoked result")
+        reason = handle.result
+        # Revoked by the worker's main process, not refused by jobstatus's start hook.
+        return isinstance(reason, TaskRevokedError) and REFUSED not in str(reason)
+
+    def stop(self, handle: Any) -> None:
+        handle.revoke(terminate=True)
+
+    def send_group(self, task: str, arglists: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        from celery import group
+
+        result = group(self.task(task).s(*args) for args in arglists).apply_async()
+        return result.id, list(result.results)
 
 
 @contextlib.contextmanager
@@ -851,6 +918,12 @@ class DjangoWorker(Worker):
     def send(self, task: str, *args: Any) -> Any:
         return self._task(task).enqueue(*args)
 
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.django import in_group
+
+        with in_group(parent):
+            return self.send(task, *args)
+
     def send_later(self, task: str, *args: Any) -> Any:
         from django.utils import timezone
 
@@ -902,7 +975,11 @@ QUEUES = [
         _celery,
         runs=(("redis", "sqlite"), ("amqp", SECOND)),
         prefix="celery_tasks.",
-        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}),
+        supports=frozenset(
+            {RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}
+            | {QUEUE_REVOKE, QUEUE_STOP, QUEUE_GROUPS}
+        ),
+        slots=2,
     ),
     QueueCase(
         "rq",
@@ -917,6 +994,7 @@ QUEUES = [
         runs=(("redis", "sqlite"), ("amqp", SECOND)),
         prefix="",
         supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER}),
+        slots=2,
     ),
     QueueCase(
         "huey",
@@ -924,6 +1002,7 @@ QUEUES = [
         runs=(("redis", "sqlite"), ("sqlite", SECOND)),
         prefix="huey_app.",
         supports=frozenset({RETRIES, OPT_OUT}),
+        slots=2,
     ),
     QueueCase(
         "arq",
@@ -933,6 +1012,7 @@ QUEUES = [
         supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}),
         retried="arq.worker.Retry",
         exhausted=("arq.worker.JobExecutionFailed", "max 2 retries exceeded"),
+        slots=4,
     ),
     QueueCase(
         "taskiq",

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from .._config import announce_store, validate_options
 from .._errors import ConfigurationError, StoreError
 from .._job import SPEC_ATTRIBUTE, Job, JobSpec
+from .._record import validate_job_id
 from .._status import Status
 
 logger = logging.getLogger("jobstatus")
@@ -44,21 +45,32 @@ def missing(queue: str, library: str) -> ConfigurationError:
 # -- a task's spec, from its options ----------------------------------------------------
 
 
-def spec_of_options(store: object, options: Mapping[str, Any], where: str) -> JobSpec:
-    """A JobSpec of ``store`` and per-job ``options`` (those of ``jobstatus.configure``).
+def spec_of_options(
+    store: object, options: Mapping[str, Any], where: str, parent: object = None
+) -> JobSpec:
+    """A JobSpec of ``store``, per-job ``options`` (those of ``jobstatus.configure``) and
+    the group every job joins, ``parent`` (an id or a Status; it must exist as a group
+    when a job is published or starts).
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
     """
     try:
-        return JobSpec(store=store, options=validate_options(options))
+        checked = validate_options(options)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where}: {exc}") from None
+    if parent is not None and not isinstance(parent, Status):
+        try:
+            validate_job_id(parent)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{where}: parent: {exc}") from None
+    return JobSpec(store=store, options=checked, parent=parent)
 
 
 def spec_from(value: object, where: str) -> JobSpec | None:
     """Parse a task's ``jobstatus`` option: True, False/None (None: not tracked), a dict
-    of ``store`` and per-job options, or the JobSpec an option decorator set.
+    of ``store``, ``parent`` (the group of every job of the task) and per-job options,
+    or the JobSpec an option decorator set.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
@@ -76,7 +88,8 @@ def spec_from(value: object, where: str) -> JobSpec | None:
         )
     options = dict(value)
     store = options.pop("store", None)
-    return spec_of_options(store, options, where)
+    parent = options.pop("parent", None)
+    return spec_of_options(store, options, where, parent)
 
 
 def task_spec(app: JobSpec | None, option: object, name: object) -> JobSpec | None:
@@ -94,15 +107,21 @@ def task_spec(app: JobSpec | None, option: object, name: object) -> JobSpec | No
 
 
 def declaring(
-    where: str, *, enabled: bool = True, store: object = None, options: Mapping[str, Any]
+    where: str,
+    *,
+    enabled: bool = True,
+    store: object = None,
+    parent: object = None,
+    options: Mapping[str, Any],
 ) -> Callable[[F], F]:
     """The decorator of a queue's per-function options: it sets the function's spec
-    (or False, never tracked) and returns the function itself.
+    (or False, never tracked) and returns the function itself. ``parent`` is the
+    group every job of the function joins.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, naming ``where``.
     """
-    spec = spec_of_options(store, options, where) if enabled else False
+    spec = spec_of_options(store, options, where, parent) if enabled else False
 
     def decorate(fn: F) -> F:
         setattr(fn, SPEC_ATTRIBUTE, spec)

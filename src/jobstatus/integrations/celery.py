@@ -23,20 +23,30 @@ module that defines the app is enough for both the web process and the worker.
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
+import threading
 import weakref
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errors import NoCurrentJob
+from .._config import store_or_default
+from .._errors import Cancelled, NoCurrentJob
+from .._group import ancestry, group
 from .._job import JobSpec
 from .._read import get as read_status
+from .._record import Record
+from .._revokers import register_revoker
+from .._rollup import is_group
 from .._status import Progress, Status
 from ._common import (
     Attempt,
     Attempts,
     enqueue,
     missing,
+    quietly,
     record_outcome,
     spec_from,
     spec_of_options,
@@ -45,11 +55,17 @@ from ._common import (
 
 try:
     from celery import Celery, Task, current_app, signals, states
+    from celery._state import connect_on_app_finalize
     from celery.exceptions import Ignore, Reject, Retry, TaskRevokedError
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("celery", "Celery") from exc
 
-__all__ = ["StatusTask", "track", "untrack"]
+__all__ = ["PARENT_HEADER", "StatusTask", "headers", "track", "untrack"]
+
+logger = logging.getLogger("jobstatus")
+
+#: The message header that carries a job's group, given at publish time (see :func:`headers`).
+PARENT_HEADER = "jobstatus_parent"
 
 _apps: weakref.WeakKeyDictionary[Celery, JobSpec] = weakref.WeakKeyDictionary()
 _attempts = Attempts()
@@ -61,8 +77,8 @@ def track(app: Celery, *, store: object = None, **options: Any) -> None:
     Args:
         store: a store, URL or client for this app's jobs (default: the configured one).
         options: per-job options for this app's jobs (``expires_in``,
-            ``throttle_interval``, ``includes``, ...); a task's own
-            ``jobstatus={...}`` option overrides them.
+            ``throttle_interval``, ``includes``, ...), and ``parent``, a group every
+            job of the app joins; a task's own ``jobstatus={...}`` option overrides them.
 
     Raises:
         ConfigurationError: an unknown option or a bad value.
@@ -72,7 +88,10 @@ def track(app: Celery, *, store: object = None, **options: Any) -> None:
         app = Celery("shop", broker="redis://")
         track(app, includes={"status", "exception"})
     """
-    _apps[app] = spec_of_options(store, options, f"app {app.main!r}")
+    parent = options.pop("parent", None)
+    _apps[app] = spec_of_options(store, options, f"app {app.main!r}", parent)
+    if app.finalized:
+        _guard_tasks(app)
 
 
 def untrack(app: Celery) -> None:
@@ -129,6 +148,8 @@ class StatusTask(Task):  # type: ignore[misc]
         attempt = _attempts.get(self.request.id)
         if attempt is None:
             return super().__call__(*args, **kwargs)
+        if attempt.done:
+            _refuse(self)
         # Celery's own __call__ pushes a request without the id; run() keeps
         # the worker's request, so self.request.id works inside the task.
         try:
@@ -145,12 +166,120 @@ class StatusTask(Task):  # type: ignore[misc]
 # -- publishing (any process) ---------------------------------------------------------
 
 
-def _body_args(body: object) -> tuple[Any, Any]:
+def headers(parent: object, *, store: object = None) -> dict[str, str]:
+    """The message headers that make a task's job a child of the group ``parent``,
+    given at publish time (over the task's own ``parent``)::
+
+        g = jobstatus.group(name="import")
+        for path in paths:
+            load.apply_async((path,), headers=headers(parent=g))
+
+    The group is checked here, so a bad parent fails the publish, not the job.
+
+    Args:
+        parent: the group (an id or a Status).
+        store: where the group is (default: the configured store; pass the task's
+            own store when it has one).
+
+    Raises:
+        TypeError, ValueError: a malformed id, or a parent that does not exist or
+            is not a group.
+        StoreError: the store failed.
+    """
+    return {PARENT_HEADER: ancestry.check(store_or_default(store), parent, None)}
+
+
+def _body_parts(body: object) -> tuple[Any, Any, Mapping[str, Any]]:
+    """A message body's args, kwargs and embedded options (callbacks, chord, ...)."""
     if isinstance(body, (tuple, list)) and len(body) >= 2:
-        return body[0], body[1]
+        embed = body[2] if len(body) >= 3 and isinstance(body[2], Mapping) else {}
+        return body[0], body[1], embed
     if isinstance(body, Mapping):  # task protocol 1
-        return body.get("args"), body.get("kwargs")
-    return (), {}
+        return body.get("args"), body.get("kwargs"), body
+    return (), {}, {}
+
+
+class _Groups:
+    """The Celery groups this process made a record for (so each is made once here).
+
+    A Celery ``group`` or a chord's header is a jobstatus group under Celery's group
+    id, made by whichever process sees its first task: the publisher, or the worker
+    when the publisher does not use jobstatus. ``group()`` is idempotent, so two
+    processes may both make it.
+    """
+
+    KEPT = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: OrderedDict[tuple[int, str], None] = OrderedDict()
+
+    def ensure(self, spec: JobSpec, group_id: str, chord: object) -> str | None:
+        """``group_id``'s record made; its id, or None when it cannot be (logged)."""
+        store = store_or_default(spec.store)
+        key = (id(store), group_id)
+        with self._lock:
+            if key in self._made:
+                return group_id
+        name, continuation = _chord_body(chord)
+        with quietly(group_id, "the group"):
+            try:
+                made = group(name=name or "group", group_id=group_id, store=store)
+            except (TypeError, ValueError) as exc:
+                logger.warning("jobstatus could not record group %r: %s", group_id, exc)
+                return None
+            if continuation is not None and made.get("continuation") != continuation:
+                made["continuation"] = continuation
+            with self._lock:
+                self._made[key] = None
+                while len(self._made) > self.KEPT:
+                    self._made.popitem(last=False)
+            return group_id
+        return None
+
+
+_groups = _Groups()
+
+
+def _chord_body(chord: object) -> tuple[str | None, str | None]:
+    """A chord header's body: its task name and its task id (None, None for a group)."""
+    if not isinstance(chord, Mapping):
+        return None, None
+    name = chord.get("task")
+    options = chord.get("options")
+    task_id = options.get("task_id") if isinstance(options, Mapping) else None
+    return (
+        name if isinstance(name, str) else None,
+        task_id if isinstance(task_id, str) else None,
+    )
+
+
+def _parent_of(
+    spec: JobSpec, given: object, group_id: object, group_index: object, chord: object
+) -> str | None:
+    """A job's group: the one given at publish time, else its Celery group's.
+
+    A member of a Celery group or chord header has the group's id and its index in
+    it; a chord's body has the id but no index: it is the group's continuation, a
+    job of its own, not a member.
+    """
+    if isinstance(given, str) and given:
+        return given
+    if isinstance(group_id, str) and group_id and isinstance(group_index, int):
+        return _groups.ensure(spec, group_id, chord)
+    return None
+
+
+def _job(spec: JobSpec, task_id: str, parent: str | None) -> Any:
+    """``spec``'s Job for ``task_id`` in ``parent``; without the parent (logged) when it
+    is not a group: the job is recorded anyway."""
+    try:
+        return spec.job(task_id, parent=parent)
+    except (TypeError, ValueError) as exc:
+        if parent is None:
+            raise
+        logger.warning("jobstatus could not record job %r under %r: %s", task_id, parent, exc)
+        return spec.job(task_id)
 
 
 def _on_publish(
@@ -176,8 +305,15 @@ def _on_publish(
     spec = spec_of(task) if task is not None else task_spec(_apps.get(app), None, name)
     if spec is None:
         return
-    args, kwargs = _body_args(body)
-    enqueue(spec.job(task_id), spec.serialized(task_id, args, kwargs, routing_key))
+    args, kwargs, embed = _body_parts(body)
+    parent = _parent_of(
+        spec,
+        headers.get(PARENT_HEADER),
+        headers.get("group"),
+        headers.get("group_index"),
+        embed.get("chord"),
+    )
+    enqueue(_job(spec, task_id, parent), spec.serialized(task_id, args, kwargs, routing_key))
 
 
 def _published_task(app: Celery, name: str) -> Any:
@@ -208,9 +344,72 @@ def _on_prerun(
         return
     request = task.request
     queue = (request.delivery_info or {}).get("routing_key")
-    attempt = Attempt(spec.job(task_id))
+    parent = _parent_of(
+        spec,
+        getattr(request, PARENT_HEADER, None),
+        request.group,
+        getattr(request, "group_index", None),
+        request.chord,
+    )
+    attempt = Attempt(_job(spec, task_id, parent))
+    # A refused start (a cancel was pending: recorded cancelled) leaves attempt.done
+    # set; the task's guarded run (or StatusTask.__call__) then does not run its code.
     attempt.start(spec.serialized(task_id, args, kwargs, queue, retries=request.retries))
     _attempts.add(attempt)
+
+
+def _refuse(task: Any) -> None:
+    """Stop a task whose start was refused (cancelled before it started): Celery
+    records it revoked, as if its own revoke had reached the worker first."""
+    request = task.request
+    try:
+        task.backend.mark_as_revoked(request.id, REFUSED, request=request)
+    except Exception:  # noqa: BLE001 - the job is recorded cancelled; the result is Celery's
+        logger.debug("jobstatus could not store the revoke of %r", request.id, exc_info=True)
+    raise Ignore()
+
+
+#: The reason in Celery's result of a task cancelled before a worker started it.
+REFUSED = "cancelled (jobstatus) before it started"
+
+
+def _guarded(task: Any) -> Callable[..., Any]:
+    """``task.run``, refusing to run when the job's start was refused."""
+    run = task.run
+
+    @functools.wraps(run)
+    def guarded_run(*args: Any, **kwargs: Any) -> Any:
+        attempt = _attempts.get(task.request.id)
+        if attempt is not None and attempt.done:
+            _refuse(task)
+        return run(*args, **kwargs)
+
+    guarded_run.__jobstatus_guard__ = True  # type: ignore[attr-defined]
+    return guarded_run
+
+
+def _guard_tasks(app: Celery) -> None:
+    """Guard the run of every tracked task of ``app``.
+
+    Celery's tracer calls ``task.run`` (bound when the worker builds it, after the
+    app is finalized) and no signal can stop a task from running, so a cancelled
+    job's code is kept from running by wrapping ``run`` on the task object before
+    that: from the app's finalize. A StatusTask checks in its ``__call__``.
+    """
+    for task in list(app.tasks.values()):
+        if getattr(task.run, "__jobstatus_guard__", False) or spec_of(task) is None:
+            continue
+        task.run = _guarded(task)
+
+
+def _on_finalized(sender: Celery, **_: Any) -> None:
+    _guard_tasks(sender)
+
+
+def _on_app_finalize(app: Celery) -> None:
+    """Every app, as it is finalized (Celery's hook for shared tasks): guard its tasks
+    once they are made."""
+    app.on_after_finalize.connect(_on_finalized, weak=False, dispatch_uid="jobstatus.guard")
 
 
 def _on_postrun(
@@ -248,14 +447,28 @@ def _interrupted(attempt: Attempt, exc: BaseException | None) -> None:
     """The task was stopped by a BaseException (SystemExit, KeyboardInterrupt, ...).
 
     When the worker's main process stopped it (a hard time limit, a terminate),
-    it has already recorded why; keep that, and fail the job only if nobody did.
+    it records why: a pool process that its SIGTERM is unwinding says nothing (as
+    billiard does not report its job), so a revoke with ``terminate=True`` is
+    recorded cancelled by the main process alone. Otherwise keep what was recorded,
+    and fail the job only if nobody did.
     """
+    if _terminating():
+        return
     try:
         if read_status(attempt.job.job_id, store=attempt.job.store).is_finished:
             return
     except Exception:  # noqa: BLE001 - then record the failure below
         pass
     attempt.finish(exc or SystemExit("the task was interrupted"))
+
+
+def _terminating() -> bool:
+    """Whether this pool process's SIGTERM handler ran (billiard 4.3 and later tell)."""
+    try:
+        from billiard.common import terminate_handler_fired
+    except ImportError:  # pragma: no cover - an older billiard: the read above decides
+        return False
+    return bool(terminate_handler_fired())
 
 
 # -- outcomes the worker's main process reports (time limits, lost or revoked) --------
@@ -287,8 +500,27 @@ def _on_revoked(
     expired: bool = False,
     **_: Any,
 ) -> None:
-    reason = "expired" if expired else f"terminated by signal {signum}" if terminated else "revoked"
-    _record_elsewhere(sender, getattr(request, "id", None), TaskRevokedError(reason), retry=False)
+    task_id = getattr(request, "id", None)
+    if expired:  # not a cancel: the job missed its deadline
+        _record_elsewhere(sender, task_id, TaskRevokedError("expired"), retry=False)
+        return
+    # Celery's own revoke (with terminate or not) is a cancel: recorded cancelled (SPEC 4),
+    # unless the job already ended (a retry or redelivery of a job that was cancelled).
+    if not isinstance(task_id, str) or _ended(task_id, sender):
+        return
+    how = f"terminated by signal {signum}" if terminated else "revoked"
+    _record_elsewhere(sender, task_id, Cancelled(task_id, f"{how} by Celery"), retry=False)
+
+
+def _ended(task_id: str, task: Any) -> bool:
+    """Whether ``task_id``'s record is finished (False when it cannot be read)."""
+    spec = spec_of(task)
+    if spec is None:
+        return False
+    try:
+        return read_status(task_id, store=spec.store).is_finished
+    except Exception:  # noqa: BLE001 - then record the outcome
+        return False
 
 
 def _fail_if_recorded(task_id: object, exc: BaseException) -> None:
@@ -312,6 +544,27 @@ def _on_rejected(message: Any = None, exc: BaseException | None = None, **_: Any
     _fail_if_recorded(headers.get("id"), exc or Reject("message rejected"))
 
 
+# -- cancel: jobstatus.cancel revokes a task through Celery (any process) ---------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): Celery's ``revoke`` of a job whose task one
+    of this process's apps knows, so a queued task never reaches a worker's pool.
+
+    A running task is not terminated (it stops at its next progress call, with its
+    cleanup); the revoke still keeps a redelivery of it from running.
+    """
+    name = record.get("name")
+    if not isinstance(name, str) or record.get("status") not in ("queued", "working"):
+        return
+    if is_group(record):  # a chord's header is named after its body: not a task
+        return
+    task = _published_task(current_app._get_current_object(), name)
+    if task is None or spec_of(task) is None:
+        return
+    task.app.control.revoke(job_id)
+
+
 def _connect() -> None:
     handlers = (
         (signals.before_task_publish, _on_publish),
@@ -325,6 +578,8 @@ def _connect() -> None:
     )
     for signal, handler in handlers:
         signal.connect(handler, weak=False, dispatch_uid=f"jobstatus.{handler.__name__}")
+    connect_on_app_finalize(_on_app_finalize)
+    register_revoker("celery", _revoke)
 
 
 _connect()

@@ -19,9 +19,12 @@ from typing import Any, ClassVar
 from .._errors import ConfigurationError, StoreError, WriteRefused
 from ._options import check_prefix, check_timeout
 from ._redis_common import (
+    COUNT_SCRIPT,
     DEFAULT_PREFIX,
     DELETE_SCRIPT,
     MAX_PREFIX_LENGTH,
+    MOVE_SCRIPT,
+    PRUNE_SCRIPT,
     REFUSED,
     SWEEP_SCRIPT,
     WRITE_SCRIPT,
@@ -29,7 +32,7 @@ from ._redis_common import (
     ListingPlan,
 )
 from ._url import redact
-from .base import DEFAULT_TIMEOUT, Listing, Push, Store, require
+from .base import DEFAULT_TIMEOUT, CancelPush, Listing, Push, Store, require
 
 RECONNECT_PAUSE = 0.2  # seconds a watcher waits before resubscribing after an error
 # Connection settings a sync client and its async twin share (see _twin_options).
@@ -61,15 +64,25 @@ class Scripts:
     write: Any
     delete: Any
     sweep: Any
+    move: Any
+    prune: Any
+    count: Any
 
     @classmethod
     def register(cls, client: Any) -> Scripts:
         """The client with the store's scripts registered on it."""
-        scripts = (WRITE_SCRIPT, DELETE_SCRIPT, SWEEP_SCRIPT)
+        scripts = (
+            WRITE_SCRIPT,
+            DELETE_SCRIPT,
+            SWEEP_SCRIPT,
+            MOVE_SCRIPT,
+            PRUNE_SCRIPT,
+            COUNT_SCRIPT,
+        )
         return cls(client, *(client.register_script(script) for script in scripts))
 
 
-class RedisBase(Listing, Push, Store):
+class RedisBase(Listing, Push, CancelPush, Store):
     """The Redis store without its calls (see :class:`.redis.RedisStore`)."""
 
     _prefix_forbids: ClassVar[str] = ""
@@ -190,6 +203,10 @@ class RedisBase(Listing, Push, Store):
     def _pubsub_client(self, job_id: str) -> tuple[Any, bool]:
         """The client to subscribe with, and whether the subscription owns it."""
         return self._scripts().client, False
+
+    def _listener_client(self) -> tuple[Any, bool]:
+        """A client of its own for the cancel listener (closing the store leaves it be)."""
+        return self._build_sync(), True
 
     async def _apubsub_client(self, job_id: str) -> tuple[Any, bool]:
         return (await self._ascripts()).client, False

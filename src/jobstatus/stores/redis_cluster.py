@@ -14,6 +14,18 @@ not contain braces. Listing reads the head of the 128 bucket indexes in one
 pipeline (one round trip per node) and merges them. Batch reads are pipelined
 and grouped per node by redis-py. Watchers subscribe on the node that owns the
 job's slot.
+
+Groups: a script touches one slot, and a child and its group are usually on
+different ones, so a child's write with a parent is two calls. The child's
+write (its slot) numbers the move of its group and answers it; the move script
+(the group's slot) keeps a ledger, ``jobstatus:{bG}l:<group>``, of each child's
+last counted state and move number, drops a move numbered no higher (sent
+again, or overtaken) and applies any other from the ledger's state, so counts
+stay exact; a group that moved in turn answers its own move, one more call per
+level. The child's record is atomic; its group converges within one more
+write (a crash between the calls leaves it at most one move behind that child,
+repaired by the child's next change of state, or by the writer re-sending the
+write). Counting runs one script per bucket.
 """
 
 from __future__ import annotations
@@ -32,6 +44,8 @@ BUCKETS = 128
 
 class ClusterKeyLayout(KeyLayout):
     """Key names with a ``{bN}`` hash tag after the prefix."""
+
+    defers = True
 
     def tag(self, job_id: str) -> str:
         """``{bN}``: the job's bucket, from a CRC-32 of its id (never from braces in it)."""
@@ -164,6 +178,16 @@ class RedisClusterStore(RedisStore):
         # that owns the job's slot keeps the script's subscriber check local.
         node = self._scripts().client.get_node_from_key(self._layout.record(job_id))
         return self._redis.Redis(host=node.host, port=node.port, **self._node_options()), True
+
+    def _listener_client(self) -> tuple[Any, bool]:
+        # A PUBLISH reaches every node: any node serves the cancel channel.
+        host, port = self._nodes[0] if self._nodes else self._given_node()
+        return self._redis.Redis(host=host, port=port, **self._node_options()), True
+
+    def _given_node(self) -> tuple[str, int]:
+        given = self._given
+        known = given.get_nodes() or list(given.nodes_manager.startup_nodes.values())
+        return known[0].host, int(known[0].port)
 
     async def _apubsub_client(self, job_id: str) -> tuple[Any, bool]:
         client = (await self._ascripts()).client

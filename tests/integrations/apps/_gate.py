@@ -1,4 +1,10 @@
-"""A gate a task waits at until the test opens it (a Redis key)."""
+"""A gate a task waits at until the test opens it (a Redis key).
+
+A tracked task waiting at a gate ticks its progress (``tick``: a throttled
+``increment(0)``, no I/O of its own), so a cancel request that reached its process
+raises ``jobstatus.Cancelled`` there, as it would in a job's loop. An async app's
+own gate calls ``tick()`` in its loop too.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +13,45 @@ import time
 
 import redis
 
+import jobstatus
+
 REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _client = redis.Redis.from_url(REDIS_URL)
+
+
+TICK = 0.2  # seconds between two ticks of a job waiting at a gate
 
 
 def _key(name: str) -> str:
     return f"jobstatus-test:gate:{name}"
 
 
+def tick() -> None:
+    """Inside a tracked job, a progress call that changes nothing: it raises
+    ``jobstatus.Cancelled`` once the job's cancel request reached this process."""
+    try:
+        status = jobstatus.current()
+    except jobstatus.NoCurrentJob:
+        return
+    status.progress.increment(0)
+
+
 def wait(name: str, timeout: float = 60.0) -> None:
-    """Block until ``open_gate(name)``; give up after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Block until ``open_gate(name)``, ticking (see ``tick``); give up after ``timeout``
+    seconds.
+
+    Raises:
+        jobstatus.Cancelled: the waiting job was cancelled.
+    """
+    deadline = ticked = time.monotonic()
+    deadline += timeout
     while not _client.exists(_key(name)):
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError(f"gate {name!r} was never opened")
+        if now - ticked >= TICK:  # an unthrottled job writes at each tick: not too often
+            tick()
+            ticked = now
         time.sleep(0.02)
 
 

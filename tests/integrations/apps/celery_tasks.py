@@ -34,6 +34,12 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task(name="celery_tasks.total")
+def total(values: list[int]) -> int:
+    """A chord's body: the sum of its header's results."""
+    return sum(values)
+
+
 @app.task(name="celery_tasks.fail")
 def fail(message: str) -> None:
     raise ValueError(message)
@@ -75,6 +81,21 @@ def always_fail(self: StatusTask) -> None:
     raise self.retry(exc=ValueError("always"))
 
 
+@app.task(
+    name="celery_tasks.autoretried",
+    base=StatusTask,
+    bind=True,
+    autoretry_for=(Exception,),
+    max_retries=3,
+    default_retry_delay=0,
+)
+def autoretried(self: StatusTask, gate: str) -> str:
+    """Retried on any exception, Cancelled included (which must not rerun it)."""
+    self.status["step"] = "waiting"
+    _gate.wait(gate)
+    return "released"
+
+
 @app.task(name="celery_tasks.ignored")
 def ignored() -> None:
     raise Ignore()
@@ -102,6 +123,19 @@ def swallow() -> str:
     except KeyError as exc:
         jobstatus.current().catch_exception(exc)
     return "handled"
+
+
+@app.task(name="celery_tasks.in_group", jobstatus={"parent": "celery-tasks-group"})
+def in_group() -> int:
+    """Every job of this task joins one group (a per-task parent; the test makes it)."""
+    return 3
+
+
+@app.task(name="celery_tasks.opens")
+def opens(gate: str) -> int:
+    """A plain task (tracked by the app) whose side effect a test can see."""
+    _gate.open_gate(gate)
+    return 1
 
 
 @app.task(name="celery_tasks.untracked", jobstatus=False)

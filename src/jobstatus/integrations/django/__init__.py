@@ -15,6 +15,6 @@ This package imports without Django (its store module too); the app imports it.
 
 from __future__ import annotations
 
-from .signals import options
+from .signals import in_group, options
 
-__all__ = ["options"]
+__all__ = ["in_group", "options"]

@@ -73,10 +73,15 @@ class AsyncTaskJob(Job):
     async_writer = _AnyLoopWriter
 
     def __init__(
-        self, job_id: str, *, name: str | None = None, options: Mapping[str, Any] | None = None
+        self,
+        job_id: str,
+        *,
+        name: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        parent: object = None,
     ) -> None:
         self._loop = writes_loop.get()
-        super().__init__(job_id, name=name, options=options, loop=self._loop)
+        super().__init__(job_id, name=name, options=options, parent=parent, loop=self._loop)
 
     def written(self) -> None:
         """Wait until everything handed over so far is written (from outside the loop).

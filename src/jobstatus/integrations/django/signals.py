@@ -17,13 +17,17 @@ configured backend sends.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from ..._config import store_or_default
+from ..._group import ancestry
 from ..._job import SPEC_ATTRIBUTE, Job, JobSpec
 from .._common import Attempt, Attempts, declaring, enqueue, quietly, spec_from
 from . import conf
@@ -36,12 +40,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _attempts = Attempts()
 _enqueued = threading.local()  # the immediate backend's Job, from enqueued to started
+_publish_parent: ContextVar[str | None] = ContextVar("jobstatus_django_parent", default=None)
 
 
-def options(**given: Any) -> Callable[[F], F]:
+def options(*, parent: object = None, **given: Any) -> Callable[[F], F]:
     """Per-task options, for a function decorated with Django's ``@task``.
 
     Put it under ``@task()``. ``JOBSTATUS["TASKS"]`` in settings overrides it.
+    ``parent`` (a group's id or Status) is the group every job of the task joins.
 
     Raises:
         ConfigurationError: an unknown option or a bad value, at import time.
@@ -52,7 +58,33 @@ def options(**given: Any) -> Callable[[F], F]:
         @jobstatus_django.options(throttle_interval=1, includes={"status", "exception"})
         def export(rows): ...
     """
-    return declaring("options()", options=given)
+    return declaring("options()", parent=parent, options=given)
+
+
+@contextlib.contextmanager
+def in_group(parent: object, *, store: object = None) -> Iterator[str]:
+    """Make every task enqueued in the block a child of the group ``parent``
+    (django.tasks has no per-enqueue options of its own)::
+
+        g = jobstatus.group(name="import")
+        with in_group(g):
+            for path in paths:
+                load.enqueue(path)
+
+    The group is checked on entry, so a bad parent fails before anything is enqueued.
+    The parent is recorded with ``queued`` by the enqueuing process.
+
+    Raises:
+        TypeError, ValueError: a malformed id, or a parent that does not exist or is
+            not a group.
+        StoreError: the store failed.
+    """
+    checked = ancestry.check(store_or_default(store), parent, None)
+    token = _publish_parent.set(checked)
+    try:
+        yield checked
+    finally:
+        _publish_parent.reset(token)
 
 
 def _spec(task_result: Any) -> JobSpec:
@@ -60,15 +92,16 @@ def _spec(task_result: Any) -> JobSpec:
     task = task_result.task
     own = spec_from(getattr(task.func, SPEC_ATTRIBUTE, True), task.module_path) or JobSpec()
     chosen = {**own.options, **conf.current().tasks.get(task.module_path, {})}
-    return JobSpec(name=task.module_path, options=chosen)
+    return JobSpec(name=task.module_path, options=chosen, parent=own.parent)
 
 
-def _job(task_result: Any, *, runs_here: bool = True) -> Job:
+def _job(task_result: Any, *, runs_here: bool = True, parent: object = None) -> Job:
     """The task's Job; one that runs an async task here writes off the task's loop."""
     spec, job_id = _spec(task_result), str(task_result.id)
     if runs_here and inspect.iscoroutinefunction(getattr(task_result.task, "func", None)):
-        return AsyncTaskJob(job_id, name=spec.name, options=spec.options)
-    return spec.job(job_id)
+        chosen = spec.parent if parent is None else parent
+        return AsyncTaskJob(job_id, name=spec.name, options=spec.options, parent=chosen)
+    return spec.job(job_id, parent=parent)
 
 
 def _written(job: Job, what: str) -> None:
@@ -95,7 +128,7 @@ def serialized(task_result: Any) -> dict[str, Any]:
 def task_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
     """Record ``queued``, unless a worker already took the task."""
     immediate = getattr(sender, "__name__", "") == "ImmediateBackend"
-    job = _job(task_result, runs_here=immediate)
+    job = _job(task_result, runs_here=immediate, parent=_publish_parent.get())
     if immediate:
         # It runs the task right after this signal, in this thread: keep the Job.
         _enqueued.job = job
@@ -128,9 +161,13 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     attempt = Attempt(job)
     # Backends send task_started in the thread and context that then runs the
     # task, so the job made current here is seen by the task body.
-    attempt.start(serialized(task_result))
+    runs = attempt.start(serialized(task_result))
     _written(job, "working")
     _attempts.add(attempt)
+    if not runs:
+        # Cancelled before it started (recorded cancelled): django.tasks has no revoke,
+        # and its backends send this signal where its exception stops the task.
+        raise job.writer.cancelled()
 
 
 def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:

@@ -16,16 +16,25 @@ from contextlib import suppress
 from typing import Any
 
 from ..._errors import StoreError
-from ..._record import Change, Record
+from ..._record import Change, Record, dumps
+from ..._rollup import MAX_DEPTH
 from .._redis_base import RECONNECT_PAUSE, RedisBase
 from .._redis_common import (
     READ_CHUNK,
     REBUILD_LIVE,
     ListingPlan,
+    as_text,
+    count_args,
+    counts_of,
     dead_by_tag,
     decode_hash,
     decode_hashes,
     decode_message,
+    first_move,
+    move_args,
+    newest_first,
+    next_move,
+    prefix_range,
     write_args,
     written,
 )
@@ -36,10 +45,20 @@ class RedisIO(RedisBase):
     """The calls of :class:`~jobstatus.stores.redis.RedisStore`: one round trip each."""
 
     def write(self, job_id: str, change: Change) -> Written:
-        args = write_args(job_id, self._layout.channel(job_id), change)
+        layout = self._layout
+        args = write_args(layout, job_id, change)
         scripts = self._scripts()
         with self._errors("write"):
-            return written(scripts.write(self._layout.script_keys(job_id), args))
+            reply = scripts.write(layout.script_keys(job_id), args)
+            # Redis Cluster: each level of groups is one more call, in the group's slot.
+            move = first_move(job_id, change, reply) if layout.defers else None
+            for _ in range(MAX_DEPTH):
+                if move is None:
+                    break
+                keys = layout.move_keys(move.group)
+                answer = scripts.move(keys, move_args(layout, move, change))
+                move = next_move(move, answer)
+            return written(reply)
 
     def read(self, job_id: str) -> Record | None:
         client = (self._scripts()).client
@@ -58,7 +77,8 @@ class RedisIO(RedisBase):
     def delete(self, job_id: str) -> None:
         scripts = self._scripts()
         with self._errors("delete"):
-            scripts.delete(self._layout.script_keys(job_id), [job_id])
+            base = self._layout.base(self._layout.tag(job_id))
+            scripts.delete(self._layout.script_keys(job_id), [job_id, base])
 
     def list_recent(
         self, status: str | None, limit: int, before: float | None
@@ -75,6 +95,130 @@ class RedisIO(RedisBase):
             listed = plan.take_records(unread, records)
             if listed is not None:
                 return listed
+
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        if name is None and id_prefix is None:
+            return self.list_recent(status, limit, before)
+        if name is None:
+            return self._prefixed(status, limit, before, id_prefix or "")
+        plan = ListingPlan(self._layout, status, limit, before, name=name, id_prefix=id_prefix)
+        client = (self._scripts()).client
+        while True:
+            with self._errors("find"):
+                pipe = self._queue_pages(client.pipeline(transaction=False), plan)
+                pages = pipe.execute()
+            unread = plan.take_pages(pages)
+            records = self.read_many(unread)
+            self._prune(self._layout.name_keys(name), unread, records)
+            listed = plan.take_records(unread, records)
+            if listed is not None:
+                return listed
+
+    def _prefixed(
+        self, status: str | None, limit: int, before: float | None, id_prefix: str
+    ) -> list[tuple[str, Record]]:
+        """A search by id prefix: every id with it (from the ids indexes), newest first."""
+        layout = self._layout
+        client = (self._scripts()).client
+        low, high = prefix_range(id_prefix)
+        with self._errors("find"):
+            pipe = client.pipeline(transaction=False)
+            for key in layout.ids_keys():
+                pipe.zrangebylex(key, low, high)
+            found = [as_text(member) for page in pipe.execute() for member in page]
+            pipe = client.pipeline(transaction=False)
+            for job_id in found:
+                pipe.zscore(layout.index_of(layout.tag(job_id), None), job_id)
+            scores = pipe.execute() if found else []
+        ordered = newest_first(found, scores, before)
+        listed: list[tuple[str, Record]] = []
+        step = max(limit, 64)
+        for start in range(0, len(ordered), step):
+            chunk = ordered[start : start + step]
+            records = self.read_many(chunk)
+            self._sweep(chunk, records)
+            for job_id, record in zip(chunk, records, strict=True):
+                if record is not None and (status is None or record.get("status") == status):
+                    listed.append((job_id, record))
+            if len(listed) >= limit:
+                break
+        return listed[:limit]
+
+    def child_ids(self, parent: str) -> list[str]:
+        layout = self._layout
+        client = (self._scripts()).client
+        keys = layout.children_keys(parent)
+        with self._errors("child_ids"):
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrange(key, 0, -1)
+            found = [as_text(member) for page in pipe.execute() for member in page]
+            parents: list[Any] = []
+            for start in range(0, len(found), READ_CHUNK):
+                pipe = client.pipeline(transaction=False)
+                for job_id in found[start : start + READ_CHUNK]:
+                    pipe.hget(layout.record(job_id), "parent")
+                parents += pipe.execute()
+        expected = dumps(parent)
+        live = [
+            job_id
+            for job_id, text in zip(found, parents, strict=True)
+            if text is not None and as_text(text) == expected
+        ]
+        gone: list[object | None] = [None if text is None else text for text in parents]
+        self._prune(keys, found, gone)
+        return sorted(live)
+
+    def count_by_status(self) -> dict[str, int]:
+        return (self._counts(None))[0]
+
+    def count_stale(self, updated_before: float) -> int:
+        return (self._counts(updated_before))[1]
+
+    def _counts(self, cut: float | None) -> tuple[dict[str, int], int]:
+        """Every tag's live counts (see COUNT_SCRIPT), summed: one call per tag (a
+        script cannot be pipelined on a cluster), more where many entries expired."""
+        layout = self._layout
+        scripts = self._scripts()
+        replies = []
+        with self._errors("count"):
+            for tag in layout.all_tags():
+                reply: Any = [-1]
+                while list(reply)[:1] == [-1]:
+                    reply = scripts.count(layout.indexes(tag), count_args(cut))
+                replies.append(reply)
+        return counts_of(replies)
+
+    def announce_cancel(self, job_id: str, request: Record) -> None:
+        client = (self._scripts()).client
+        message = dumps({"job_id": job_id, "request": request})
+        with self._errors("announce_cancel"):
+            client.publish(self._layout.cancel_channel(), message)
+
+    def _prune(
+        self, keys: Sequence[str], ids: Sequence[str], records: Sequence[object | None]
+    ) -> None:
+        """Drop from a name or children index the ids whose records are gone (PRUNE_SCRIPT)."""
+        dead = [job_id for job_id, record in zip(ids, records, strict=True) if record is None]
+        if not dead:
+            return
+        layout = self._layout
+        scripts = self._scripts()
+        by_key = dict(zip(layout.all_tags(), keys, strict=True))
+        with suppress(*self._failures()):
+            for tag, gone in dead_by_tag(layout, dead, [None] * len(dead)):
+                key = by_key.get(tag)
+                if key is not None:
+                    records_keys = [layout.record(job_id) for job_id in gone]
+                    scripts.prune([key, *records_keys], gone)
 
     def _sweep(self, ids: Sequence[str], records: Sequence[Record | None]) -> None:
         """Drop the index entries of records found gone (see SWEEP_SCRIPT).

@@ -1,0 +1,316 @@
+"""Groups and cancels: reading a group vs its children, the cost of a parent, cancel delivery.
+
+    python -m bench.bench_groups            # every store's rows
+    BENCH_GROUP_SIZES=100,10000 python -m bench.bench_groups   # a quicker run
+    BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows
+
+For each store (one function per store, so each store's rows stay apart):
+
+- reading a group of 100 / 10,000 / 100,000 children: ``jobstatus.get(group)``
+  (one read: the group's record keeps its children's counts) against a
+  ``Batch`` over the same children, and on Redis against Celery's
+  ``GroupResult.completed_count()`` over as many results;
+- a child's write with a ``parent`` (the write and its group's move) against the
+  same write without one (goal: at most 1.5 times as long);
+- cancel delivery: from ``jobstatus.cancel()`` here to ``Cancelled`` raised in a
+  job running in another process that writes nothing meanwhile (the push path),
+  p50 and p99 (goal: p99 under 50 ms).
+
+Uses a random ``groupbench...:`` prefix, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jobstatus
+from jobstatus import Batch, Job
+from jobstatus._record import Change, utc_now_iso
+from jobstatus.stores import Store
+from jobstatus.stores.redis import RedisStore
+from jobstatus.stores.redis_cluster import RedisClusterStore
+
+from ._harness import Row, alternate, percentile, report
+
+REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SIZES = [int(n) for n in os.environ.get("BENCH_GROUP_SIZES", "100,10000,100000").split(",")]
+# A cluster takes children one write (two calls) at a time: 100,000 take half an hour here.
+CLUSTER_SIZES = [
+    int(n) for n in os.environ.get("BENCH_GROUP_CLUSTER_SIZES", "100,10000").split(",")
+]
+CANCELS = int(os.environ.get("BENCH_GROUP_CANCELS", "200"))
+fork = multiprocessing.get_context("fork")
+
+Make = Callable[[], Store]
+
+
+def _fill_group(store: Store, size: int, load: Callable[[list[tuple[str, Change]]], None]) -> str:
+    """A group with ``size`` finished children (written through the store's write path)."""
+    jobstatus.configure(store=store, throttle_interval=0)
+    group = jobstatus.group(name=f"bench-{size}").job_id
+    at = utc_now_iso()
+    writes = [
+        (
+            f"{group}-{n}",
+            Change(
+                set={"status": "completed", "parent": group, "updated_at": at, "finished_at": at},
+                events=(("completed", at),),
+            ),
+        )
+        for n in range(size)
+    ]
+    load(writes)
+    return group
+
+
+def group_read_rows(
+    label: str,
+    store: Store,
+    load: Callable[[list[tuple[str, Change]]], None],
+    celery: Callable[[int], Callable[[int], None]] | None,
+    sizes: list[int],
+) -> list[Row]:
+    rows = []
+    for size in sizes:
+        group = _fill_group(store, size, load)
+        ids = [f"{group}-{n}" for n in range(size)]
+        assert jobstatus.get(group)["children"]["completed"] == size
+
+        def one_read(n: int, group: str = group) -> None:
+            for _ in range(n):
+                jobstatus.get(group).progress.ratio  # noqa: B018
+
+        def batch(n: int, ids: list[str] = ids) -> None:
+            for _ in range(n):
+                Batch(ids).progress  # noqa: B018
+
+        sides: dict[str, Callable[[int], None]] = {"group": one_read, "batch": batch}
+        if celery is not None:
+            sides["celery"] = celery(size)
+        reps = max(1, 2_000 // size)
+        result = alternate(sides, n=reps, rounds=5)
+        rows.append(
+            Row(
+                f"{label}: read a group of {size:,} children",
+                result["group"] * 1e3,
+                f"`Batch` over the {size:,} children",
+                result["batch"] * 1e3,
+                "ms",
+                "",
+            )
+        )
+        if "celery" in result:
+            rows.append(
+                Row(
+                    f"{label}: read a group of {size:,} children",
+                    result["group"] * 1e3,
+                    f"Celery `GroupResult.completed_count()` of {size:,} results",
+                    result["celery"] * 1e3,
+                    "ms",
+                    "",
+                )
+            )
+    return rows
+
+
+def parent_write_row(label: str, store: Store) -> Row:
+    jobstatus.configure(store=store, throttle_interval=0)
+    group = jobstatus.group(name="bench-parent").job_id
+    flip = [0]
+
+    def writes(parent: str | None) -> Callable[[int], None]:
+        def run(n: int) -> None:
+            for i in range(n):
+                flip[0] += 1
+                fields = {"updated_at": utc_now_iso(), "progress": flip[0] % 100, "total": 100}
+                fields["status"] = "working"
+                if parent is not None:
+                    fields["parent"] = parent
+                store.write(f"bench-child-{i % 100}-{parent is None}", Change(set=fields))
+
+        return run
+
+    result = alternate({"parent": writes(group), "plain": writes(None)}, n=1_000, rounds=5)
+    return Row(
+        f"{label}: a child's write with a parent (its group moves)",
+        result["parent"] * 1e6,
+        "the same write without a parent",
+        result["plain"] * 1e6,
+        "us/op",
+        "<= 1.5x (>= 0.67x)",
+    )
+
+
+def _cancelled_jobs(make: Make, count: int, reports: Any) -> None:
+    """In another process: run ``count`` jobs one by one, each until its cancel is pushed."""
+    store = make()
+    jobstatus.configure(store=store, throttle_interval=3600, heartbeat_interval=0)
+    for n in range(count):
+        job = Job(f"bench-cancel-{n}")
+        job.started()
+        reports.put(("running", n))
+        deadline = time.monotonic() + 30
+        raised_at = float("nan")
+        try:
+            with job.activate():
+                while time.monotonic() < deadline:
+                    job.status.progress.increment()  # throttled: writes nothing
+        except jobstatus.Cancelled:
+            raised_at = time.time()
+        job.finished(None)
+        reports.put(("raised", raised_at))
+    store.close()
+
+
+def cancel_rows(label: str, make: Make) -> list[Row]:
+    store = make()
+    jobstatus.configure(store=store)
+    reports = fork.Queue()
+    worker = fork.Process(target=_cancelled_jobs, args=(make, CANCELS, reports))
+    worker.start()
+    latencies = []
+    try:
+        for n in range(CANCELS):
+            assert reports.get(timeout=30) == ("running", n)
+            time.sleep(0.002)  # the job is in its loop
+            sent = time.time()
+            assert jobstatus.cancel(f"bench-cancel-{n}") is True
+            kind, raised_at = reports.get(timeout=30)
+            assert kind == "raised"
+            latencies.append((raised_at - sent) * 1e3)
+    finally:
+        worker.join(60)
+        store.close()
+    p50, p99 = statistics.median(latencies), percentile(latencies, 99)
+    return [
+        Row(f"{label}: cancel delivery p50, `cancel()` to `Cancelled`", p50, "goal", 50.0, "ms"),
+        Row(
+            f"{label}: cancel delivery p99, `cancel()` to `Cancelled`",
+            p99,
+            "goal",
+            50.0,
+            "ms",
+            "< 50 ms",
+        ),
+    ]
+
+
+def _celery_reader(prefix: str) -> Callable[[int], Callable[[int], None]]:
+    from celery import Celery
+    from celery.result import AsyncResult, GroupResult
+
+    app = Celery("bench", backend=REDIS_URL, broker="memory://")
+    backend = app.backend
+
+    def make(size: int) -> Callable[[int], None]:
+        ids = [f"{prefix}celery-{size}-{n}" for n in range(size)]
+        for start in range(0, size, 1_000):
+            for task_id in ids[start : start + 1_000]:
+                backend.store_result(task_id, None, "SUCCESS")
+
+        def completed(n: int) -> None:
+            for _ in range(n):
+                backend._cache.clear()  # as a new process (or a web request) sees them
+                results = [AsyncResult(task_id, app=app) for task_id in ids]
+                GroupResult(uuid.uuid4().hex, results, app=app).completed_count()
+
+        return completed
+
+    return make
+
+
+def _pipelined(store: RedisStore) -> Callable[[list[tuple[str, Change]]], None]:
+    """The store's own write script, pipelined (plain Redis: it moves the group itself)."""
+    from ._bulk import load_redis
+
+    def load(writes: list[tuple[str, Change]]) -> None:
+        load_redis(store, writes)
+
+    return load
+
+
+def _threaded(store: Store) -> Callable[[list[tuple[str, Change]]], None]:
+    """Each write through ``store.write`` (a child's write and its group's move), 8 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(writes: list[tuple[str, Change]]) -> None:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda write: store.write(*write), writes))
+
+    return load
+
+
+def _scrub(store: RedisStore) -> None:
+    client = store._scripts().client
+    keys = list(client.scan_iter(match=f"{store.prefix}*", count=1000))
+    for key in keys:
+        client.delete(key)
+    for key in client.scan_iter(match=f"celery-task-meta-{store.prefix}*", count=1000):
+        client.delete(key)
+
+
+def redis_rows() -> list[Row]:
+    prefix = f"groupbench{uuid.uuid4().hex[:6]}:"
+
+    def make() -> Store:
+        return RedisStore.from_url(REDIS_URL, prefix=prefix)
+
+    store = RedisStore.from_url(REDIS_URL, prefix=prefix)
+    try:
+        rows = group_read_rows("Redis", store, _pipelined(store), _celery_reader(prefix), SIZES)
+        rows.append(parent_write_row("Redis", store))
+        rows += cancel_rows("Redis", make)
+    finally:
+        _scrub(store)
+        store.close()
+    return rows
+
+
+def redis_cluster_rows() -> list[Row]:
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests._redis_servers import RedisCluster  # a cluster of its own, on free ports
+
+    cluster = RedisCluster().start()
+    prefix = f"groupbench{uuid.uuid4().hex[:6]}:"
+
+    def make() -> Store:
+        return RedisClusterStore.from_url(cluster.url, prefix=prefix)
+
+    store = RedisClusterStore.from_url(cluster.url, prefix=prefix)
+    try:
+        rows = group_read_rows("Redis Cluster", store, _threaded(store), None, CLUSTER_SIZES)
+        rows.append(parent_write_row("Redis Cluster", store))
+        rows += cancel_rows("Redis Cluster", make)
+    finally:
+        store.close()
+        cluster.stop()
+    return rows
+
+
+STORES: dict[str, Callable[[], list[Row]]] = {
+    "redis": redis_rows,
+    "redis_cluster": redis_cluster_rows,
+}
+
+
+def main() -> str:
+    only = [name for name in os.environ.get("BENCH_GROUP_STORES", "").split(",") if name]
+    rows: list[Row] = []
+    for name, rows_of in STORES.items():
+        if not only or name in only:
+            rows += rows_of()
+    return report(
+        "Groups and cancels: one read per group, a parent's cost, cancel delivery", rows, "groups"
+    )
+
+
+if __name__ == "__main__":
+    main()
