@@ -128,7 +128,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\baread_status\b", "read_status"),
     # ... and cancel requests (the listing's and the push's names are the stores', above).
     (r"\b_achildren\b", "_children"),
-    (r"\barevoke_recorded\b", "revoke_recorded"),
+    (r"\b_arevoke_recorded\b", "_revoke_recorded"),
     # PostgreSQL: which kind of ready client the store was given.
     (r'"async_pool"', '"pool"'),
     (r'"async_connection"', '"connection"'),

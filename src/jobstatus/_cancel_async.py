@@ -7,11 +7,17 @@ to running jobs.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
+from ._errors import StoreError
 from ._record import check_reason, job_id_of
-from ._revokers import arevoke_recorded, revokers
+from ._revokers import revokers
 from .stores.base import CancelPush, Store, acall_store, listing_of
+
+logger = logging.getLogger("jobstatus")
 
 
 async def acancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
@@ -54,7 +60,7 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     if pushing is not None:
         await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
     if revokers:
-        await arevoke_recorded(store, job_id)
+        await _arevoke_recorded(store, job_id)
     for child in await _achildren(store, job_id):
         await acancel_job(store, child, reason)
     return True
@@ -66,3 +72,20 @@ async def _achildren(store: Store, job_id: str) -> list[str]:
     except Exception:  # noqa: BLE001 - a store that cannot list has no children to find
         return []
     return await acall_store(listing.achild_ids, job_id)
+
+
+_UNREAD = "job %r: its cancel is recorded, but not read back for its queue's revoke: %s"
+
+
+async def _arevoke_recorded(store: Store, job_id: str) -> None:
+    """Hand the request just recorded on ``job_id`` to the revokers, with the record
+    read back; a store error here is only logged (the request is recorded: the
+    worker's start hook still refuses the job)."""
+    try:
+        record = await acall_store(store.aread, job_id)
+    except StoreError as exc:
+        logger.warning(_UNREAD, job_id, exc)
+        return
+    if record is not None:
+        await asyncio.to_thread(revokers.revoke, job_id, record)  # they may block: off the loop
+        # sync: revokers.revoke(job_id, record)

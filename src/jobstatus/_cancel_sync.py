@@ -9,11 +9,16 @@ to running jobs.
 
 from __future__ import annotations
 
+import logging
+
 from . import _lifecycle as lifecycle
 from ._config import settings, store_or_default
+from ._errors import StoreError
 from ._record import check_reason, job_id_of
-from ._revokers import revoke_recorded, revokers
+from ._revokers import revokers
 from .stores.base import CancelPush, Store, call_store, listing_of
+
+logger = logging.getLogger("jobstatus")
 
 
 def cancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
@@ -54,7 +59,7 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     if pushing is not None:
         call_store(pushing.announce_cancel, job_id, change.set["cancel"])
     if revokers:
-        revoke_recorded(store, job_id)
+        _revoke_recorded(store, job_id)
     for child in _children(store, job_id):
         cancel_job(store, child, reason)
     return True
@@ -66,3 +71,19 @@ def _children(store: Store, job_id: str) -> list[str]:
     except Exception:  # noqa: BLE001 - a store that cannot list has no children to find
         return []
     return call_store(listing.child_ids, job_id)
+
+
+_UNREAD = "job %r: its cancel is recorded, but not read back for its queue's revoke: %s"
+
+
+def _revoke_recorded(store: Store, job_id: str) -> None:
+    """Hand the request just recorded on ``job_id`` to the revokers, with the record
+    read back; a store error here is only logged (the request is recorded: the
+    worker's start hook still refuses the job)."""
+    try:
+        record = call_store(store.read, job_id)
+    except StoreError as exc:
+        logger.warning(_UNREAD, job_id, exc)
+        return
+    if record is not None:
+        revokers.revoke(job_id, record)
