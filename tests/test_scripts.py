@@ -148,6 +148,27 @@ def test_a_module_pair_is_written_next_to_its_source_with_its_own_sync_lines(
     assert unasync.run(check=True) == 1
 
 
+def test_sync_lines_replace_one_whole_line_only(
+    tree: tuple[ModuleType, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unasync, async_dir, _ = tree
+    _rules(unasync, monkeypatch)
+    (async_dir / "reader.py").write_text(SOURCE)
+    # The line above the sync: line opens a docstring that goes on below it.
+    (async_dir.parent / "_reader_async.py").write_text(
+        textwrap.dedent(
+            '''\
+            async def aread() -> None:
+                """Two
+                # sync: """One."""
+                lines."""
+            '''
+        )
+    )
+    with pytest.raises(SystemExit, match="whole line"):
+        unasync.run(check=False)
+
+
 def test_twins_counts_the_lines_an_unasync_rewrite_makes_alike(tmp_path: Path) -> None:
     twins = _script("twins")
     (tmp_path / "pair.py").write_text(
