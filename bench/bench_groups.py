@@ -2,7 +2,8 @@
 
     python -m bench.bench_groups            # every store's rows
     BENCH_GROUP_SIZES=100,10000 python -m bench.bench_groups   # a quicker run
-    BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows
+    BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows (redis,
+                                                               # redis_cluster, postgres)
 
 For each store (one function per store, so each store's rows stay apart):
 
@@ -128,7 +129,10 @@ def parent_write_row(label: str, store: Store) -> Row:
         def run(n: int) -> None:
             for i in range(n):
                 flip[0] += 1
-                fields = {"updated_at": utc_now_iso(), "progress": flip[0] % 100, "total": 100}
+                # Each of the 100 ids comes back every 100 writes with another ratio: every
+                # write changes the child's state, so each one moves its group.
+                progress = flip[0] // 100 % 100
+                fields = {"updated_at": utc_now_iso(), "progress": progress, "total": 100}
                 fields["status"] = "working"
                 if parent is not None:
                     fields["parent"] = parent
@@ -295,9 +299,43 @@ def redis_cluster_rows() -> list[Row]:
     return rows
 
 
+POSTGRES_URL = os.environ.get(
+    "JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_rows() -> list[Row]:
+    """PostgreSQL: children loaded through the write function itself (bench/_bulk.py)."""
+    from jobstatus.stores.postgres import PostgresStore
+
+    from ._bulk import load_postgres
+
+    table = f"groupbench_{uuid.uuid4().hex[:8]}"
+    url = f"{POSTGRES_URL}?table={table}"
+
+    def make() -> Store:
+        return PostgresStore.from_url(url)
+
+    store = PostgresStore.from_url(url, timeout=60)  # a Batch of 100,000 takes seconds
+
+    def load(writes: list[tuple[str, Change]]) -> None:
+        load_postgres(store, writes)
+
+    try:
+        rows = group_read_rows("PostgreSQL", store, load, None, SIZES)
+        rows.append(parent_write_row("PostgreSQL", store))
+        rows += cancel_rows("PostgreSQL", make)
+    finally:
+        jobstatus.configure(store=None)
+        store.drop()
+        store.close()
+    return rows
+
+
 STORES: dict[str, Callable[[], list[Row]]] = {
     "redis": redis_rows,
     "redis_cluster": redis_cluster_rows,
+    "postgres": postgres_rows,
 }
 
 
