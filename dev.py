@@ -4,7 +4,7 @@
     python3 dev.py demo      # run sample jobs and watch them live
     python3 dev.py test      # run every test (pytest arguments may follow)
     python3 dev.py fuzz      # the property tests with many more, random, examples
-    python3 dev.py lint      # ruff, mypy, the layers, the generated sync code's check, in .venv
+    python3 dev.py lint      # ruff, mypy, the layers, the generated sync code, the twins, in .venv
     python3 dev.py matrix    # every nox session: lowest and newest versions (noxfile.py)
 
 Only Python 3.10+ and git are needed: the first run creates .venv and installs
@@ -96,6 +96,7 @@ LINTS = [
     ["mypy"],
     ["lint-imports"],  # the layers of docs/architecture.md, and no import cycles
     ["python", "scripts/unasync.py", "--check"],  # the generated sync code is what _async/ makes
+    ["python", "scripts/twins.py", "--max", "80"],  # few hand-written sync/async twin lines
 ]
 
 

@@ -338,8 +338,8 @@ def define_sessions() -> None:
     @nox.session(python="3.13", name="lint")
     def lint(nox_session: nox.Session) -> None:
         """ruff check, ruff format --check, mypy strict with every optional import, the
-        layers (import-linter), and the check that the generated sync code is what its
-        async source makes."""
+        layers (import-linter), the check that the generated sync code is what its
+        async source makes, and the cap on hand-written sync/async twin lines."""
         sync(nox_session, [f"-e {ROOT}[all]", "ruff", "mypy", "import-linter"])
         # arq cannot install beside [all] (redis<6); mypy only reads its code.
         python = str(Path(nox_session.virtualenv.location) / "bin" / "python")  # type: ignore[union-attr]
@@ -351,6 +351,7 @@ def define_sessions() -> None:
         nox_session.run("mypy")
         nox_session.run("lint-imports")
         nox_session.run("python", "scripts/unasync.py", "--check")
+        nox_session.run("python", "scripts/twins.py", "--max", "80")
 
 
 def describe(session: Session) -> str:

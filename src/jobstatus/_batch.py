@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from ._cancel import acancel_job, cancel_job
+from ._batch_async import AsyncBatchMethods
+from ._batch_sync import BatchMethods
 from ._config import store_or_default
-from ._record import STATES, UNFINISHED_STATES, Record, check_reason, job_id_of, unique_ids
+from ._record import STATES, UNFINISHED_STATES, Record, job_id_of, unique_ids
 from ._rollup import status_of_counts
 from ._status import Progress, Status
-from .stores.base import POLL_FIRST, POLL_GROWTH, POLL_MAX, acall_store, call_store
+from .stores.base import POLL_GROWTH, POLL_MAX
 
 COUNT_KEYS = (*STATES, "missing")
 
 
-class Batch:
+class Batch(BatchMethods, AsyncBatchMethods):
     """A group of jobs read together: overall status, counts and progress.
 
     The records are read on first use (one store call for all members, which
@@ -45,13 +46,7 @@ class Batch:
         self._statuses = [Status(job_id, record, self._store) for job_id, record in pairs]
         return self
 
-    def refresh(self) -> Batch:
-        """Read every member again (in place) and return the batch."""
-        return self._load(call_store(self._store.read_many, self.job_ids))
-
-    async def arefresh(self) -> Batch:
-        """Async twin of :meth:`refresh`."""
-        return self._load(await acall_store(self._store.aread_many, self.job_ids))
+    # refresh, cancel, wait and their async twins are BatchMethods' (_batch_async.py)
 
     @property
     def statuses(self) -> list[Status]:
@@ -101,56 +96,11 @@ class Batch:
         counts = self.counts
         return not (counts["queued"] or counts["working"])
 
-    def cancel(self, reason: str | None = None) -> int:
-        """Request the cancel of every member still queued or working; how many.
-
-        Each member is one guarded write, so a member that finished meanwhile is
-        left unchanged and not counted.
-
-        Raises:
-            TypeError, ValueError: a malformed reason.
-            StoreError: the store failed.
-        """
-        checked = check_reason(reason)
-        return sum(cancel_job(self._store, job_id, checked) for job_id in self._unfinished())
-
-    async def acancel(self, reason: str | None = None) -> int:
-        """Async twin of :meth:`cancel`."""
-        checked = check_reason(reason)
-        cancelled = 0
-        for job_id in self._unfinished():
-            cancelled += await acancel_job(self._store, job_id, checked)
-        return cancelled
-
     def _unfinished(self) -> list[str]:
         """Members not known to be finished (all of them before the first read)."""
         if self._statuses is None:
             return list(self.job_ids)
         return [s.job_id for s in self._statuses if s._record.get("status") in UNFINISHED_STATES]
-
-    def wait(self, timeout: float | None = None) -> Batch:
-        """Re-read with backoff until :attr:`is_finished`; return the batch.
-
-        Raises:
-            TimeoutError: ``timeout`` seconds passed first.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = POLL_FIRST
-        while not self.refresh().is_finished:
-            delay = self._next_delay(deadline, delay)
-            time.sleep(delay)
-        return self
-
-    async def until_finished(self, timeout: float | None = None) -> Batch:
-        """Async twin of :meth:`wait`."""
-        import asyncio
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = POLL_FIRST
-        while not (await self.arefresh()).is_finished:
-            delay = self._next_delay(deadline, delay)
-            await asyncio.sleep(delay)
-        return self
 
     def _next_delay(self, deadline: float | None, delay: float) -> float:
         if deadline is not None:

@@ -18,6 +18,9 @@ A queued job need not wait for a worker to pick it up and refuse it: every
 request that was applied is handed, after it is recorded, to the revokers the
 queue integrations registered (:mod:`jobstatus._revokers`; ``register_revoker``
 is re-exported here).
+
+The request's functions (``cancel``, ``cancel_job`` and their async twins) are
+written once, in ``_cancel_async.py``; scripts/unasync.py writes the sync ones.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import _lifecycle as lifecycle
-from ._config import settings, store_or_default
-from ._record import Record, check_reason, job_id_of
-from ._revokers import Revoker, arevoke_recorded, register_revoker, revoke_recorded, revokers
-from .stores.base import CancelPush, Store, acall_store, call_store, listing_of
+from ._cancel_async import acancel, acancel_job
+from ._cancel_sync import cancel, cancel_job
+from ._record import Record
+from ._revokers import Revoker, register_revoker, revokers
+from .stores.base import CancelPush, Store
 
 if TYPE_CHECKING:
     from ._writer import Writer
@@ -50,89 +53,6 @@ __all__ = [
     "register_revoker",
     "revokers",
 ]
-
-
-def cancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
-    """Request that a job stop: True for a queued or working job, False otherwise.
-
-    A queued job never runs its code; a running one raises
-    :class:`jobstatus.Cancelled` at its next progress or status call, and is then
-    recorded ``cancelled``. An unknown or finished job is left unchanged. A
-    group's children are cancelled with it (where the store can list them).
-
-    Args:
-        job_or_id: an id, a queue's job object, or a Status.
-        reason: why (at most 1,000 characters); recorded and raised with ``Cancelled``.
-        store: the store (URL, Store or client); the configured one by default.
-
-    Raises:
-        TypeError, ValueError: a malformed id or reason (before any I/O).
-        StoreError: the store failed.
-
-    Example::
-
-        if jobstatus.cancel(job_id, reason="the user clicked cancel"):
-            print("it will stop at its next step")
-    """
-    job_id = job_id_of(job_or_id)
-    checked = check_reason(reason)
-    return cancel_job(store_or_default(store), job_id, checked)
-
-
-async def acancel(job_or_id: object, reason: str | None = None, *, store: object = None) -> bool:
-    """Async twin of :func:`cancel`."""
-    job_id = job_id_of(job_or_id)
-    checked = check_reason(reason)
-    return await acancel_job(store_or_default(store), job_id, checked)
-
-
-def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
-    """Record the request on ``store``, announce it, hand it to the queues' revokers,
-    and cancel a group's children."""
-    change = lifecycle.cancel_requested(settings.options, check_reason(reason))
-    written = call_store(store.write, job_id, change)
-    if written is not None and not written.applied:
-        return False
-    pushing = CancelPush.of(store)
-    if pushing is not None:
-        call_store(pushing.announce_cancel, job_id, change.set["cancel"])
-    if revokers:
-        revoke_recorded(store, job_id)
-    for child in _children(store, job_id):
-        cancel_job(store, child, reason)
-    return True
-
-
-async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
-    """Async twin of :func:`cancel_job`."""
-    change = lifecycle.cancel_requested(settings.options, check_reason(reason))
-    written = await acall_store(store.awrite, job_id, change)
-    if written is not None and not written.applied:
-        return False
-    pushing = CancelPush.of(store)
-    if pushing is not None:
-        await acall_store(pushing.aannounce_cancel, job_id, change.set["cancel"])
-    if revokers:
-        await arevoke_recorded(store, job_id)
-    for child in await _achildren(store, job_id):
-        await acancel_job(store, child, reason)
-    return True
-
-
-def _children(store: Store, job_id: str) -> list[str]:
-    try:
-        listing = listing_of(store)
-    except Exception:  # noqa: BLE001 - a store that cannot list has no children to find
-        return []
-    return call_store(listing.child_ids, job_id)
-
-
-async def _achildren(store: Store, job_id: str) -> list[str]:
-    try:
-        listing = listing_of(store)
-    except Exception:  # noqa: BLE001
-        return []
-    return await acall_store(listing.achild_ids, job_id)
 
 
 class Delivery:

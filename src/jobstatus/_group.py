@@ -17,6 +17,8 @@ import uuid
 from collections import OrderedDict
 
 from ._config import settings, store_or_default
+from ._group_async import AsyncAncestryChecks
+from ._group_sync import AncestryChecks
 from ._record import Change, Record, check_name, utc_now_iso, validate_job_id
 from ._rollup import MAX_DEPTH, empty_counts, is_group
 from ._status import Status, aread_status, read_status
@@ -33,6 +35,7 @@ class _Walk:
 
     def __init__(self, ancestry: Ancestry, store: Store, parent_id: str) -> None:
         self._ancestry, self._store = ancestry, store
+        self.parent_id = parent_id
         self.chain: list[str] = []
         self._next: str | None = parent_id
 
@@ -63,34 +66,18 @@ class _Walk:
         self._next = up if isinstance(up, str) else None
 
 
-class Ancestry:
+class Ancestry(AncestryChecks, AsyncAncestryChecks):
     """Checks parents, remembering each group's chain of ancestors per store."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._chains: OrderedDict[tuple[int, str], Chain] = OrderedDict()
 
-    def check(self, store: Store, parent: object, job_id: str | None) -> str:
-        """The parent's id, after checking it (reads the store only for unknown groups).
+    # check and acheck, which read the store, are AncestryChecks' (_group_async.py)
 
-        Raises:
-            TypeError, ValueError: a malformed id; a parent that does not exist or
-                is not a group; the job its own ancestor; nesting too deep.
-            StoreError: the store failed.
-        """
-        parent_id = _early(parent, job_id)
-        walk = _Walk(self, store, parent_id)
-        while (group_id := walk.next_id()) is not None:
-            walk.took(read_status(store, group_id))
-        return self._checked(store, parent_id, walk.chain, job_id)
-
-    async def acheck(self, store: Store, parent: object, job_id: str | None) -> str:
-        """Async twin of :meth:`check`."""
-        parent_id = _early(parent, job_id)
-        walk = _Walk(self, store, parent_id)
-        while (group_id := walk.next_id()) is not None:
-            walk.took(await aread_status(store, group_id))
-        return self._checked(store, parent_id, walk.chain, job_id)
+    def _walk(self, store: Store, parent: object, job_id: str | None) -> _Walk:
+        """The climb from ``parent``, once the checks that need no I/O passed."""
+        return _Walk(self, store, _early(parent, job_id))
 
     def cached(self, store: Store, group_id: str) -> Chain | None:
         """The chain of ``group_id`` (itself first) if this process knows it."""

@@ -26,9 +26,11 @@ from ._config import (
     store_or_default,
     validate_options,
 )
-from ._errors import Cancelled, NoCurrentJob, StoreError
+from ._errors import Cancelled, NoCurrentJob
 from ._group import ancestry
 from ._heartbeat import heartbeat
+from ._job_async import AsyncJobTransitions, AsyncSpecRuns
+from ._job_sync import JobTransitions, SpecRuns
 from ._meter import job_meter
 from ._record import Change, Record, check_name, validate_job_id
 from ._status import Status
@@ -71,7 +73,7 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-class Job:
+class Job(JobTransitions, AsyncJobTransitions):
     """One run of one job: its live Status and its lifecycle transitions.
 
     Integrations create a Job when a task is published or starts, and call
@@ -150,63 +152,7 @@ class Job:
         finally:
             self.exit(token)
 
-    # -- transitions (sync) ---------------------------------------------------------
-
-    def _write(self, change: Change) -> None:
-        self.writer.submit(change, force=True)
-
-    def enqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
-        """Record ``queued`` (from the publishing process)."""
-        self._moved("queued")
-        self._write(lifecycle.enqueued(self.options, serialized_job, self.identity))
-
-    def started(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
-        """Record ``working`` for this attempt, unless a cancel is pending; whether to run.
-
-        False means the job was cancelled before it could start: it is recorded
-        ``cancelled`` and its code must not run. While it runs, heartbeats keep
-        its record fresh and cancel requests reach it.
-        """
-        change = lifecycle.started(self.options, serialized_job, self.identity)
-        if change and not self.writer.write_guarded(change):
-            self._ended("cancelled")
-            self.writer.write_guarded(self._refused())
-            return False
-        self._began(change)
-        self._running()
-        return True
-
-    def finished(self, exc: BaseException | None = None) -> None:
-        """Record how the attempt ended, with all held changes: ``completed`` (no
-        ``exc``), ``failed``, or ``cancelled`` when it raised :class:`Cancelled` or
-        returned after learning of a cancel request."""
-        self._stopped()
-        ending = self._ending(exc)
-        self._ended(ending)
-        self._write(self._final_change(ending, exc))
-
-    def retrying(self, exc: BaseException | None = None) -> bool:
-        """Record ``queued`` again, for a retry; whether the retry may go ahead.
-
-        A job that is being cancelled is not retried: it is recorded ``cancelled``
-        and this answers False.
-        """
-        self._stopped()
-        self.failed_by_hand = False
-        if self.cancel_seen or isinstance(exc, Cancelled):
-            self._ended("cancelled")
-            self._write(lifecycle.cancelled(self.options))
-            return False
-        self._ended("queued")
-        self._write(lifecycle.retrying(self.options, exc))
-        return True
-
-    def cancelled(self) -> None:
-        """Record ``cancelled``: the job stopped (or will never run) because it was
-        cancelled, or its queue revoked or aborted it."""
-        self._stopped()
-        self._ended("cancelled")
-        self._write(lifecycle.cancelled(self.options))
+    # -- transitions: enqueued ... cancelled, and run, are JobTransitions' (_job_async.py)
 
     def mark_failed(self, exc: BaseException) -> None:
         """Record ``failed`` now, and keep it when the job then returns."""
@@ -256,109 +202,6 @@ class Job:
         heartbeat.remove(self.writer)
         delivery.remove(self.writer)
 
-    # -- transitions (async) --------------------------------------------------------
-
-    async def _awrite(self, change: Change) -> None:
-        await self.writer.asubmit(change, force=True)
-
-    async def aenqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
-        """Async twin of :meth:`enqueued`."""
-        self._moved("queued")
-        await self._awrite(lifecycle.enqueued(self.options, serialized_job, self.identity))
-
-    async def astarted(self, serialized_job: Mapping[str, Any] | None = None) -> bool:
-        """Async twin of :meth:`started`."""
-        change = lifecycle.started(self.options, serialized_job, self.identity)
-        if change and not await self.writer.awrite_guarded(change):
-            self._ended("cancelled")
-            await self.writer.awrite_guarded(self._refused())
-            return False
-        self._began(change)
-        self._running()
-        return True
-
-    async def afinished(self, exc: BaseException | None = None) -> None:
-        """Async twin of :meth:`finished`."""
-        self._stopped()
-        ending = self._ending(exc)
-        self._ended(ending)
-        await self._awrite(self._final_change(ending, exc))
-
-    async def aretrying(self, exc: BaseException | None = None) -> bool:
-        """Async twin of :meth:`retrying`."""
-        self._stopped()
-        self.failed_by_hand = False
-        if self.cancel_seen or isinstance(exc, Cancelled):
-            self._ended("cancelled")
-            await self._awrite(lifecycle.cancelled(self.options))
-            return False
-        self._ended("queued")
-        await self._awrite(lifecycle.retrying(self.options, exc))
-        return True
-
-    async def acancelled(self) -> None:
-        """Async twin of :meth:`cancelled`."""
-        self._stopped()
-        self._ended("cancelled")
-        await self._awrite(lifecycle.cancelled(self.options))
-
-    # -- running --------------------------------------------------------------------
-
-    def run(
-        self,
-        fn: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        serialized_job: Mapping[str, Any] | None = None,
-    ) -> T:
-        """Run ``fn(*args, **kwargs)`` as this job, recording its whole lifecycle.
-
-        Raises:
-            Cancelled: the job was cancelled before it started (``fn`` did not run),
-                or while it ran; anything ``fn`` raises, unchanged.
-        """
-        if not self.started(serialized_job):
-            raise self.writer.cancelled()
-        with self.activate():
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._finish_quietly(exc)
-                raise
-        self.finished()
-        return result
-
-    async def arun(
-        self,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        serialized_job: Mapping[str, Any] | None = None,
-    ) -> T:
-        """Async twin of :meth:`run`, for a coroutine function."""
-        if not await self.astarted(serialized_job):
-            raise self.writer.cancelled()
-        token = self.enter()
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            try:
-                await self.afinished(exc)
-            except StoreError:
-                logger.warning("jobstatus could not record job %r as failed", self.job_id)
-            raise
-        finally:
-            self.exit(token)
-        await self.afinished()
-        return result
-
-    def _finish_quietly(self, exc: BaseException) -> None:
-        """Record the failure; a store error here must not hide the job's own exception."""
-        try:
-            self.finished(exc)
-        except StoreError:
-            logger.warning("jobstatus could not record job %r as failed", self.job_id)
-
 
 #: Where a function declares how its jobs are recorded: its :class:`JobSpec`, or False
 #: (never tracked). ``track()`` and the queues' option decorators all set it.
@@ -368,7 +211,7 @@ _RUNS_ATTRIBUTE = "__jobstatus_runs__"
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobSpec(SpecRuns, AsyncSpecRuns):
     """How the jobs of one function or task are recorded: their name, store, per-job
     options and group.
 
@@ -444,30 +287,6 @@ class JobSpec:
             "job_id": job_id,
             **more,
         }
-
-    def run(
-        self,
-        fn: Callable[..., Any],
-        job_id: str,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        parent: object = None,
-    ) -> Any:
-        """Run ``fn`` as the job ``job_id``."""
-        job = self.job(job_id, parent=parent)
-        return job.run(fn, args, kwargs, self.serialized(job_id, args, kwargs))
-
-    async def arun(
-        self,
-        fn: Callable[..., Awaitable[Any]],
-        job_id: str,
-        args: tuple[Any, ...],
-        kwargs: Mapping[str, Any],
-        parent: object = None,
-    ) -> Any:
-        """Run the coroutine function ``fn`` as the job ``job_id`` (writes on the loop)."""
-        job = await self.ajob(job_id, parent=parent)
-        return await job.arun(fn, args, kwargs, self.serialized(job_id, args, kwargs))
 
 
 def _spec_of(fn: Callable[..., Any]) -> tuple[Callable[..., Any], JobSpec]:

@@ -4,7 +4,8 @@ A queued job need not wait for a worker to pick it up and refuse it: a queue
 integration with a revoke or abort of its own registers a :data:`Revoker`
 (:func:`register_revoker`, at import of its module or app setup), and every
 cancel request that was applied is handed to the registered revokers with the
-job's record, after it is recorded (``cancel_job`` calls :func:`revoke_recorded`).
+job's record, after it is recorded (``cancel_job`` reads it back and calls
+:meth:`Revokers.revoke`).
 A revoker's errors are logged, never raised: the request is recorded either way,
 and the worker's start hook still refuses the job.
 
@@ -16,14 +17,11 @@ of an app the process knows).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable
 
-from ._errors import StoreError
 from ._record import Record
-from .stores.base import Store, acall_store, call_store
 
 logger = logging.getLogger("jobstatus")
 
@@ -82,31 +80,3 @@ def register_revoker(kind: str, revoke: Revoker) -> None:
     nothing for a job that is not its queue's.
     """
     revokers.register(kind, revoke)
-
-
-_UNREAD = "job %r: its cancel is recorded, but not read back for its queue's revoke: %s"
-
-
-def revoke_recorded(store: Store, job_id: str) -> None:
-    """Hand the request just recorded on ``job_id`` to the revokers, with the record
-    read back; a store error here is only logged (the request is recorded: the
-    worker's start hook still refuses the job)."""
-    try:
-        record = call_store(store.read, job_id)
-    except StoreError as exc:
-        logger.warning(_UNREAD, job_id, exc)
-        return
-    if record is not None:
-        revokers.revoke(job_id, record)
-
-
-async def arevoke_recorded(store: Store, job_id: str) -> None:
-    """Async twin of :func:`revoke_recorded`: the revokers (a queue's client calls,
-    often blocking) run in a thread, off the loop."""
-    try:
-        record = await acall_store(store.aread, job_id)
-    except StoreError as exc:
-        logger.warning(_UNREAD, job_id, exc)
-        return
-    if record is not None:
-        await asyncio.to_thread(revokers.revoke, job_id, record)

@@ -9,11 +9,10 @@ change the job made, and its writes are throttled as configured.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._cancel import acancel_job, cancel_job
 from ._config import JobOptions, settings
 from ._record import (
     FINISHED_STATES,
@@ -27,6 +26,8 @@ from ._record import (
     parse_iso,
     utc_now_iso,
 )
+from ._status_async import AsyncStatusMethods
+from ._status_sync import StatusMethods
 from ._writer import Writer, progress_of
 from .stores.base import Store, acall_store, call_store, listing_of
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from ._job import Job
 
 _MISSING: Any = object()
-WATCH_SLICE = 30.0  # seconds a watcher waits per turn when it has no deadline
 
 
 class Progress:
@@ -164,7 +164,7 @@ class Progress:
         return self._status
 
 
-class Status:
+class Status(StatusMethods, AsyncStatusMethods):
     """One job's status record.
 
     Read it like a mapping (``s["step"]``, ``s.get("step")``, ``"step" in s``)
@@ -364,28 +364,6 @@ class Status:
         """Set one key and write at once."""
         self.update({key: value}, force=True)
 
-    def update(
-        self, fields: Mapping[str, Any] | None = None, /, *, force: bool = False, **more: Any
-    ) -> None:
-        """Set several keys in one atomic write; throttled inside a job unless ``force``.
-
-        ``progress`` and ``total`` move ``self.progress`` too.
-
-        Raises:
-            TypeError, ValueError: a key or value is not valid; nothing is written.
-            StoreError: the store failed (from outside a job, or with
-                ``on_store_error="raise"``).
-        """
-        change = self._change({**(fields or {}), **more})
-        self._writer_for_write().submit(change, force=force)
-
-    async def aupdate(
-        self, fields: Mapping[str, Any] | None = None, /, *, force: bool = False, **more: Any
-    ) -> None:
-        """Async twin of :meth:`update`."""
-        change = self._change({**(fields or {}), **more})
-        await self._writer_for_write().asubmit(change, force=force)
-
     def catch_exception(self, exc: BaseException) -> None:
         """Mark the job failed with ``exc`` (for code that handles its own errors).
 
@@ -399,134 +377,12 @@ class Status:
             fields["exception"] = exception_info(exc)
         self.update(fields, force=True)
 
-    def flush(self) -> None:
-        """Write any held (throttled) changes now."""
-        self._writer_for_write().flush()
+    # -- update, flush, cancel, delete, refresh, watch and wait (and their async
+    # twins) are StatusMethods' and AsyncStatusMethods' (_status_async.py)
 
-    async def aflush(self) -> None:
-        """Async twin of :meth:`flush`."""
-        await self._writer_for_write().aflush()
-
-    def cancel(self, reason: str | None = None) -> bool:
-        """Request this job's cancel: True for a queued or working job, False otherwise.
-
-        Same as ``jobstatus.cancel(self.job_id, reason)``; see there.
-        """
-        return cancel_job(self._store, self._job_id, reason)
-
-    async def acancel(self, reason: str | None = None) -> bool:
-        """Async twin of :meth:`cancel`."""
-        return await acancel_job(self._store, self._job_id, reason)
-
-    def delete(self) -> None:
-        """Remove the record from the store."""
-        call_store(self._store.delete, self._job_id)
-
-    async def adelete(self) -> None:
-        """Async twin of :meth:`delete`."""
-        await acall_store(self._store.adelete, self._job_id)
-
-    # -- reading again -----------------------------------------------------------
-
-    def refresh(self) -> Status:
-        """A new snapshot read from the store; this one is unchanged."""
-        return read_status(self._store, self._job_id)
-
-    async def arefresh(self) -> Status:
-        """Async twin of :meth:`refresh`."""
-        return await aread_status(self._store, self._job_id)
-
-    def watch(self, timeout: float | None = None) -> Iterator[Status]:
-        """Yield the current snapshot, then every change, ending at the finished one.
-
-        Pushed by the store where it can (Redis, PostgreSQL); polls with
-        backoff elsewhere.
-
-        Raises:
-            TimeoutError: ``timeout`` seconds passed before the job finished.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._store.subscribe(self._job_id) as subscription:
-            snapshot = self.refresh()
-            yield snapshot
-            seen = _Seen(snapshot)
-            while not snapshot.is_finished:
-                pushed = subscription.wait(_remaining(deadline, self._job_id))
-                for snapshot in self._after_wake(pushed, seen):
-                    subscription.changed()
-                    yield snapshot
-                    if snapshot.is_finished:
-                        return
-
-    async def awatch(self, timeout: float | None = None) -> AsyncIterator[Status]:
-        """Async twin of :meth:`watch`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        async with self._store.asubscribe(self._job_id) as subscription:
-            snapshot = await self.arefresh()
-            yield snapshot
-            seen = _Seen(snapshot)
-            while not snapshot.is_finished:
-                pushed = await subscription.wait(_remaining(deadline, self._job_id))
-                snapshots = (
-                    [await self.arefresh()]
-                    if pushed is None
-                    else [Status(self._job_id, record, self._store) for record in pushed]
-                )
-                for snapshot in seen.new(snapshots):
-                    subscription.changed()
-                    yield snapshot
-                    if snapshot.is_finished:
-                        return
-
-    def _after_wake(self, pushed: list[Record] | None, seen: _Seen) -> list[Status]:
-        if pushed is None:
-            return seen.new([self.refresh()])
-        return seen.new([Status(self._job_id, record, self._store) for record in pushed])
-
-    def wait(self, timeout: float | None = None) -> Status:
-        """Block until the job is finished and return that snapshot.
-
-        Raises:
-            TimeoutError: ``timeout`` seconds passed first.
-        """
-        last = self
-        for snapshot in self.watch(timeout):
-            last = snapshot
-        return last
-
-    async def until_finished(self, timeout: float | None = None) -> Status:
-        """Async twin of :meth:`wait` (``await`` is a keyword, hence the name)."""
-        last = self
-        async for snapshot in self.awatch(timeout):
-            last = snapshot
-        return last
-
-
-class _Seen:
-    """Remembers the last record shown so a watcher yields only real, newer changes."""
-
-    def __init__(self, first: Status) -> None:
-        self.record = first._record
-        self.updated = parse_iso(first._record.get("updated_at")) or 0.0
-
-    def new(self, snapshots: list[Status]) -> list[Status]:
-        fresh = []
-        for snapshot in snapshots:
-            updated = parse_iso(snapshot._record.get("updated_at")) or 0.0
-            if snapshot._record == self.record or (updated and updated < self.updated):
-                continue
-            self.record, self.updated = snapshot._record, updated
-            fresh.append(snapshot)
-        return fresh
-
-
-def _remaining(deadline: float | None, job_id: str) -> float:
-    if deadline is None:
-        return WATCH_SLICE
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError(f"job {job_id!r} did not finish in time")
-    return left
+    def _snapshot(self, record: Record | None) -> Status:
+        """A snapshot of this job holding ``record`` (None: unknown or expired)."""
+        return Status(self._job_id, record, self._store)
 
 
 def read_status(store: Store, job_id: str) -> Status:

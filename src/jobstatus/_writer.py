@@ -50,7 +50,7 @@ from ._record import (
     check_fields,
     utc_now_iso,
 )
-from .stores.base import Store, Written
+from .stores.base import Store, Written, in_thread
 
 logger = logging.getLogger("jobstatus")
 
@@ -235,6 +235,8 @@ class Writer:
 
     async def awrite_guarded(self, change: Change) -> bool:
         """Async twin of :meth:`write_guarded` (the write runs on the event loop)."""
+        # Not a copy of write_guarded: the lock is a thread's, never held across an
+        # await, so what is held is flushed first and the lock taken around each step.
         await self.aflush()
         with self.lock:
             self._stamp(change)
@@ -435,13 +437,9 @@ class Writer:
             raise exc
         store_error_log.warn(self.store, self.job_id, exc)
 
-    async def aflush(self) -> None:
-        """Async twin of :meth:`flush`."""
-        await asyncio.to_thread(self.flush)
-
-    async def asubmit(self, change: Change, *, force: bool) -> None:
-        """Async twin of :meth:`submit` (the write happens off the event loop)."""
-        await asyncio.to_thread(self.submit, change, force=force)
+    # A Writer's async twins write off the event loop, in a worker thread.
+    aflush = in_thread(flush)
+    asubmit = in_thread(submit)
 
 
 class AsyncWriter(Writer):

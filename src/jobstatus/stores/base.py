@@ -28,10 +28,12 @@ probing for methods or with ``isinstance``. A new capability is a subclass of
 :class:`Capability` here, inherited by the stores that have it.
 
 Every blocking method has an async twin (``awrite``, ``aread``, ...). The base
-class runs the sync method in a worker thread so the event loop never blocks;
-stores with a native async driver override the twins. :class:`Subscription`
-and :class:`AsyncSubscription` (and their polling defaults) are written once,
-in :mod:`._async.subscription`, and importable from here.
+class derives each from its sync method with :func:`in_thread`, which runs it
+in a worker thread so the event loop never blocks (the memory store, which
+never blocks, uses :func:`at_once`); stores with a native async driver
+override the twins. :class:`Subscription` and :class:`AsyncSubscription` (and
+their polling defaults), and :func:`call_store` and :func:`acall_store`, are
+written once, in :mod:`._async`, and importable from here.
 """
 
 from __future__ import annotations
@@ -40,20 +42,23 @@ import abc
 import asyncio
 import contextlib
 import importlib
+import inspect
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
-from .._errors import ConfigurationError, NotSupportedError, StoreError
+from .._errors import ConfigurationError, NotSupportedError
 from .._record import Change, Record
 from .._record import Written as Written  # where stores and their writers meet
+from ._async.call import acall_store as acall_store
 from ._async.subscription import AsyncPollingSubscription as AsyncPollingSubscription
 from ._async.subscription import AsyncSubscription as AsyncSubscription
 from ._backoff import POLL_FIRST as POLL_FIRST
 from ._backoff import POLL_GROWTH as POLL_GROWTH
 from ._backoff import POLL_MAX as POLL_MAX
+from ._sync.call import call_store as call_store
 from ._sync.subscription import PollingSubscription as PollingSubscription
 from ._sync.subscription import Subscription as Subscription
 
@@ -65,6 +70,54 @@ DEFAULT_TIMEOUT = 5.0
 
 SKIPPED: Written = Written(applied=False)
 """The answer to a write the store had already applied."""
+
+
+S = TypeVar("S")
+P = ParamSpec("P")
+
+
+def in_thread(
+    method: Callable[Concatenate[S, P], T],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The async twin of a blocking method: it runs the method, as the instance's class
+    defines it, in a worker thread, so the event loop never blocks.
+
+    Every async method of :class:`Store` and the capabilities is this by default
+    (``awrite = in_thread(write)``); a store with a native async driver overrides
+    it with its own ``async def``.
+    """
+    return _twin(method, asyncio.to_thread)
+
+
+def at_once(
+    method: Callable[Concatenate[S, P], T],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The async twin of a method that never blocks (the memory store's): it calls the
+    method on the event loop, which a thread's hand-off would only slow down."""
+    return _twin(method, _on_the_loop)
+
+
+async def _on_the_loop(method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    return method(*args, **kwargs)
+
+
+def _twin(
+    method: Callable[Concatenate[S, P], T],
+    runner: Callable[..., Awaitable[T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    name = method.__name__
+
+    async def twin(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        # Looked up on the instance: the store's own method, not the abstract one.
+        return await runner(getattr(self, name), *args, **kwargs)
+
+    owner = method.__qualname__.rpartition(".")[0]
+    twin.__name__ = f"a{name}"
+    twin.__qualname__ = f"{owner}.a{name}" if owner else f"a{name}"
+    twin.__module__ = method.__module__
+    twin.__doc__ = f"Async twin of :meth:`{name}`."
+    twin.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return twin
 
 
 class Store(abc.ABC):
@@ -148,25 +201,12 @@ class Store(abc.ABC):
         """The async twin of :meth:`subscribe`."""
         return AsyncPollingSubscription()
 
-    async def awrite(self, job_id: str, change: Change) -> Written | None:
-        """Async twin of :meth:`write`."""
-        return await asyncio.to_thread(self.write, job_id, change)
-
-    async def aread(self, job_id: str) -> Record | None:
-        """Async twin of :meth:`read`."""
-        return await asyncio.to_thread(self.read, job_id)
-
-    async def aread_many(self, job_ids: Sequence[str]) -> list[Record | None]:
-        """Async twin of :meth:`read_many`."""
-        return await asyncio.to_thread(self.read_many, job_ids)
-
-    async def adelete(self, job_id: str) -> None:
-        """Async twin of :meth:`delete`."""
-        await asyncio.to_thread(self.delete, job_id)
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
-        await asyncio.to_thread(self.close)
+    # The async twins of the methods above, each run in a worker thread.
+    awrite = in_thread(write)
+    aread = in_thread(read)
+    aread_many = in_thread(read_many)
+    adelete = in_thread(delete)
+    aclose = in_thread(close)
 
     def describe(self) -> str:
         """A short, password-free description for messages (``sqlite:///...``)."""
@@ -210,11 +250,7 @@ class Listing(Capability):
         seconds) keeps only records last updated strictly before it.
         """
 
-    async def alist_recent(
-        self, status: str | None, limit: int, before: float | None
-    ) -> list[tuple[str, Record]]:
-        """Async twin of :meth:`list_recent`."""
-        return await asyncio.to_thread(self.list_recent, status, limit, before)
+    alist_recent = in_thread(list_recent)
 
     def child_ids(self, parent: str) -> list[str]:
         """The ids of the live records whose ``parent`` is ``parent``, sorted.
@@ -225,9 +261,7 @@ class Listing(Capability):
         """
         raise NotSupportedError(f"{type(self).__name__} cannot list a group's children")
 
-    async def achild_ids(self, parent: str) -> list[str]:
-        """Async twin of :meth:`child_ids`."""
-        return await asyncio.to_thread(self.child_ids, parent)
+    achild_ids = in_thread(child_ids)
 
     def count_by_status(self) -> dict[str, int]:
         """How many live records each status has, every state present, exactly.
@@ -239,9 +273,7 @@ class Listing(Capability):
         """
         raise NotSupportedError(f"{type(self).__name__} cannot count jobs by status")
 
-    async def acount_by_status(self) -> dict[str, int]:
-        """Async twin of :meth:`count_by_status`."""
-        return await asyncio.to_thread(self.count_by_status)
+    acount_by_status = in_thread(count_by_status)
 
     def count_stale(self, updated_before: float) -> int:
         """How many live records are ``working`` and were last updated before
@@ -252,9 +284,7 @@ class Listing(Capability):
         """
         raise NotSupportedError(f"{type(self).__name__} cannot count stale jobs")
 
-    async def acount_stale(self, updated_before: float) -> int:
-        """Async twin of :meth:`count_stale`."""
-        return await asyncio.to_thread(self.count_stale, updated_before)
+    acount_stale = in_thread(count_stale)
 
     def find(
         self,
@@ -273,21 +303,7 @@ class Listing(Capability):
         """
         raise NotSupportedError(f"{type(self).__name__} cannot search jobs by name or id")
 
-    async def afind(
-        self,
-        *,
-        status: str | None,
-        limit: int,
-        before: float | None,
-        name: str | None = None,
-        id_prefix: str | None = None,
-    ) -> list[tuple[str, Record]]:
-        """Async twin of :meth:`find`."""
-        return await asyncio.to_thread(
-            lambda: self.find(
-                status=status, limit=limit, before=before, name=name, id_prefix=id_prefix
-            )
-        )
+    afind = in_thread(find)
 
 
 class CancelPush(Capability):
@@ -304,9 +320,7 @@ class CancelPush(Capability):
         """Tell every listener that ``job_id``'s cancel was requested (``request`` is
         the recorded ``{"requested_at", "reason"}``)."""
 
-    async def aannounce_cancel(self, job_id: str, request: Record) -> None:
-        """Async twin of :meth:`announce_cancel`."""
-        await asyncio.to_thread(self.announce_cancel, job_id, request)
+    aannounce_cancel = in_thread(announce_cancel)
 
     @abc.abstractmethod
     def listen_for_cancels(self, deliver: Callable[[str, Record], None]) -> Callable[[], None]:
@@ -331,27 +345,6 @@ def listing_of(store: Store) -> Listing:
             "and PostgreSQL can"
         )
     return listing
-
-
-def call_store(method: Callable[..., T], *args: Any) -> T:
-    """Call a store method; any failure but StoreError and NotSupportedError becomes a
-    StoreError too."""
-    try:
-        return method(*args)
-    except (StoreError, NotSupportedError):
-        raise
-    except Exception as exc:
-        raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
-
-
-async def acall_store(method: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """Async twin of :func:`call_store`."""
-    try:
-        return await method(*args)
-    except (StoreError, NotSupportedError):
-        raise
-    except Exception as exc:
-        raise StoreError(f"the store failed: {type(exc).__name__}: {exc}") from exc
 
 
 class Push(Capability):
@@ -384,9 +377,7 @@ class Migration(Capability):
             StoreError: the backend refused (for example, no right to create tables).
         """
 
-    async def amigrate(self) -> None:
-        """Async twin of :meth:`migrate`."""
-        await asyncio.to_thread(self.migrate)
+    amigrate = in_thread(migrate)
 
 
 class Purge(Capability):

@@ -24,6 +24,7 @@ from .base import (
     Store,
     Subscription,
     Written,
+    at_once,
 )
 
 
@@ -198,29 +199,25 @@ class MemoryStore(Listing, Push, CancelPush, Store):
     def asubscribe(self, job_id: str) -> AsyncSubscription:
         return _AsyncMemorySubscription(self)
 
-    async def awrite(self, job_id: str, change: Change) -> Written:
-        return self.write(job_id, change)
-
-    async def aread(self, job_id: str) -> Record | None:
-        return self.read(job_id)
-
-    async def aread_many(self, job_ids: Sequence[str]) -> list[Record | None]:
-        return self.read_many(job_ids)
-
-    async def adelete(self, job_id: str) -> None:
-        self.delete(job_id)
-
-    async def aclose(self) -> None:
-        self.close()
+    # Nothing here blocks: the async twins run on the loop, not in a thread.
+    awrite = at_once(write)
+    aread = at_once(read)
+    aread_many = at_once(read_many)
+    adelete = at_once(delete)
+    aclose = at_once(Store.close)
 
 
-class _MemorySubscription(Subscription):
-    """Wakes on any write to the store (cheap in one process)."""
+class _Versioned:
+    """Where a subscription to a memory store starts: the store's version now."""
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         with store._lock:
             self._seen = store._version
+
+
+class _MemorySubscription(_Versioned, Subscription):
+    """Wakes on any write to the store (cheap in one process)."""
 
     def wait(self, timeout: float) -> list[Record] | None:
         store = self._store
@@ -230,12 +227,12 @@ class _MemorySubscription(Subscription):
         return None
 
 
-class _AsyncMemorySubscription(AsyncSubscription):
-    """Checks the store's version every few milliseconds without blocking the loop."""
+class _AsyncMemorySubscription(_Versioned, AsyncSubscription):
+    """Checks the store's version every few milliseconds without blocking the loop.
 
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
-        self._seen = store._version
+    Unlike the sync one, it never waits on the store's condition: that would block
+    the loop's thread, and a write from the loop itself could never wake it.
+    """
 
     async def wait(self, timeout: float) -> list[Record] | None:
         deadline = time.monotonic() + timeout

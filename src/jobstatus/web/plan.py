@@ -11,7 +11,7 @@ are written once for every framework. The routes themselves are in
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -20,6 +20,8 @@ from typing import Any, Protocol, TypeVar
 from .._record import Record
 from .._status import Status
 from . import core
+from ._plan_async import arun as arun  # the loops, written once there
+from ._plan_sync import run as run
 from .core import ApiError, WebOptions
 from .stream import EventStream
 
@@ -223,43 +225,6 @@ Result = Answer | StreamAnswer
 Steps = Generator[Step, Any, T]  # yields steps, is sent their results, returns a T
 Plan = Steps[Result]
 Handler = Callable[[Request, WebOptions], Plan | Result]
-
-
-def run(plan: Plan, perform: Callable[[Step], Any]) -> Result:
-    """Carry a plan out with blocking I/O: each step's result, or error, goes back into it."""
-    try:
-        step = next(plan)
-        while True:
-            try:
-                result = perform(step)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(result)
-    except StopIteration as done:
-        answer: Result = done.value
-        return answer
-    finally:
-        plan.close()  # a plan left half-way (a cancelled request) gives its slot back
-
-
-async def arun(plan: Plan, perform: Callable[[Step], Awaitable[Any]]) -> Result:
-    """The async twin of :func:`run`: the same loop, awaiting each step."""
-    try:
-        step = next(plan)
-        while True:
-            try:
-                result = await perform(step)
-            except Exception as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(result)
-    except StopIteration as done:
-        answer: Result = done.value
-        return answer
-    finally:
-        plan.close()
-
 
 # -- the steps several routes take -------------------------------------------------------
 
