@@ -2,7 +2,8 @@
 
     python -m bench.bench_groups            # every store's rows
     BENCH_GROUP_SIZES=100,10000 python -m bench.bench_groups   # a quicker run
-    BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows
+    BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows (redis,
+                                                               # redis_cluster, postgres)
 
 For each store (one function per store, so each store's rows stay apart):
 
@@ -295,9 +296,43 @@ def redis_cluster_rows() -> list[Row]:
     return rows
 
 
+POSTGRES_URL = os.environ.get(
+    "JOBSTATUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def postgres_rows() -> list[Row]:
+    """PostgreSQL: children loaded through the write function itself (bench/_bulk.py)."""
+    from jobstatus.stores.postgres import PostgresStore
+
+    from ._bulk import load_postgres
+
+    table = f"groupbench_{uuid.uuid4().hex[:8]}"
+    url = f"{POSTGRES_URL}?table={table}"
+
+    def make() -> Store:
+        return PostgresStore.from_url(url)
+
+    store = PostgresStore.from_url(url, timeout=60)  # a Batch of 100,000 takes seconds
+
+    def load(writes: list[tuple[str, Change]]) -> None:
+        load_postgres(store, writes)
+
+    try:
+        rows = group_read_rows("PostgreSQL", store, load, None, SIZES)
+        rows.append(parent_write_row("PostgreSQL", store))
+        rows += cancel_rows("PostgreSQL", make)
+    finally:
+        jobstatus.configure(store=None)
+        store.drop()
+        store.close()
+    return rows
+
+
 STORES: dict[str, Callable[[], list[Row]]] = {
     "redis": redis_rows,
     "redis_cluster": redis_cluster_rows,
+    "postgres": postgres_rows,
 }
 
 

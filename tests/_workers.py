@@ -62,3 +62,38 @@ def tracked_failure() -> None:
 
 def _sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
+
+
+def group_children(url: str, group_id: str, first: int, count: int, start_at: float) -> None:
+    """Run ``count`` children of ``group_id`` through started and finished (every
+    third one fails), ids ``child-<first + n>``: two moves of the group each."""
+    jobstatus.configure(store=url, heartbeat_interval=0)
+    _sleep_until(start_at)
+    for n in range(first, first + count):
+        job = Job(f"child-{n}", parent=group_id)
+        job.started()
+        job.finished(ValueError("every third") if n % 3 == 0 else None)
+
+
+def wait_for_cancel(url: str, job_id: str, bound: float) -> None:
+    """Run a job that writes ``ready``, then waits, writing nothing, until it learns of
+    its cancel; exits 0 when it learned by the store's push and raised Cancelled."""
+    import sys
+
+    jobstatus.configure(store=url, heartbeat_interval=0)
+    learned: list[bool] = []
+
+    def work() -> None:
+        status = jobstatus.current()
+        status.update(ready=True, force=True)
+        deadline = time.monotonic() + bound
+        while not status.cancel_requested and time.monotonic() < deadline:
+            time.sleep(0.001)
+        learned.append(status.cancel_requested)  # no write since "ready": only a push
+        status.progress.increment()  # raises Cancelled
+
+    try:
+        Job(job_id).run(work, (), {})
+    except jobstatus.Cancelled:
+        sys.exit(0 if learned == [True] else 2)
+    sys.exit(1)

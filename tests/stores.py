@@ -197,8 +197,6 @@ CASES: list[StoreCase] = [
         pushes=True,
         purges=True,
         migrates=True,
-        guards=False,
-        searches=False,
         marks=[pytest.mark.postgres],
         service=("PostgreSQL", POSTGRES_URL, 5432),
     ),

@@ -462,6 +462,32 @@ class RQWorker(Worker):
         """One more worker on this queue and store (a dead worker's successor)."""
         return start(_rq_command(self.queue), worker_env(self.store_url, **env), log)
 
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.rq import PARENT_META
+
+        return self.rq_queue.enqueue(
+            self._function(task), *args, retry=self._retry(task), meta={PARENT_META: parent}
+        )
+
+    def revoke(self, handle: Any) -> None:
+        handle.cancel()
+
+    def revoked_by_queue(self, handle: Any) -> bool:
+        return str(handle.get_status(refresh=True)) in ("canceled", "JobStatus.CANCELED")
+
+    def stop(self, handle: Any) -> None:
+        from rq.command import send_stop_job_command
+
+        send_stop_job_command(self.rq_queue.connection, handle.id)
+
+    def send_group(self, task: str, arglists: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        from rq import Queue
+        from rq.group import Group
+
+        rq_group = Group.create(connection=self.rq_queue.connection)
+        datas = [Queue.prepare_data(self._function(task), args) for args in arglists]
+        return rq_group.name, rq_group.enqueue_many(self.rq_queue, datas)
+
 
 def _rq_command(queue: str) -> list[str]:
     return [
@@ -532,6 +558,28 @@ class DramatiqWorker(Worker):
 
     def send_later(self, task: str, *args: Any) -> Any:
         return self.send_message(task, *args, delay=300_000)
+
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.dramatiq import PARENT_OPTION
+
+        return self.send_message(task, *args, **{PARENT_OPTION: parent})
+
+    def send_group(self, task: str, arglists: list[tuple[Any, ...]]) -> tuple[str, list[Any]]:
+        import dramatiq
+        import dramatiq_tasks
+
+        from jobstatus.integrations.dramatiq import group_id_of
+
+        actor = getattr(dramatiq_tasks, task)
+        messages = [actor.message(*args).copy(queue_name=self.queue) for args in arglists]
+        dramatiq_group = dramatiq.group(messages, broker=self.broker)
+        dramatiq_group.add_completion_callback(
+            dramatiq_tasks.group_done.message().copy(queue_name=self.queue)
+        )
+        dramatiq_group.run()
+        group_id = group_id_of(dramatiq_group)
+        assert group_id is not None
+        return group_id, messages
 
     def raised(self, handle: Any) -> str:
         from dramatiq.results import ResultFailure, Results
@@ -633,6 +681,21 @@ class HueyWorker(Worker):
 
     def send_later(self, task: str, *args: Any) -> Any:
         return self._task(task).schedule(args, delay=60)
+
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.huey import children_of
+
+        with children_of(parent):
+            return self.send(task, *args)
+
+    def revoke(self, handle: Any) -> None:
+        handle.revoke()
+
+    def revoked_by_queue(self, handle: Any) -> bool:
+        # Huey forgets a revoke-once as the consumer skips the task: its log tells.
+        wait_until(lambda: "was revoked, not executing" in self.log.read_text(), "the skip")
+        lines = self.log.read_text().splitlines()
+        return any(handle.id in line and "was revoked" in line for line in lines)
 
     def raised(self, handle: Any) -> str:
         from huey.exceptions import TaskException
@@ -737,6 +800,12 @@ class ArqWorker(AsyncWorker):
     def send_later(self, task: str, *args: Any) -> Any:
         return self.send(task, *args, _defer_by=60)
 
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        return self.send(task, *args, _parent=parent)
+
+    def stop(self, handle: Any) -> None:
+        assert self.call(handle.abort(timeout=TIMEOUT, poll_delay=0.1))
+
     def raised(self, handle: Any) -> str:
         try:
             self.call(handle.result(timeout=TIMEOUT))
@@ -826,6 +895,12 @@ class TaskiqWorker(AsyncWorker):
     def raised(self, handle: Any) -> str:
         result = self.call(handle.wait_result(timeout=TIMEOUT))
         return type(result.error).__name__ if result.is_err else ""
+
+    def send_child(self, parent: str, task: str, *args: Any) -> Any:
+        from jobstatus.integrations.taskiq import PARENT_LABEL
+
+        kicker = self._task(task).kicker().with_broker(self.broker)
+        return self.call(kicker.with_labels(**{PARENT_LABEL: parent}).kiq(*args))
 
     def send_plain(self, task: str, *args: Any) -> Any:
         from taskiq_redis import ListQueueBroker
@@ -986,14 +1061,17 @@ QUEUES = [
         _rq,
         runs=(("redis", "sqlite"), ("redis", SECOND)),
         prefix="rq_tasks.",
-        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}),
+        supports=frozenset(
+            {RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}
+            | {QUEUE_REVOKE, QUEUE_STOP, QUEUE_GROUPS}
+        ),
     ),
     QueueCase(
         "dramatiq",
         _dramatiq,
         runs=(("redis", "sqlite"), ("amqp", SECOND)),
         prefix="",
-        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER}),
+        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, QUEUE_GROUPS}),
         slots=2,
     ),
     QueueCase(
@@ -1001,7 +1079,7 @@ QUEUES = [
         _huey,
         runs=(("redis", "sqlite"), ("sqlite", SECOND)),
         prefix="huey_app.",
-        supports=frozenset({RETRIES, OPT_OUT}),
+        supports=frozenset({RETRIES, OPT_OUT, QUEUE_REVOKE}),
         slots=2,
     ),
     QueueCase(
@@ -1009,7 +1087,7 @@ QUEUES = [
         _arq,
         runs=(("redis", "sqlite"), ("redis", SECOND)),
         prefix="",
-        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD}),
+        supports=frozenset({RETRIES, OPT_OUT, PLAIN_PUBLISHER, RESULT_AFTER_RECORD, QUEUE_STOP}),
         retried="arq.worker.Retry",
         exhausted=("arq.worker.JobExecutionFailed", "max 2 retries exceeded"),
         slots=4,

@@ -15,17 +15,13 @@ from .queues import HueyWorker, _gate, on_workers
 pytestmark = [on_workers("huey"), pytest.mark.timeout(120)]
 
 
-def test_revoked_before_it_runs_is_failed(worker: HueyWorker) -> None:
+def test_revoked_before_it_runs_is_cancelled(worker: HueyWorker) -> None:
     import huey_app
 
     result = huey_app.add.schedule((1, 1), delay=0.5)
     result.revoke()
     s = finished(result)
-    assert s.is_failed and "attempts" not in s
-    assert s["exception"] == {
-        "class": "jobstatus.integrations.huey.TaskRevoked",
-        "message": "revoked",
-    }
+    assert s.is_cancelled and "attempts" not in s and "exception" not in s
 
 
 def test_expired_before_it_runs_is_failed(worker: HueyWorker) -> None:
@@ -45,16 +41,40 @@ def test_expired_before_it_runs_is_failed(worker: HueyWorker) -> None:
     assert s["exception"]["class"] == "jobstatus.integrations.huey.TaskExpired"
 
 
-def test_cancelled_by_a_pre_execute_hook_is_failed(worker: HueyWorker) -> None:
+def test_cancelled_by_a_pre_execute_hook_is_cancelled(worker: HueyWorker) -> None:
     s = finished(worker.send("cancelled_by_hook"))
-    assert s.is_failed
-    assert s["exception"] == {"class": "huey.exceptions.CancelExecution", "message": "not today"}
+    assert s.is_cancelled and "exception" not in s
 
 
-def test_cancel_execution_without_retry_is_failed(worker: HueyWorker) -> None:
+def test_cancel_execution_without_retry_is_cancelled(worker: HueyWorker) -> None:
     s = finished(worker.send("cancel_itself"))
-    assert s.is_failed and s["attempts"] == 1
-    assert s["exception"]["message"] == "given up"
+    assert s.is_cancelled and s["attempts"] == 1
+    assert [entry["status"] for entry in s.history] == ["queued", "working", "cancelled"]
+
+
+def test_a_cancelled_task_with_retries_left_is_not_retried(worker: HueyWorker) -> None:
+    import huey_app
+
+    marker = worker.gate()
+    result = huey_app.gated_with_retries(worker.gate(), marker)
+    wait_for(result, lambda s: s.is_working)
+    assert jobstatus.cancel(result, reason="enough")
+    s = finished(result)
+    assert s.is_cancelled and s["attempts"] == 1
+    time.sleep(3)  # past its retry delay: a retry would have started by now
+    assert _gate.incr(marker) == 2  # the task ran once
+    assert jobstatus.get(result)["attempts"] == 1
+
+
+def test_a_task_declared_with_a_parent_joins_that_group(worker: HueyWorker) -> None:
+    import huey_app
+
+    g = jobstatus.group(name="declared", group_id=huey_app.DECLARED_GROUP)
+    results = [worker.send("in_declared_group") for _ in range(2)]
+    for result in results:
+        assert finished(result)["parent"] == g.job_id
+    group = wait_for(g, lambda s: s.is_finished)
+    assert group.is_completed and group["children"]["completed"] == 2
 
 
 def test_task_whose_lock_is_held_is_failed(worker: HueyWorker) -> None:
@@ -68,3 +88,25 @@ def test_task_whose_lock_is_held_is_failed(worker: HueyWorker) -> None:
         lock.clear()
     assert s.is_failed
     assert s["exception"]["class"] == "huey.exceptions.TaskLockedException"
+
+
+def test_tasks_enqueued_within_children_of_join_the_group(worker: HueyWorker) -> None:
+    from jobstatus.integrations.huey import children_of
+
+    g = jobstatus.group(name="huey batch")
+    with children_of(g) as group_id:
+        results = [worker.send("add", n, n) for n in range(3)]
+    outside = worker.send("add", 9, 9)
+    assert group_id == g.job_id
+    for result in results:
+        assert finished(result)["parent"] == g.job_id
+    assert "parent" not in finished(outside)
+    group = wait_for(g, lambda s: s.is_finished)
+    assert group.is_completed and group["children"]["completed"] == 3
+
+
+def test_children_of_a_job_that_is_no_group_is_refused(worker: HueyWorker) -> None:
+    from jobstatus.integrations.huey import children_of
+
+    with pytest.raises(ValueError, match="does not exist"), children_of("no-such-group"):
+        pass

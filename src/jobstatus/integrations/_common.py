@@ -12,8 +12,11 @@ one attempt lifecycle that each queue drives from its own hooks.
 
 ``aenqueue``, ``astart``, ``afinish`` and ``arequeue`` are the async twins, for a
 Job made by ``JobSpec.ajob``. An attempt records one outcome, and a store error
-never reaches the queue (it is logged). A task's group is the ``parent`` given to
-``JobSpec.job`` or ``ajob``, on the publisher's side and on the worker's.
+never reaches the queue (it is logged). A task's group is the ``parent`` of its
+spec (its option decorator's ``parent=``) or one given at publish time: the
+publisher checks it (:func:`publisher_job`: a bad parent raises there), the
+worker repeats it (:func:`worker_job`: one that fails its checks there is logged
+and dropped, never raised into the queue).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def spec_of_options(
     when a job is published or starts).
 
     Raises:
-        ConfigurationError: an unknown option or a bad value, naming ``where``.
+        ConfigurationError: an unknown option or a bad value (a malformed parent id
+            too), naming ``where``.
     """
     try:
         checked = validate_options(options)
@@ -65,6 +69,63 @@ def spec_of_options(
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"{where}: parent: {exc}") from None
     return JobSpec(store=store, options=checked, parent=parent)
+
+
+def parent_id(parent: object) -> str | None:
+    """The id of a ``parent`` given as an id or a Status (checked for its form only:
+    whether it is a group is checked when a job joins it); None for None.
+
+    Raises:
+        TypeError, ValueError: a malformed id.
+    """
+    if parent is None:
+        return None
+    return parent.job_id if isinstance(parent, Status) else validate_job_id(parent)
+
+
+def publisher_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """The Job a publisher records ``queued`` with; ``parent`` (given at publish time)
+    over the spec's. A store that fails while the parent is checked is logged and the
+    job is recorded without it.
+
+    Raises:
+        TypeError, ValueError: the parent is not a group, would make a cycle or
+            nests too deep (nothing is published).
+    """
+    try:
+        return spec.job(job_id, parent=parent)
+    except StoreError as exc:
+        logger.warning("jobstatus could not check the group of job %r: %s", job_id, exc)
+        return JobSpec(spec.name, spec.store, spec.options).job(job_id)
+
+
+async def apublisher_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """Async twin of :func:`publisher_job`."""
+    try:
+        return await spec.ajob(job_id, parent=parent)
+    except StoreError as exc:
+        logger.warning("jobstatus could not check the group of job %r: %s", job_id, exc)
+        return await JobSpec(spec.name, spec.store, spec.options).ajob(job_id)
+
+
+def worker_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """The Job a worker runs; ``parent`` (from the message) over the spec's. A parent
+    that fails its checks here (the group expired, the store failed) is logged and
+    dropped: the job runs, and its record keeps the parent the publisher wrote."""
+    try:
+        return spec.job(job_id, parent=parent)
+    except (TypeError, ValueError, StoreError) as exc:
+        logger.warning("jobstatus could not record the group of job %r: %s", job_id, exc)
+        return JobSpec(spec.name, spec.store, spec.options).job(job_id)
+
+
+async def aworker_job(spec: JobSpec, job_id: str, parent: object = None) -> Job:
+    """Async twin of :func:`worker_job`."""
+    try:
+        return await spec.ajob(job_id, parent=parent)
+    except (TypeError, ValueError, StoreError) as exc:
+        logger.warning("jobstatus could not record the group of job %r: %s", job_id, exc)
+        return await JobSpec(spec.name, spec.store, spec.options).ajob(job_id)
 
 
 def spec_from(value: object, where: str) -> JobSpec | None:

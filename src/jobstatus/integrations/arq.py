@@ -18,6 +18,12 @@ The worker side wraps the job functions of a ``WorkerSettings`` and adds an
     job = await enqueue_job(redis, "export", rows)   # records queued, then enqueues
     jobstatus.get(job)
 
+    await enqueue_job(redis, "export", rows, _parent=g)   # joins the group g
+    # or for every job of a function: @options(parent="nightly")
+
+A job whose cancel was requested with ``jobstatus.cancel`` before it started does
+not run (it raises ``jobstatus.Cancelled``, which arq stores as its result); arq's
+own ``Job.abort()`` of a running job (``allow_abort_jobs``) records ``cancelled``.
 How each arq outcome maps to the record is in ``docs/arq.md``.
 """
 
@@ -25,18 +31,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from .._config import store_or_default
+from .._errors import Cancelled
 from .._job import SPEC_ATTRIBUTE, JobSpec
+from .._record import Record
+from .._revokers import register_revoker
 from ..stores.base import acall_store
-from ._common import Attempt, aenqueue, declaring, missing, quietly, spec_of_options, task_spec
+from ._common import (
+    Attempt,
+    aenqueue,
+    apublisher_job,
+    aworker_job,
+    declaring,
+    missing,
+    quietly,
+    record_outcome,
+    spec_of_options,
+    task_spec,
+)
 
 try:
+    import redis
     from arq.connections import ArqRedis
-    from arq.constants import default_queue_name, job_key_prefix
+    from arq.constants import abort_jobs_ss, default_queue_name, job_key_prefix
     from arq.jobs import Job as ArqJob
     from arq.typing import WorkerCoroutine
     from arq.worker import Function, JobExecutionFailed, Retry, RetryJob, func
@@ -52,21 +75,27 @@ MAX_TRIES_KEY = "jobstatus_max_tries"  # and the tries its function has
 WRAPPED_ATTRIBUTE = "__jobstatus_arq_wrapped__"
 ARQ_DEFAULT_MAX_TRIES = 5
 
+# The arq Redis pools enqueue_job published through: where the revoker aborts a job.
+_pools: weakref.WeakValueDictionary[int, ArqRedis] = weakref.WeakValueDictionary()
+
 
 def options(
-    enabled: bool = True, /, *, store: object = None, **job_options: Any
+    enabled: bool = True, /, *, store: object = None, parent: object = None, **job_options: Any
 ) -> Callable[[F], F]:
     """Per-function options for :func:`track`; ``@options(False)`` never tracks the function.
 
     Args:
         store: a store, URL or client for this function's jobs.
+        parent: the group (an id or a Status) each job joins when the worker starts it.
         job_options: ``expires_in``, ``throttle_interval``, ``includes``, ...
             over the worker's options.
 
     Raises:
-        ConfigurationError: an unknown option or a bad value.
+        ConfigurationError: an unknown option or a bad value (a malformed ``parent`` id).
     """
-    return declaring("arq options()", enabled=enabled, store=store, options=job_options)
+    return declaring(
+        "arq options()", enabled=enabled, store=store, parent=parent, options=job_options
+    )
 
 
 def track(settings: Any, *, store: object = None, **job_options: Any) -> Any:
@@ -103,15 +132,23 @@ async def enqueue_job(redis: ArqRedis, function: str, *args: Any, **kwargs: Any)
     """``redis.enqueue_job(...)`` that records ``queued`` first, under the job's id.
 
     Takes what ``ArqRedis.enqueue_job`` takes (``_job_id``, ``_queue_name``,
-    ``_defer_by``, ...). Without ``_job_id`` it picks the id, so the record
-    exists before any worker can start the job. Returns arq's Job, or None
-    when a job with that id already exists (as arq does).
+    ``_defer_by``, ...), and ``_parent``: the group (an id or a Status) the job
+    joins. Without ``_job_id`` it picks the id, so the record exists before any
+    worker can start the job. Returns arq's Job, or None when a job with that
+    id already exists (as arq does).
+
+    Raises:
+        TypeError, ValueError: ``_parent`` is not a group, would make a cycle or
+            nests too deep (nothing is enqueued).
     """
+    _pools[id(redis)] = redis
     job_id = kwargs.pop("_job_id", None) or uuid.uuid4().hex
+    parent = kwargs.pop("_parent", None)
     queue = kwargs.get("_queue_name") or redis.default_queue_name
     job_kwargs = {key: value for key, value in kwargs.items() if not key.startswith("_")}
     spec = JobSpec().named(function)
-    await aenqueue(await spec.ajob(job_id), spec.serialized(job_id, args, job_kwargs, queue))
+    job = await apublisher_job(spec, job_id, parent)
+    await aenqueue(job, spec.serialized(job_id, args, job_kwargs, queue))
     return await redis.enqueue_job(function, *args, _job_id=job_id, **kwargs)
 
 
@@ -130,9 +167,10 @@ def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> F
     @functools.wraps(coroutine)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         job_id = ctx["job_id"]
-        attempt = Attempt(await spec.ajob(job_id))
+        attempt = Attempt(await aworker_job(spec, job_id))
         ctx[CTX_KEY], ctx[MAX_TRIES_KEY] = attempt, max_tries
-        await attempt.astart(spec.serialized(job_id, args, kwargs, queue))
+        if not await attempt.astart(spec.serialized(job_id, args, kwargs, queue)):
+            raise attempt.job.writer.cancelled()  # recorded cancelled; arq does not retry it
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except (Retry, RetryJob, asyncio.CancelledError) as exc:
@@ -200,10 +238,13 @@ async def _after_job_end(ctx: dict[str, Any]) -> None:
             await attempt.arequeue(attempt.exc)
         return
     # Finished without returning: aborted, or cancelled by its timeout. arq
-    # stored the exception it saw (the function itself only saw a cancel).
+    # stored the exception it saw (the function itself only saw a cancel): a
+    # CancelledError for an abort, which ends the job cancelled.
     info = await ArqJob(job_id, redis).result_info()
     outcome = info.result if info is not None else None
     exc = outcome if isinstance(outcome, BaseException) else attempt.exc
+    if isinstance(exc, asyncio.CancelledError):
+        exc = Cancelled(job_id, "aborted by arq")
     await attempt.afinish(exc or asyncio.CancelledError())
 
 
@@ -233,3 +274,47 @@ def _set(settings: Any, name: str, value: Any) -> None:
         settings[name] = value
     else:
         setattr(settings, name, value)
+
+
+# -- cancel: jobstatus.cancel aborts the job in arq too --------------------------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): arq's abort (``Job.abort()`` without its
+    wait) of a job in the Redis of one of this process's :func:`enqueue_job` pools.
+
+    A queued job is recorded ``cancelled`` at once (arq drops it unrun: no hook of
+    ours runs for it); a running one is cancelled at its next ``await`` when the
+    worker has ``allow_abort_jobs``, else at its next progress call.
+    """
+    if record.get("status") not in ("queued", "working"):
+        return
+    for pool in list(_pools.values()):
+        client = _sync_client(pool)
+        try:
+            if not client.exists(job_key_prefix + job_id):
+                continue
+            client.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+        finally:
+            client.close()
+        if record.get("status") == "queued":
+            spec = JobSpec().named(record.get("name"))
+            record_outcome(spec, job_id, Cancelled(job_id, "aborted before it started"))
+        return
+
+
+def _sync_client(pool: ArqRedis) -> redis.Redis:
+    """A blocking client of the same server and database as the async ``pool`` (a
+    revoker runs in plain code, off any event loop)."""
+    given = pool.connection_pool.connection_kwargs
+    chosen = {key: given[key] for key in ("db", "username", "password") if key in given}
+    if "path" in given:
+        return redis.Redis(unix_socket_path=given["path"], **chosen)
+    ssl = "SSL" in pool.connection_pool.connection_class.__name__
+    return redis.Redis(
+        host=given.get("host", "localhost"), port=given.get("port", 6379), ssl=ssl,
+        socket_connect_timeout=5, socket_timeout=5, **chosen,
+    )  # fmt: skip
+
+
+register_revoker("arq", _revoke)

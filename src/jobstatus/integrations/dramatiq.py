@@ -17,28 +17,72 @@
     message = export.send(rows)          # records queued
     jobstatus.get(message).status
 
+    # a group (jobstatus.group()) for every message of an actor, or for one message:
+    @dramatiq.actor(jobstatus={"parent": "nightly"})
+    def load(path): ...
+    export.send_with_options(args=(rows,), jobstatus_parent=g.job_id)
+
 Every actor is tracked unless declared with ``jobstatus=False`` (or the
 middleware is built with ``track_all=False``: then only actors declared with
 ``jobstatus=True`` or a dict). Its place among the broker's middleware does
-not change what is recorded. The mapping of Dramatiq's outcomes (retries, ``throws``, time
-limits, skipped messages) is in ``docs/dramatiq.md``.
+not change what is recorded. A message whose cancel was requested with
+``jobstatus.cancel`` before it started is skipped (its actor does not run); one
+that stops on ``jobstatus.Cancelled`` (or dramatiq-abort's ``Abort``) is recorded
+``cancelled`` and not retried. The mapping of Dramatiq's outcomes (retries,
+``throws``, time limits, skipped messages) is in ``docs/dramatiq.md``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._config import store_or_default
+from .._errors import Cancelled
+from .._group import group
 from .._job import JobSpec
 from .._record import exception_info
-from ._common import Attempt, Attempts, enqueue, missing, quietly, spec_of_options, task_spec
+from .._status import read_status
+from ._common import (
+    Attempt,
+    Attempts,
+    enqueue,
+    missing,
+    parent_id,
+    publisher_job,
+    quietly,
+    spec_of_options,
+    task_spec,
+    worker_job,
+)
 
 try:
     from dramatiq import Broker, Middleware
     from dramatiq.errors import ActorNotFound
+    from dramatiq.middleware import MiddlewareError, SkipMessage
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("dramatiq", "Dramatiq") from exc
 
-__all__ = ["MessageSkipped", "StatusMiddleware"]
+__all__ = [
+    "GROUP_NAME",
+    "PARENT_OPTION",
+    "InvalidParent",
+    "MessageSkipped",
+    "StatusMiddleware",
+    "group_id_of",
+]
+
+#: The message option that names the group a message's job joins (an id or a Status).
+PARENT_OPTION = "jobstatus_parent"
+#: The ``name`` of the group record a Dramatiq ``group`` with a completion callback makes.
+GROUP_NAME = "dramatiq.group"
+# Dramatiq's own option on the messages of a group run with completion callbacks.
+_COMPLETION_OPTION = "group_completion_uuid"
+
+
+class InvalidParent(MiddlewareError, ValueError):
+    """Raised by ``send`` when a message's parent is not a group, would make a cycle or
+    nests too deep (a ``ValueError``; a Dramatiq ``MiddlewareError`` too, which the
+    broker lets through to the sender). Nothing is sent."""
 
 
 class MessageSkipped(Exception):
@@ -67,6 +111,7 @@ class StatusMiddleware(Middleware):
         self.spec = spec_of_options(store, options, "StatusMiddleware")
         self.track_all = track_all
         self._attempts = Attempts()
+        self._groups_made: set[str] = set()  # Dramatiq groups recorded by this process
 
     @property
     def actor_options(self) -> set[str]:
@@ -93,8 +138,29 @@ class StatusMiddleware(Middleware):
             attempt.requeue(attempt.exc)
             return
         spec = self.spec_of(broker, message.actor_name)
-        if spec is not None:
-            enqueue(spec.job(message.message_id), _serialized(spec, message))
+        try:
+            if message.options.get(PARENT_OPTION) is not None:
+                message.options[PARENT_OPTION] = parent_id(message.options[PARENT_OPTION])
+            if spec is None:
+                return
+            self._join_dramatiq_group(spec, message)
+            job = publisher_job(spec, message.message_id, _parent(message))
+        except (TypeError, ValueError) as exc:
+            raise InvalidParent(str(exc)) from exc  # the broker lets it reach send()
+        enqueue(job, _serialized(spec, message))
+
+    def _join_dramatiq_group(self, spec: JobSpec, message: Any) -> None:
+        """A message of a Dramatiq ``group`` run with completion callbacks (the only
+        kind whose messages carry the group's id) joins a group record under that id."""
+        completion = message.options.get(_COMPLETION_OPTION)
+        if message.options.get(PARENT_OPTION) is not None or not isinstance(completion, str):
+            return
+        if completion not in self._groups_made:
+            with quietly(message.message_id, "its Dramatiq group"):
+                group(name=GROUP_NAME, group_id=completion, store=spec.store)  # idempotent
+                self._groups_made.add(completion)
+        if completion in self._groups_made:
+            message.options[PARENT_OPTION] = completion
 
     # -- processing (a worker thread) -----------------------------------------------
 
@@ -102,9 +168,11 @@ class StatusMiddleware(Middleware):
         spec = self.spec_of(broker, message.actor_name)
         if spec is None:
             return
-        attempt = Attempt(spec.job(message.message_id))
-        attempt.start(_serialized(spec, message))
+        attempt = Attempt(worker_job(spec, message.message_id, _parent(message)))
+        runs = attempt.start(_serialized(spec, message))
         self._attempts.add(attempt)
+        if not runs:
+            raise SkipMessage("cancelled before it started")  # recorded cancelled
 
     def after_process_message(
         self,
@@ -118,6 +186,13 @@ class StatusMiddleware(Middleware):
         if attempt is None:
             return
         attempt.leave()
+        if exception is not None and (_is_cancel(exception) or attempt.job.cancel_seen):
+            # Middleware run their after hooks last added first: when Retries runs
+            # after this (the usual order), it fails the message instead of retrying.
+            message.options["max_retries"] = 0
+            if not attempt.done:
+                attempt.exc = _as_cancelled(message.message_id, exception)
+            return
         if exception is None:
             attempt.finish()
         elif attempt.done:
@@ -148,6 +223,49 @@ class StatusMiddleware(Middleware):
             attempt.finish(attempt.exc)
 
     before_nack = before_ack
+
+
+def group_id_of(dramatiq_group: Any, *, store: object = None) -> str | None:
+    """The id of the group record of a Dramatiq ``group`` that ran with a completion
+    callback (Dramatiq keeps its id on the messages it sent, not on the group), read
+    from its first message's record; None when it has none.
+
+    Raises:
+        StoreError: the store failed.
+
+    Example::
+
+        g = dramatiq.group(load.message(path) for path in paths)
+        g.add_completion_callback(report.message())
+        g.run()
+        jobstatus.get(group_id_of(g)).progress.percent
+    """
+    first = dramatiq_group.children[0] if dramatiq_group.children else None
+    while first is not None and not hasattr(first, "message_id"):  # a pipeline: its last
+        first = first.messages[-1] if hasattr(first, "messages") else None
+    if first is None:
+        return None
+    parent = read_status(store_or_default(store), first.message_id).get("parent")
+    return parent if isinstance(parent, str) else None
+
+
+def _parent(message: Any) -> str | None:
+    """The group named in the message's options (None: its actor's, if any)."""
+    value = message.options.get(PARENT_OPTION)
+    return value if isinstance(value, str) else None
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    """``jobstatus.Cancelled``, or dramatiq-abort's ``Abort`` (known by name: the
+    package is optional, and never imported here)."""
+    return isinstance(exc, Cancelled) or any(
+        cls.__name__ == "Abort" and cls.__module__.startswith("dramatiq_abort")
+        for cls in type(exc).__mro__
+    )
+
+
+def _as_cancelled(job_id: str, exc: BaseException) -> BaseException:
+    return exc if isinstance(exc, Cancelled) else Cancelled(job_id, str(exc) or None)
 
 
 def _serialized(spec: JobSpec, message: Any) -> dict[str, Any]:

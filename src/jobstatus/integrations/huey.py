@@ -15,32 +15,60 @@ defines the instance, so both the producer and the consumer run it::
     @huey.task(jobstatus=False)                       # never tracked
     def ping(): ...
 
-How each Huey signal maps to the record is in ``docs/huey.md``.
+    @huey.task(jobstatus={"parent": "nightly"})       # joins the group "nightly"
+    def load(path): ...
+
+    with children_of(g):                              # the tasks enqueued in the block
+        load("a.csv")                                 # join the group g
+
+Huey's own revoke and ``CancelExecution`` record ``cancelled``; a task whose
+cancel was requested with ``jobstatus.cancel`` before it started does not run (a
+pre-execute hook cancels it), and one that stops on ``jobstatus.Cancelled`` is not
+retried. How each Huey signal maps to the record is in ``docs/huey.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
+from .._config import store_or_default
+from .._errors import Cancelled
+from .._group import ancestry
 from .._job import JobSpec
-from ._common import Attempt, Attempts, enqueue, missing, record_outcome, spec_of_options, task_spec
+from .._record import Record
+from .._revokers import register_revoker
+from ._common import (
+    Attempt,
+    Attempts,
+    enqueue,
+    missing,
+    publisher_job,
+    record_outcome,
+    spec_of_options,
+    task_spec,
+    worker_job,
+)
 
 try:
     from huey import Huey
     from huey import signals as huey_signals
-    from huey.exceptions import HueyException
+    from huey.exceptions import CancelExecution, HueyException
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("huey", "Huey") from exc
 
-__all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "track", "untrack"]
+__all__ = ["TaskExpired", "TaskInterrupted", "TaskRevoked", "children_of", "track", "untrack"]
+
+PRE_EXECUTE_HOOK = "jobstatus_refuse_cancelled"
 
 
-class TaskRevoked(HueyException):  # type: ignore[misc]
-    """Recorded as a job's exception when Huey skipped it because it was revoked."""
+class TaskRevoked(Cancelled, HueyException):  # type: ignore[misc]
+    """How a task Huey skipped because it was revoked ends: ``cancelled``."""
 
 
 class TaskExpired(HueyException):  # type: ignore[misc]
@@ -54,6 +82,32 @@ class TaskInterrupted(HueyException):  # type: ignore[misc]
 _instances: weakref.WeakKeyDictionary[Huey, JobSpec] = weakref.WeakKeyDictionary()
 _connected: weakref.WeakSet[Huey] = weakref.WeakSet()  # untrack() keeps the handlers, idle
 _attempts = Attempts()
+_parent: ContextVar[str | None] = ContextVar("jobstatus_huey_parent", default=None)
+
+
+@contextlib.contextmanager
+def children_of(parent: object, *, store: object = None) -> Iterator[str]:
+    """The tasks enqueued in the block (in this thread or task) join the group ``parent``
+    (an id or a Status): Huey's messages carry nothing more, so the group is given
+    around the call. Yields the group's id.
+
+    Raises:
+        TypeError, ValueError: ``parent`` is not a group (checked on entering).
+        StoreError: the store failed while checking it.
+
+    Example::
+
+        g = jobstatus.group(name="import")
+        with children_of(g):
+            for path in paths:
+                load(path)
+    """
+    checked = ancestry.check(store_or_default(store), parent, None)
+    token = _parent.set(checked)
+    try:
+        yield checked
+    finally:
+        _parent.reset(token)
 
 
 def track(huey: Huey, *, store: object = None, **options: Any) -> None:
@@ -81,6 +135,7 @@ def track(huey: Huey, *, store: object = None, **options: Any) -> None:
         _connected.add(huey)
         for signal, handler in _HANDLERS.items():
             huey.signal(signal)(_bound(huey, handler))
+        huey.pre_execute(name=PRE_EXECUTE_HOOK)(_refuse_cancelled)
 
 
 def untrack(huey: Huey) -> None:
@@ -113,13 +168,21 @@ def _serialized(spec: JobSpec, task: Any) -> dict[str, Any]:
 
 
 def _enqueued(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    enqueue(spec.job(task.id), _serialized(spec, task))
+    enqueue(publisher_job(spec, task.id, _parent.get()), _serialized(spec, task))
 
 
 def _executing(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
-    attempt = Attempt(spec.job(task.id))
-    attempt.start(_serialized(spec, task))
+    attempt = Attempt(worker_job(spec, task.id))
+    attempt.start(_serialized(spec, task))  # refused: the pre-execute hook cancels the task
     _attempts.add(attempt)
+
+
+def _refuse_cancelled(task: Any) -> None:
+    """Huey's pre-execute hook (it runs after the executing signal): a task whose
+    start was refused, because its cancel was requested, must not run."""
+    attempt = _attempts.get(getattr(task, "id", None))
+    if attempt is not None and attempt.done:
+        raise CancelExecution("cancelled before it started", retry=False)
 
 
 def _complete(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
@@ -130,7 +193,13 @@ def _complete(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> N
 
 def _failed(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc = args[0] if args else sys.exc_info()[1]
-    if task.retries and not _cancelled_before_running(signal, exc):
+    attempt = _attempts.get(task.id)
+    if isinstance(exc, Cancelled) or (attempt is not None and attempt.job.cancel_seen):
+        task.retries = 0  # a cancelled job is never retried: Huey reads this next
+    before_running = _cancelled_before_running(signal, exc)
+    if signal == huey_signals.SIGNAL_CANCELED and (not task.retries or before_running):
+        exc = Cancelled(task.id, str(exc) or None)  # Huey's own cancel, not retried
+    if task.retries and not before_running:
         attempt = _attempts.get(task.id)
         if attempt is not None:
             attempt.exc = exc  # the retrying signal comes next and records it
@@ -149,7 +218,9 @@ def _retrying(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> N
 
 def _skipped(spec: JobSpec, task: Any, signal: str, args: tuple[Any, ...]) -> None:
     exc: HueyException = (
-        TaskRevoked("revoked") if signal == huey_signals.SIGNAL_REVOKED else TaskExpired("expired")
+        TaskRevoked(task.id, "revoked by Huey")
+        if signal == huey_signals.SIGNAL_REVOKED
+        else TaskExpired("expired")
     )
     record_outcome(spec, task.id, exc)
 
@@ -183,3 +254,32 @@ _HANDLERS: dict[str, Callable[[JobSpec, Any, str, tuple[Any, ...]], None]] = {
     huey_signals.SIGNAL_EXPIRED: _skipped,
     huey_signals.SIGNAL_INTERRUPTED: _interrupted,
 }
+
+
+# -- cancel: jobstatus.cancel revokes a queued task in Huey too ------------------------
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): Huey's ``revoke_by_id`` (once) of a queued
+    task of a tracked Huey instance that knows its task name, so the consumer skips
+    it (and records it ``cancelled``) instead of starting it. A running task stops
+    at its next progress call."""
+    name = record.get("name")
+    if record.get("status") != "queued" or not isinstance(name, str):
+        return
+    for huey in list(_instances.keys()):
+        if _knows(huey, name):
+            huey.revoke_by_id(job_id, revoke_once=True)
+            return
+
+
+def _knows(huey: Huey, name: str) -> bool:
+    """Whether ``name`` (module.task, as recorded) is one of ``huey``'s tasks."""
+    try:
+        huey._registry.string_to_task(name)  # Huey's own lookup of a message's task
+    except HueyException:
+        return False
+    return True
+
+
+register_revoker("huey", _revoke)

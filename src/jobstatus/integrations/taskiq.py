@@ -16,11 +16,20 @@
     @broker.task(jobstatus=False)                        # never tracked
     async def ping(): ...
 
+    @broker.task(jobstatus={"parent": "nightly"})        # joins the group "nightly"
+    async def load(path): ...
+
+    await export.kicker().with_labels(jobstatus_parent=g.job_id).kiq(rows)  # one message
+
 ``pre_send`` records ``queued`` in the client, before the message leaves;
 ``pre_execute`` records ``working`` in the worker, ``on_error`` keeps the
 exception and ``post_execute`` records the outcome. A retry middleware's
 re-send of the running task is seen by ``pre_send`` and recorded as
-``queued`` again. The mapping is in ``docs/taskiq.md``.
+``queued`` again. Taskiq has no revoke of its own: a task whose cancel was
+requested with ``jobstatus.cancel`` before it started is stopped by
+``pre_execute``, which raises ``jobstatus.Cancelled`` (the task's code never
+runs, and no result is stored); one that stops on ``Cancelled`` while it runs
+is recorded ``cancelled`` and not retried. The mapping is in ``docs/taskiq.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,16 @@ from contextvars import ContextVar
 from typing import Any
 
 from .._job import JobSpec
-from ._common import Attempt, aenqueue, missing, spec_of_options, task_spec
+from ._common import (
+    Attempt,
+    aenqueue,
+    apublisher_job,
+    aworker_job,
+    missing,
+    parent_id,
+    spec_of_options,
+    task_spec,
+)
 
 try:
     from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
@@ -37,9 +55,11 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("taskiq", "Taskiq") from exc
 
-__all__ = ["StatusMiddleware"]
+__all__ = ["PARENT_LABEL", "StatusMiddleware"]
 
 LABEL = "jobstatus"
+#: The label that names the group a message's job joins (an id).
+PARENT_LABEL = "jobstatus_parent"
 
 
 # pre_execute and post_execute run in the same asyncio task, and a retry
@@ -70,22 +90,33 @@ class StatusMiddleware(TaskiqMiddleware):
         """Record ``queued`` before the message is sent (again ``queued`` for a retry)."""
         attempt = _attempt.get()
         if attempt is not None and attempt.job.job_id == message.task_id:
-            await attempt.arequeue(attempt.exc)  # a retry middleware re-sends the running task
+            # A retry middleware re-sends the running task; being cancelled, it is
+            # recorded cancelled instead, and the re-sent message never runs.
+            await attempt.arequeue(attempt.exc)
             return message
+        if message.labels.get(PARENT_LABEL) is not None:
+            message.labels[PARENT_LABEL] = parent_id(message.labels[PARENT_LABEL])
         spec = self._spec(message)
         if spec is not None:
-            await aenqueue(await spec.ajob(message.task_id), self._serialized(spec, message))
+            job = await apublisher_job(spec, message.task_id, _parent(message))
+            await aenqueue(job, self._serialized(spec, message))
         return message
 
     # -- worker side ----------------------------------------------------------------
 
     async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
-        """Record ``working`` and make the job current for the task."""
+        """Record ``working`` and make the job current for the task.
+
+        Raises:
+            Cancelled: the job's cancel was requested before it started (it is
+                recorded ``cancelled``): Taskiq then drops the message unrun.
+        """
         spec = self._spec(message)
         if spec is None:
             return message
-        attempt = Attempt(await spec.ajob(message.task_id))
-        await attempt.astart(self._serialized(spec, message))
+        attempt = Attempt(await aworker_job(spec, message.task_id, _parent(message)))
+        if not await attempt.astart(self._serialized(spec, message)):
+            raise attempt.job.writer.cancelled()
         _attempt.set(attempt)
         return message
 
@@ -133,3 +164,9 @@ class StatusMiddleware(TaskiqMiddleware):
         queue = getattr(self.broker, "queue_name", None)
         queue = queue if isinstance(queue, str) else None
         return spec.serialized(message.task_id, message.args, message.kwargs, queue)
+
+
+def _parent(message: TaskiqMessage) -> str | None:
+    """The group named in the message's labels (None: its task's, if any)."""
+    value = message.labels.get(PARENT_LABEL)
+    return value if isinstance(value, str) and value else None

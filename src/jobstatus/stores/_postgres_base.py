@@ -26,6 +26,7 @@ from ._options import check_timeout
 from ._url import redact
 from .base import (
     DEFAULT_TIMEOUT,
+    CancelPush,
     Capability,
     Clock,
     Listing,
@@ -43,10 +44,10 @@ RECONNECT_PAUSE = 0.2  # seconds a watcher waits before listening again after an
 # statement_timeout answers first when it runs; a frozen server does not.
 REPLY_GRACE = 0.5
 # What only NOTIFY makes possible: a store built with notify=False does not offer it.
-NEEDS_NOTIFY: tuple[type[Capability], ...] = (Push,)
+NEEDS_NOTIFY: tuple[type[Capability], ...] = (Push, CancelPush)
 
 
-class PostgresBase(Listing, Push, Migration, Purge, Store):
+class PostgresBase(Listing, Push, CancelPush, Migration, Purge, Store):
     """The PostgreSQL store without its calls (see :class:`.postgres.PostgresStore`)."""
 
     def __init__(
@@ -190,30 +191,47 @@ class PostgresBase(Listing, Push, Migration, Purge, Store):
 
     def _build_statements(self) -> dict[str, Any]:
         sql = self._sql
-        names = {key: sql.Identifier(name) for key, name in q.index_names(self.table).items()}
+        names = {key: sql.Identifier(name) for key, name in q.object_names(self.table).items()}
         table = sql.Identifier(self.table)
 
         def build(text: str) -> Any:
             return sql.SQL(text).format(t=table, **names)
 
         return {
-            "schema": [build(text) for text in q.SCHEMA],
-            "write": build(q.WRITE_AND_NOTIFY if self.notify else q.WRITE),
+            "version": sql.SQL(q.VERSION),
+            "migrate": [build(text) for text in (*q.MIGRATE, q.MARK)],
+            "write": build(q.WRITE),
             "read": build(q.READ),
             "read_many": build(q.READ_MANY),
             "delete": build(q.DELETE),
             "purge": build(q.PURGE),
             "list_all": build(q.LIST_ALL),
             "list_status": build(q.LIST_STATUS),
+            "count_by_status": build(q.COUNT_BY_STATUS),
+            "count_stale": build(q.COUNT_STALE),
+            "child_ids": build(q.CHILD_IDS),
+            "announce": sql.SQL(q.ANNOUNCE),
             "listen": sql.SQL("LISTEN {}").format(sql.Identifier(self.table)),
-            "drop": sql.SQL("DROP TABLE IF EXISTS {}").format(table),
+            "listen_cancels": sql.SQL("LISTEN {}").format(
+                sql.Identifier(q.cancel_channel(self.table))
+            ),
+            "drop": [build(text) for text in q.DROP],
         }
+
+    def _find_statement(self, status: str | None, name: str | None, id_prefix: str | None) -> Any:
+        text = q.find_query(status=status, name=name, id_prefix=id_prefix)
+        return self._sql.SQL(text).format(t=self._sql.Identifier(self.table))
+
+    def _regclass(self) -> str:
+        """The table's name as ``to_regclass`` reads it (quoted: it keeps its case)."""
+        return f'"{self.table}"'
 
     def _lock_key(self) -> str:
         return f"jobstatus migrate {self.table}"
 
     def _write_params(self, job_id: str, change: Change) -> dict[str, Any]:
-        return q.write_params(job_id, change, self._clock(), self.table)
+        channel = self.table if self.notify else None
+        return q.write_params(job_id, change, self._clock(), channel)
 
     def _due_for_purge(self) -> bool:
         with self._writes_lock:
@@ -231,6 +249,27 @@ class PostgresBase(Listing, Push, Migration, Purge, Store):
         if status is None:
             return self._statements["list_all"], (self._clock(), upper, limit)
         return self._statements["list_status"], (status, self._clock(), upper, limit)
+
+    def _search(
+        self,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None,
+        id_prefix: str | None,
+    ) -> tuple[Any, Sequence[Any]]:
+        """The statement and parameters of ``find``."""
+        if name is None and id_prefix is None:
+            return self._listing(status, limit, before)
+        params = q.find_params(
+            now=self._clock(),
+            upper=math.inf if before is None else before,
+            status=status,
+            name=name,
+            id_prefix=id_prefix,
+            limit=limit,
+        )
+        return self._find_statement(status, name, id_prefix), params
 
 
 class PoolTimeout(Exception):

@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+import _gate
 import _worker_options
 import redis.asyncio
 from arq import Retry, func
@@ -17,16 +18,20 @@ from jobstatus.integrations.arq import options, track
 GATE_REDIS_URL = os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKER = os.environ.get("JOBSTATUS_TEST_ARQ_REDIS", "redis://127.0.0.1:6379/7")
 QUEUE = os.environ.get("JOBSTATUS_TEST_ARQ_QUEUE", "jobstatus-test:arq")
+DECLARED_GROUP = "jobstatus-test-arq-declared-group"  # made by the test before it publishes
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
 async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
-    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``)."""
+    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``),
+    ticking (``_gate.tick``): in a job, a cancel request raises Cancelled here."""
     client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
     try:
-        for _ in range(int(timeout / 0.02)):
+        for waited in range(int(timeout / 0.02)):
             if await client.exists(f"jobstatus-test:gate:{name}"):
                 return
+            if waited % 10 == 0:  # every 0.2 s: an unthrottled job writes at each tick
+                _gate.tick()
             await asyncio.sleep(0.02)
         raise TimeoutError(f"gate {name!r} was never opened")
     finally:
@@ -53,7 +58,7 @@ async def gated(ctx: dict[str, Any], gate: str, steps: int) -> str:
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    await wait_at_gate(gate)
+    await wait_at_gate(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -103,9 +108,21 @@ async def noop(ctx: dict[str, Any]) -> None:
     return None
 
 
+@options(parent=DECLARED_GROUP)
+async def in_declared_group(ctx: dict[str, Any]) -> int:
+    return 1
+
+
+async def opens(ctx: dict[str, Any], gate: str) -> str:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    await open_gate(gate)
+    return "ran"
+
+
 class WorkerSettings:
     functions = [
         add, gated, fail, retry_once, swallow, untracked, plain_record, noop,
+        in_declared_group, opens,
         func(always_fail, max_tries=2),
         func(too_slow, timeout=0.5),
     ]  # fmt: skip

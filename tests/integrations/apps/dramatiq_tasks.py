@@ -11,6 +11,8 @@ import _worker_options
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import GroupCallbacks
+from dramatiq.rate_limits.backends import RedisBackend as RateLimiterBackend
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 
@@ -19,6 +21,7 @@ from jobstatus.integrations.dramatiq import StatusMiddleware
 
 QUEUE = os.environ.get("JOBSTATUS_TEST_DRAMATIQ_QUEUE", "jobstatus-test")
 FULL = {"status", "exception", "serialized_job"}
+DECLARED_GROUP = "jobstatus-test-dramatiq-declared-group"  # made by the test first
 # Results (for actors with store_results) in Redis database 5, whatever the broker.
 RESULTS_URL = urlunsplit(
     urlsplit(os.environ.get("JOBSTATUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))._replace(
@@ -33,6 +36,7 @@ def make_broker(url: str) -> dramatiq.Broker:
         RabbitmqBroker(url=url) if url.startswith("amqp") else RedisBroker(url=url)
     )
     broker.add_middleware(Results(backend=RedisBackend(url=RESULTS_URL)))
+    broker.add_middleware(GroupCallbacks(RateLimiterBackend(url=RESULTS_URL)))
     broker.add_middleware(StatusMiddleware(includes=FULL))
     return broker
 
@@ -59,7 +63,7 @@ def gated(gate: str, steps: int) -> None:
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    _gate.wait(gate)
+    _gate.wait(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -106,3 +110,26 @@ def untracked(gate: str) -> None:
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"includes": {"status"}})
 def plain_record() -> None:
     pass
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, jobstatus={"parent": DECLARED_GROUP})
+def in_declared_group() -> None:
+    pass
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=500, max_backoff=500)
+def gated_with_retries(gate: str, marker: str) -> None:
+    """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
+    _gate.incr(marker)
+    _gate.wait(gate)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def opens(gate: str) -> None:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    _gate.open_gate(gate)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def group_done() -> None:
+    """A Dramatiq group's completion callback."""

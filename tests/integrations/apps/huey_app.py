@@ -15,6 +15,7 @@ from jobstatus.integrations.huey import track
 
 KIND = os.environ.get("JOBSTATUS_TEST_HUEY_KIND", "redis")
 NAME = os.environ.get("JOBSTATUS_TEST_HUEY_NAME", "jobstatus-test")
+DECLARED_GROUP = "jobstatus-test-huey-declared-group"  # made by the test before it publishes
 
 
 def make_huey(kind: str, name: str) -> Huey:
@@ -48,7 +49,7 @@ def gated(gate: str, steps: int) -> str:
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    _gate.wait(gate)
+    _gate.wait(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -114,3 +115,23 @@ def noop() -> bool:
 @huey.lock_task("jobstatus-test-lock")
 def locked() -> int:
     return 1
+
+
+@huey.task(jobstatus={"parent": DECLARED_GROUP})
+def in_declared_group() -> int:
+    return 1
+
+
+@huey.task(retries=3, retry_delay=1)
+def gated_with_retries(gate: str, marker: str) -> str:
+    """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
+    _gate.incr(marker)
+    _gate.wait(gate)
+    return "released"
+
+
+@huey.task()
+def opens(gate: str) -> str:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    _gate.open_gate(gate)
+    return "ran"

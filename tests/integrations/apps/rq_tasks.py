@@ -14,6 +14,7 @@ import jobstatus
 from jobstatus.integrations.rq import status_options
 
 FULL = {"status", "exception", "serialized_job"}
+DECLARED_GROUP = "jobstatus-test-rq-declared-group"  # made by the test before it publishes
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
 
@@ -34,7 +35,7 @@ def gated(gate: str, steps: int) -> str:
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    _gate.wait(gate)
+    _gate.wait(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -89,3 +90,15 @@ def untracked(gate: str) -> int:
 @status_options(includes={"status"})
 def plain_record() -> int:
     return 2
+
+
+@status_options(parent=DECLARED_GROUP)
+def in_declared_group() -> int:
+    return 1
+
+
+@status_options(includes=FULL)
+def opens(gate: str) -> str:
+    """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
+    _gate.open_gate(gate)
+    return "ran"

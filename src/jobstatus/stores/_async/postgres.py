@@ -93,7 +93,8 @@ class AsyncPostgresIO(PostgresBase):
     # -- schema ----------------------------------------------------------------
 
     async def amigrate(self) -> None:
-        """Create the table and its indexes if missing (safe to run from many processes at once).
+        """Create the table, its indexes, counts and write function, or bring a table of
+        an earlier schema up to date (safe to run from many processes at once).
 
         Raises:
             StoreError: the server refused (for example, no right to create tables).
@@ -109,8 +110,11 @@ class AsyncPostgresIO(PostgresBase):
                 # Concurrent CREATE ... IF NOT EXISTS can still collide; one at a time.
                 lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
                 await conn.execute(lock, (self._lock_key(),))
-                for statement in self._statements["schema"]:
-                    await conn.execute(statement)
+                cursor = await conn.execute(self._statements["version"], (self._regclass(),))
+                (version,) = await cursor.fetchone()
+                if version != q.SCHEMA_MARKER:
+                    for statement in self._statements["migrate"]:
+                        await conn.execute(statement)
         except (self._pg.Error, OSError, PoolTimeout) as exc:
             raise self._failed("creating the table", exc) from exc
         self._migrated = True
@@ -124,12 +128,11 @@ class AsyncPostgresIO(PostgresBase):
         async def run(conn: Any) -> Written:
             cursor = await conn.execute(self._statements["write"], params)
             row = await cursor.fetchone()
-            applied, created = row[:2]
             if purge:
                 await conn.execute(
                     self._statements["purge"], {"now": params["now"], "limit": q.PURGE_BATCH}
                 )
-            return q.written(applied, created)
+            return q.written(row)
 
         return await self._acall("write", run)
 
@@ -168,14 +171,63 @@ class AsyncPostgresIO(PostgresBase):
     async def alist_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
-        statement, params = self._listing(status, limit, before)
+        return await self.afind(status=status, limit=limit, before=before)
+
+    async def afind(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        statement, params = self._search(status, limit, before, name, id_prefix)
 
         async def run(conn: Any) -> Any:
             cursor = await conn.execute(statement, params)
             return await cursor.fetchall()
 
-        rows = await self._acall("list_recent", run)
+        rows = await self._acall("find", run)
         return [(job_id, q.decode_record(record)) for job_id, record in rows]
+
+    async def acount_by_status(self) -> dict[str, int]:
+        now = self._clock()
+
+        async def run(conn: Any) -> Any:
+            cursor = await conn.execute(self._statements["count_by_status"], (now,))
+            return await cursor.fetchall()
+
+        return q.counts_of(await self._acall("count_by_status", run))
+
+    async def acount_stale(self, updated_before: float) -> int:
+        now = self._clock()
+
+        async def run(conn: Any) -> int:
+            cursor = await conn.execute(self._statements["count_stale"], (updated_before, now))
+            (count,) = await cursor.fetchone()
+            return int(count)
+
+        return await self._acall("count_stale", run)
+
+    async def achild_ids(self, parent: str) -> list[str]:
+        now = self._clock()
+
+        async def run(conn: Any) -> Any:
+            cursor = await conn.execute(self._statements["child_ids"], (parent, now))
+            return await cursor.fetchall()
+
+        return [job_id for (job_id,) in await self._acall("child_ids", run)]
+
+    async def aannounce_cancel(self, job_id: str, request: Record) -> None:
+        # At most 512 + 1,000 characters of id and reason: within NOTIFY's 8,000 bytes.
+        payload = q.cancel_payload(job_id, request)
+        channel = q.cancel_channel(self.table)
+
+        async def run(conn: Any) -> None:
+            await conn.execute(self._statements["announce"], (channel, payload))
+
+        await self._acall("announce_cancel", run)
 
 
 def _abounded(pg: Any, conn: Any, limit: float) -> Any:

@@ -94,7 +94,8 @@ class PostgresIO(PostgresBase):
     # -- schema ----------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Create the table and its indexes if missing (safe to run from many processes at once).
+        """Create the table, its indexes, counts and write function, or bring a table of
+        an earlier schema up to date (safe to run from many processes at once).
 
         Raises:
             StoreError: the server refused (for example, no right to create tables).
@@ -110,8 +111,11 @@ class PostgresIO(PostgresBase):
                 # Concurrent CREATE ... IF NOT EXISTS can still collide; one at a time.
                 lock = "SELECT pg_advisory_xact_lock(hashtext(%s))"
                 conn.execute(lock, (self._lock_key(),))
-                for statement in self._statements["schema"]:
-                    conn.execute(statement)
+                cursor = conn.execute(self._statements["version"], (self._regclass(),))
+                (version,) = cursor.fetchone()
+                if version != q.SCHEMA_MARKER:
+                    for statement in self._statements["migrate"]:
+                        conn.execute(statement)
         except (self._pg.Error, OSError, PoolTimeout) as exc:
             raise self._failed("creating the table", exc) from exc
         self._migrated = True
@@ -125,12 +129,11 @@ class PostgresIO(PostgresBase):
         def run(conn: Any) -> Written:
             cursor = conn.execute(self._statements["write"], params)
             row = cursor.fetchone()
-            applied, created = row[:2]
             if purge:
                 conn.execute(
                     self._statements["purge"], {"now": params["now"], "limit": q.PURGE_BATCH}
                 )
-            return q.written(applied, created)
+            return q.written(row)
 
         return self._call("write", run)
 
@@ -169,14 +172,63 @@ class PostgresIO(PostgresBase):
     def list_recent(
         self, status: str | None, limit: int, before: float | None
     ) -> list[tuple[str, Record]]:
-        statement, params = self._listing(status, limit, before)
+        return self.find(status=status, limit=limit, before=before)
+
+    def find(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        before: float | None,
+        name: str | None = None,
+        id_prefix: str | None = None,
+    ) -> list[tuple[str, Record]]:
+        statement, params = self._search(status, limit, before, name, id_prefix)
 
         def run(conn: Any) -> Any:
             cursor = conn.execute(statement, params)
             return cursor.fetchall()
 
-        rows = self._call("list_recent", run)
+        rows = self._call("find", run)
         return [(job_id, q.decode_record(record)) for job_id, record in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        now = self._clock()
+
+        def run(conn: Any) -> Any:
+            cursor = conn.execute(self._statements["count_by_status"], (now,))
+            return cursor.fetchall()
+
+        return q.counts_of(self._call("count_by_status", run))
+
+    def count_stale(self, updated_before: float) -> int:
+        now = self._clock()
+
+        def run(conn: Any) -> int:
+            cursor = conn.execute(self._statements["count_stale"], (updated_before, now))
+            (count,) = cursor.fetchone()
+            return int(count)
+
+        return self._call("count_stale", run)
+
+    def child_ids(self, parent: str) -> list[str]:
+        now = self._clock()
+
+        def run(conn: Any) -> Any:
+            cursor = conn.execute(self._statements["child_ids"], (parent, now))
+            return cursor.fetchall()
+
+        return [job_id for (job_id,) in self._call("child_ids", run)]
+
+    def announce_cancel(self, job_id: str, request: Record) -> None:
+        # At most 512 + 1,000 characters of id and reason: within NOTIFY's 8,000 bytes.
+        payload = q.cancel_payload(job_id, request)
+        channel = q.cancel_channel(self.table)
+
+        def run(conn: Any) -> None:
+            conn.execute(self._statements["announce"], (channel, payload))
+
+        self._call("announce_cancel", run)
 
 
 def _bounded(pg: Any, conn: Any, limit: float) -> Any:
