@@ -6,6 +6,13 @@ goes out with the next write; a forced change or a lifecycle transition writes
 everything held at once. So nothing held is ever lost: the job's final
 transition carries it.
 
+``increment()`` by 1, the throttled hot path, reads no clock: each tick takes the
+next number of ``Writer.ticks`` and compares it with ``check_at``, a countdown
+set from the observed rate (as tqdm's ``miniters``) to about half the ticks due
+before the next write may go. The tick that reaches it reads the clock and
+writes, or counts down again; the heartbeat thread's look ends a countdown the
+clock outran, and a cancel learnt ends it at once.
+
 Inside a job, every write that adds to a number carries the writer's id and
 the next sequence number. When such a write fails, the store may have applied
 it anyway (a reply that timed out), so it is sent again as it was, same
