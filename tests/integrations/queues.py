@@ -224,6 +224,11 @@ class Worker(abc.ABC):
         (QUEUE_REVOKE): so jobstatus.cancel went through the queue's own means."""
         raise NotImplementedError
 
+    def wait_for_the_revoke(self, handle: Any) -> None:
+        """Wait until a revoke the queue broadcasts reached its workers (QUEUE_REVOKE);
+        nothing to wait for where the revoke is written where the job waits."""
+        return None
+
     def stop(self, handle: Any) -> None:
         """Stop a running job by the queue's own means (QUEUE_STOP)."""
         raise NotImplementedError
@@ -330,6 +335,15 @@ class CeleryWorker(Worker):
 
     def revoke(self, handle: Any) -> None:
         handle.revoke()
+
+    def wait_for_the_revoke(self, handle: Any) -> None:
+        # A revoke is a broadcast: a worker may take the task from its queue before
+        # the broadcast reaches it (then jobstatus's start hook refuses it instead).
+        def revoked() -> bool:
+            replies = self.app.control.inspect(timeout=1.0).revoked() or {}
+            return any(handle.id in ids for ids in replies.values())
+
+        wait_until(revoked, "the worker to hold the revoke")
 
     def revoked_by_queue(self, handle: Any) -> bool:
         from celery.exceptions import TaskRevokedError
@@ -550,8 +564,9 @@ class DramatiqWorker(Worker):
         import dramatiq_tasks
 
         actor = getattr(dramatiq_tasks, task)
+        delay = options.pop("delay", None)  # the broker's argument, not a message option
         message = actor.message_with_options(args=args, **options).copy(queue_name=self.queue)
-        return self.broker.enqueue(message)
+        return self.broker.enqueue(message, delay=delay)
 
     def send(self, task: str, *args: Any) -> Any:
         return self.send_message(task, *args)

@@ -67,6 +67,7 @@ def test_cancel_of_a_queued_job_goes_through_the_queues_own_revoke(worker: Worke
     busy = worker.occupy()
     job = worker.send("gated", worker.gate(), 3)
     assert jobstatus.cancel(job)
+    worker.wait_for_the_revoke(job)
     for gate in busy:
         _gate.open_gate(gate)
     assert_never_ran(finished(job))
@@ -78,6 +79,7 @@ def test_the_queues_own_revoke_of_a_queued_job_is_cancelled(worker: Worker) -> N
     busy = worker.occupy()
     job = worker.send("gated", worker.gate(), 3)
     worker.revoke(job)
+    worker.wait_for_the_revoke(job)
     for gate in busy:
         _gate.open_gate(gate)
     s = finished(job)
