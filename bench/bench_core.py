@@ -53,7 +53,7 @@ def tick_rows() -> list[Row]:
             "`tqdm.update(1)`",
             ns["tqdm"],
             "ns/op",
-            "no slower than tqdm",
+            "<= 0.5x tqdm's time (>= 2x)",
             {"empty_loop_ns": ns["empty"]},
         ),
     ]
@@ -95,14 +95,29 @@ def sqlite_rows(folder: Path) -> list[Row]:
         for i in range(n):
             now = time.time()
             raw.execute(
-                "INSERT INTO raw_schema VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE "
-                "SET record = excluded.record, status = excluded.status, "
+                "INSERT INTO raw_schema VALUES (?, ?, ?, ?, ?, NULL, NULL) ON CONFLICT (job_id) "
+                "DO UPDATE SET record = excluded.record, status = excluded.status, "
                 "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
                 ("bench-write", dumps({**fields, "rows_done": i}), "working", now, now + 3600),
             )
 
+    # The issue's reference: one statement that merges the change into the stored
+    # JSON (json_patch), as a store must to keep the other writers' keys.
+    raw.execute("CREATE TABLE IF NOT EXISTS raw_patch (id TEXT PRIMARY KEY, record TEXT)")
+
+    def raw_patch(n: int) -> None:
+        for i in range(n):
+            record = dumps({**fields, "rows_done": i})
+            raw.execute(
+                "INSERT INTO raw_patch VALUES (?, ?) ON CONFLICT (id) DO UPDATE "
+                "SET record = json_patch(record, excluded.record)",
+                ("bench-write", record),
+            )
+
     write = alternate(
-        {"ours": ours, "raw": raw_upsert, "schema": raw_same_schema}, n=2000, rounds=5
+        {"ours": ours, "raw": raw_upsert, "patch": raw_patch, "schema": raw_same_schema},
+        n=2000,
+        rounds=5,
     )
 
     ids = [f"batch-{n}" for n in range(10_000)]
@@ -135,10 +150,18 @@ def sqlite_rows(folder: Path) -> list[Row]:
         Row(
             "unthrottled write, SQLite",
             write["ours"] * us,
-            "raw sqlite3 upsert",
-            write["raw"] * us,
+            "raw upsert merging with `json_patch` in one statement",
+            write["patch"] * us,
             "us/op",
             ">= 0.7x",
+        ),
+        Row(
+            "unthrottled write, SQLite",
+            write["ours"] * us,
+            "raw sqlite3 upsert (replaces the record)",
+            write["raw"] * us,
+            "us/op",
+            "",
         ),
         Row(
             "unthrottled write, SQLite",

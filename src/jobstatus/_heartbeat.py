@@ -7,7 +7,9 @@ while a job is idle, flushes its writer every ``heartbeat_interval`` seconds
 (which also sends any held throttled change). Readers then call a working job
 whose ``updated_at`` is older than ``stale_after`` stale.
 
-Busy jobs cost nothing extra: their own writes are the heartbeat.
+Busy jobs cost nothing extra: their own writes are the heartbeat. Each look
+also ends the tick countdown of a job whose throttle interval has passed
+(``Writer.wake``), so a job whose rate fell still writes its progress.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Heartbeat:
         now = time.monotonic()
         beats = 0
         for writer in writers:
+            writer.wake(now)  # a tick countdown the clock outran: the next tick looks
             if now - writer.written_at >= writer.options.heartbeat_interval:
                 try:
                     writer.beat()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._config import JobOptions, settings
@@ -64,7 +63,7 @@ class Progress:
         """Units done so far (0 when nothing was recorded)."""
         if self._status is None:
             return self._current
-        held = self._writer.held_progress if self._writer is not None else 0
+        held = self._writer.held() if self._writer is not None else 0
         return progress_of(self._status._record) + held
 
     @current.setter
@@ -127,22 +126,20 @@ class Progress:
         Raises:
             TypeError: ``by`` is not a number.
         """
-        if by.__class__ is not int:
-            check_amount("by", by)
         writer = self._writer or self._owner()._writer_for_write()
+        if by.__class__ is int and by == 1:
+            # The hot path: one atomic count and one comparison, no lock and no clock
+            # (see Writer.ticks); the clock is read once the countdown runs out. A
+            # cancel learnt ends the countdown (check_at -1): ticked() raises it.
+            if next(writer.ticks) < writer.check_at:
+                return
+            writer.ticked()
+            return
         if writer.cancel is not None:  # a local flag: the cancel check costs no I/O
             raise writer.cancelled()
-        # Writer.add_progress inlined, with acquire/release rather than `with`:
-        # this is the hot path and must cost no more than a tqdm tick.
-        lock = writer.lock
-        lock.acquire()
-        try:
-            writer.held_progress += by
-        finally:
-            lock.release()
-        if _monotonic() < writer.due_at:
-            return
-        writer.flush()
+        if by.__class__ is not int:
+            check_amount("by", by)
+        writer.add_progress(by)
 
     def decrement(self, by: float = 1) -> None:
         """Subtract ``by`` from ``current``; throttled inside a job."""
@@ -332,7 +329,7 @@ class Status(StatusMethods, AsyncStatusMethods):
     def to_dict(self) -> Record:
         """A copy of the record (``{}`` for an unknown id); a running job's shows held changes."""
         record = dict(self._record)
-        if self._writer is not None and self._writer.held_progress:
+        if self._writer is not None and self._writer.held():
             record["progress"] = self.progress.current
         return record
 

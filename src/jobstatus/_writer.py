@@ -6,6 +6,13 @@ goes out with the next write; a forced change or a lifecycle transition writes
 everything held at once. So nothing held is ever lost: the job's final
 transition carries it.
 
+``increment()`` by 1, the throttled hot path, reads no clock: each tick takes the
+next number of ``Writer.ticks`` and compares it with ``check_at``, a countdown
+set from the observed rate (as tqdm's ``miniters``) to about half the ticks due
+before the next write may go. The tick that reaches it reads the clock and
+writes, or counts down again; the heartbeat thread's look ends a countdown the
+clock outran, and a cancel learnt ends it at once.
+
 Inside a job, every write that adds to a number carries the writer's id and
 the next sequence number. When such a write fails, the store may have applied
 it anyway (a reply that timed out), so it is sent again as it was, same
@@ -31,6 +38,7 @@ code never blocks the loop and may still call the plain (sync) methods.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -188,6 +196,15 @@ class Writer:
         # Public to Progress.increment, the hot path, which reads them under ``lock``.
         self.held_progress: float = 0
         self.due_at = -float("inf")  # monotonic time from which a throttled change is written
+        #: The hot path of ``increment()`` (by 1): each tick takes the next number,
+        #: atomically and with no lock, and reads no clock until its number reaches
+        #: ``check_at`` (a countdown recomputed from the observed rate, as tqdm's
+        #: ``miniters``; the heartbeat thread zeroes it once ``due_at`` passed).
+        self.ticks = itertools.count()
+        self.check_at = 0
+        self._peeks = 0  # numbers this writer took itself, to read the count
+        self._ticks_taken = 0  # ticks already folded into held_progress
+        self._checked = (0, time.monotonic())  # ticks counted and time of the last check
         self.written_at = time.monotonic()  # of the last successful write, for heartbeats
         self._beat = False  # the next flush writes even when nothing is held
         self._id = uuid.uuid4().hex[:16] if in_job else None  # names this writer's writes
@@ -211,6 +228,7 @@ class Writer:
         if self.in_job and self.cancel is None:
             self.cancel = request
             self.record["cancel"] = request
+            self.check_at = -1  # the next tick goes to ticked(), which raises
 
     def cancelled(self) -> Cancelled:
         """The exception to raise in the job now that its cancel was requested."""
@@ -273,17 +291,76 @@ class Writer:
         return Change(ttl=self.options.expires_in, finished_ttl=self.options.finished_ttl)
 
     def add_progress(self, by: float) -> None:
-        """Add ``by`` to progress; throttled. ``Progress.increment`` inlines this."""
+        """Add ``by`` to progress; throttled. (``Progress.increment`` by 1 counts in
+        ``ticks`` instead, and calls :meth:`ticked` once its countdown ran out.)"""
         with self.lock:
             self.held_progress += by
             if time.monotonic() < self.due_at:
                 return
             self._flush_locked()
 
+    def _count_ticks_locked(self) -> tuple[int, int]:
+        """Fold the ticks counted since the last look into held_progress; the number
+        now and how many ticks were counted in all.
+
+        Every number ``ticks`` handed out before this one went to a tick or to a
+        look of this method, so the count is exact however threads interleave.
+        """
+        number = next(self.ticks)
+        ticks = number - self._peeks - self._ticks_taken
+        self._peeks += 1
+        if ticks:
+            self.held_progress += ticks
+            self._ticks_taken += ticks
+        return number, self._ticks_taken
+
+    def held(self) -> float:
+        """The progress added and not yet written (ticks counted in)."""
+        with self.lock:
+            self._count_ticks_locked()
+            return self.held_progress
+
+    def ticked(self) -> None:
+        """A tick reached ``check_at``: write when due, else count down again."""
+        if self.cancel is not None:
+            with self.lock:
+                self._peeks += 1  # the raising tick's number: it adds nothing
+            raise self.cancelled()
+        with self.lock:
+            number, counted = self._count_ticks_locked()
+            now = time.monotonic()
+            try:
+                if now >= self.due_at:
+                    self._flush_locked()
+            finally:
+                if self.cancel is None:  # else check_at stays -1: every tick raises
+                    self._count_down_locked(number, counted, now)
+
+    def _count_down_locked(self, number: int, counted: int, now: float) -> None:
+        """Set ``check_at`` to about the tick the observed rate reaches ``due_at`` by.
+
+        A half of the estimate, so a rate that falls by half still writes on time;
+        one that falls further writes at the heartbeat thread's next look.
+        """
+        last_counted, last_at = self._checked
+        self._checked = (counted, now)
+        remaining = self.due_at - now
+        if remaining <= 0 or now <= last_at or not self.interval:
+            self.check_at = number + 1
+            return
+        rate = (counted - last_counted) / (now - last_at)  # ticks per second
+        self.check_at = number + 1 + int(rate * remaining / 2)
+
+    def wake(self, now: float) -> None:
+        """For the heartbeat thread: once ``due_at`` passed, the next tick reads the clock."""
+        if now >= self.due_at and self.check_at > 0:
+            self.check_at = 0
+
     def submit(self, change: Change, *, force: bool) -> None:
         """Apply ``change`` to the local view and write it (with all held) unless throttled."""
         with self.lock:
             if "progress" in change.set:
+                self._count_ticks_locked()
                 self.held_progress = 0  # a later absolute value replaces held increments
             self.record.update(apply_change(self.record, change))
             self._held.merge(change)
@@ -303,7 +380,8 @@ class Writer:
             self._flush_locked()
 
     def _take_locked(self) -> Change:
-        """The held change, with the held progress folded in and ``updated_at`` stamped."""
+        """The held change, with the held progress (ticks counted in by the caller,
+        ``_next_locked``) folded in and ``updated_at`` stamped."""
         change, self._held = self._held, self._empty()
         if self.held_progress:
             change.merge(Change(incr={"progress": self.held_progress}))
@@ -331,6 +409,7 @@ class Writer:
             return change
         if self._pending:
             return self._pending.pop(0)
+        self._count_ticks_locked()
         if not self._held and not self.held_progress and not self._beat:
             return None  # nothing to say: with includes=set() a transition writes nothing
         self._beat = False
