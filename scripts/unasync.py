@@ -94,6 +94,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\b_aconnect\b", "_connect"),
     (r"\b_abounded\b", "_bounded"),
     (r"\b_alease\b", "_lease"),
+    (r"\b_astart_refused\b", "_start_refused"),
     (r"\b_acall\b", "_call"),
     (r"\b_new_apool\b", "_new_pool"),
     (r"\b_loop_pool\b", "_process_pool"),

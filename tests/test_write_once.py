@@ -155,3 +155,49 @@ def test_a_forked_child_writing_through_its_parents_status_counts_apart(tmp_path
         return jobstatus.current().job_id
 
     assert jobstatus.get(job(), store=store).progress.current == 50 + 2 * STEPS
+
+
+class ResendingStore(MemoryStore):
+    """A store whose client sends every write twice, as redis-py's Retry does after a
+    dropped connection or a timeout that came once the write was applied: the store
+    answers the second, a duplicate of the same origin, "not applied"."""
+
+    def write(self, job_id: str, change: Change) -> Any:
+        super().write(job_id, change)
+        return super().write(job_id, change)
+
+    async def awrite(self, job_id: str, change: Change) -> Any:
+        return self.write(job_id, change)
+
+
+def test_a_start_whose_reply_was_lost_still_runs_the_job() -> None:
+    store = ResendingStore()
+    jobstatus.configure(store=store)
+    ran: list[str] = []
+
+    @jobstatus.track
+    def job() -> str:
+        ran.append(jobstatus.current().job_id)
+        return "done"
+
+    @jobstatus.track
+    async def ajob() -> str:
+        ran.append(jobstatus.current().job_id)
+        return "done"
+
+    assert job() == "done" and asyncio.run(ajob()) == "done"
+    for job_id in ran:
+        s = jobstatus.get(job_id)
+        assert s.is_completed and s["attempts"] == 1, s.to_dict()
+        assert s.history[0]["status"] == "working" and s.history[-1]["status"] == "completed"
+    assert len(ran) == 2
+
+
+def test_a_start_refused_by_a_cancel_still_refuses_when_its_reply_was_lost() -> None:
+    store = ResendingStore()
+    jobstatus.configure(store=store)
+    job = jobstatus.Job("refused-twice")
+    job.enqueued()
+    assert jobstatus.cancel("refused-twice")
+    assert job.started() is False
+    assert jobstatus.get("refused-twice").is_cancelled

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _lifecycle as lifecycle
 from ._errors import Cancelled, StoreError
-from ._record import Change
+from ._record import Change, guard_holds
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -56,6 +56,24 @@ class JobTransitions:
     def _write(self, change: Change) -> None:
         self.writer.submit(change, force=True)
 
+    def _start_refused(self) -> bool:
+        """Whether a start the store answered "not applied" was refused by a cancel.
+
+        A start whose reply was lost (a dropped connection, a timeout) is sent
+        again with its origin, and the store answers "not applied" for that
+        duplicate, its first send being in the record: only a record that is
+        cancelled, or holds a cancel request, refused the start. Read only then.
+        """
+        try:
+            record = self.writer.store.read(self.job_id)
+        except Exception:  # noqa: BLE001 - unknown: the guard's answer stands
+            return True
+        if not guard_holds(record, "not_cancelled"):
+            return True
+        if record is not None:
+            self.writer.record.update(record)  # the start is in it: this job's view
+        return False
+
     def enqueued(self, serialized_job: Mapping[str, Any] | None = None) -> None:
         """Record ``queued`` (from the publishing process)."""
         self._moved("queued")
@@ -69,7 +87,7 @@ class JobTransitions:
         its record fresh and cancel requests reach it.
         """
         change = lifecycle.started(self.options, serialized_job, self.identity)
-        if change and not self.writer.write_guarded(change):
+        if change and not self.writer.write_guarded(change) and self._start_refused():
             self._ended("cancelled")
             self.writer.write_guarded(self._refused())
             return False
