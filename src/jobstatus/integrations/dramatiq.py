@@ -190,6 +190,9 @@ class StatusMiddleware(Middleware):
             # Middleware run their after hooks last added first: when Retries runs
             # after this (the usual order), it fails the message instead of retrying.
             message.options["max_retries"] = 0
+            # Dramatiq before 2.0 reads a max_retries of 0 as unset (``or`` the actor's):
+            # retries already past any limit stop it there too.
+            message.options["retries"] = max(message.options.get("retries", 0), 2**31)
             if not attempt.done:
                 attempt.exc = _as_cancelled(message.message_id, exception)
             return
