@@ -8,10 +8,12 @@ own gate calls ``tick()`` in its loop too.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import redis
+import redis.asyncio
 
 import jobstatus
 
@@ -73,3 +75,42 @@ def incr(name: str) -> int:
 
 def is_open(name: str) -> bool:
     return bool(_client.exists(_key(name)))
+
+
+# -- the same for async apps (arq, Taskiq): without blocking the event loop ------------
+
+
+async def await_gate(name: str, timeout: float = 60.0) -> None:
+    """``wait`` without blocking the loop: a cancel request raises Cancelled here."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        for waited in range(int(timeout / 0.02)):
+            if await client.exists(_key(name)):
+                return
+            if waited % int(TICK / 0.02) == 0:  # an unthrottled job writes at each tick
+                tick()
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"gate {name!r} was never opened")
+    finally:
+        await client.aclose()
+
+
+async def aopen_gate(name: str) -> None:
+    """``open_gate`` without blocking the loop."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.set(_key(name), 1, ex=120)
+    finally:
+        await client.aclose()
+
+
+async def aincr(name: str) -> int:
+    """``incr`` without blocking the loop."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        key = f"jobstatus-test:count:{name}"
+        count = int(await client.incr(key))
+        await client.expire(key, 120)
+        return count
+    finally:
+        await client.aclose()

@@ -48,43 +48,6 @@ def make_broker(queue: str) -> ListQueueBroker:
 broker = make_broker(QUEUE)
 
 
-async def wait_at_gate(name: str, timeout: float = 60.0) -> None:
-    """Wait (without blocking the loop) until the test opens the gate (see ``_gate``),
-    ticking (``_gate.tick``): in a job, a cancel request raises Cancelled here."""
-    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
-    try:
-        for waited in range(int(timeout / 0.02)):
-            if await client.exists(f"jobstatus-test:gate:{name}"):
-                return
-            if waited % 10 == 0:  # every 0.2 s: an unthrottled job writes at each tick
-                _gate.tick()
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"gate {name!r} was never opened")
-    finally:
-        await client.aclose()
-
-
-async def count(name: str) -> int:
-    """Add one to a counter shared by every process (as ``_gate.incr``), without blocking."""
-    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
-    try:
-        key = f"jobstatus-test:count:{name}"
-        value = int(await client.incr(key))
-        await client.expire(key, 120)
-        return value
-    finally:
-        await client.aclose()
-
-
-async def open_gate(name: str) -> None:
-    """Open a gate (as ``_gate.open_gate``), without blocking the loop."""
-    client = redis.asyncio.Redis.from_url(GATE_REDIS_URL)
-    try:
-        await client.set(f"jobstatus-test:gate:{name}", 1, ex=120)
-    finally:
-        await client.aclose()
-
-
 DECLARED_GROUP = "jobstatus-test-taskiq-declared-group"  # made by the test first
 
 
@@ -96,15 +59,15 @@ async def in_declared_group() -> int:
 @broker.task(task_name="opens")
 async def opens(gate: str) -> str:
     """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
-    await open_gate(gate)
+    await _gate.aopen_gate(gate)
     return "ran"
 
 
 @broker.task(task_name="gated_with_retries", retry_on_error=True, max_retries=3)
 async def gated_with_retries(gate: str, marker: str) -> str:
     """Count its runs, then wait at the gate ticking progress (a cancel stops it)."""
-    await count(marker)
-    await wait_at_gate(gate)
+    await _gate.aincr(marker)
+    await _gate.await_gate(gate)
     return "released"
 
 
@@ -127,7 +90,7 @@ async def gated(gate: str, steps: int) -> str:
     status.progress.total = steps
     status.progress.current = 1
     status["step"] = "waiting"
-    await wait_at_gate(gate)  # ticks: a cancel request raises Cancelled here
+    await _gate.await_gate(gate)  # ticks: a cancel request raises Cancelled here
     for _ in range(steps - 1):
         status.progress.increment()
     status.update(step="done")  # throttled: held until the end
@@ -149,7 +112,7 @@ async def retry_once(marker: str, gate: str) -> str:
     finally:
         await client.aclose()
     if first:
-        await wait_at_gate(gate)
+        await _gate.await_gate(gate)
         raise ConnectionError("first try")
     return "second try"
 
@@ -180,7 +143,7 @@ async def swallow() -> str:
 
 @broker.task(task_name="untracked", jobstatus=False)
 async def untracked(gate: str) -> int:
-    await open_gate(gate)
+    await _gate.aopen_gate(gate)
     return 1
 
 
