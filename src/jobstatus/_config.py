@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._errors import ConfigurationError
-from .stores import resolve_store, store_from_url
+from .stores import resolve_store
+from .stores._registry import close_shared_stores, shared_store
 from .stores.base import Store
 from .stores.memory import MemoryStore
 
@@ -160,7 +161,7 @@ class Settings:
             return store
         with self._lock:
             if self._store is None:
-                self._store = store_from_url(default_store_url())
+                self._store = shared_store(default_store_url())
                 if not os.environ.get(STORE_ENV):
                     self._fallback = self._store
             return self._store
@@ -187,6 +188,7 @@ class Settings:
             self._store_setting = None
             self._store = None
             self._fallback = None
+        close_shared_stores()
 
 
 settings = Settings()
@@ -196,7 +198,8 @@ def configure(**options: Any) -> None:
     """Change the global settings; only the options given change.
 
     Args:
-        store: a store URL, a :class:`jobstatus.Store`, a ready client (redis,
+        store: a store URL (one store per URL in a process, shared with every
+            ``store=`` given the same URL), a :class:`jobstatus.Store`, a ready client (redis,
             pymemcache, psycopg) or any cache with get/set/delete. None goes
             back to the default (``JOBSTATUS_STORE`` or the embedded SQLite file).
         expires_in: seconds (or a timedelta) a record lives after its last write.

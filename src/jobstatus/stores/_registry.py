@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import threading
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,8 +44,10 @@ def _store_class(module_name: str, class_name: str, extra: str | None = None) ->
 
 
 def store_from_url(url: str, **options: Any) -> Store:
-    """Build a store from a URL.
+    """Build a new store from a URL: yours to close.
 
+    A URL given as ``store=`` elsewhere (``configure``, ``get``, ``track``...) is
+    instead the process's one store for that URL (:func:`shared_store`).
     Schemes: ``memory://``, ``sqlite:///path.db``, ``redis://``, ``rediss://``,
     ``redis+cluster://host:port[,host:port]``, ``memcached://host:port[,host:port]``,
     ``postgresql://``. Options go to the store's constructor.
@@ -91,10 +95,54 @@ def store_from_client(client: object, **options: Any) -> Store:
     )
 
 
+# The stores built from URLs given as ``store=``, one per URL, newest use last. Bounded:
+# an app that composes URLs (a prefix per tenant) keeps the most recently used ones.
+SHARED_LIMIT = 64
+_shared: OrderedDict[str, Store] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared_store(url: str) -> Store:
+    """The process's store for ``url``: built on first use, then reused.
+
+    ``configure(store=url)``, ``get(job, store=url)``, a task's ``store=url`` and a web
+    app given the URL all share one store, and so its connections, instead of opening a
+    pool per call. Past :data:`SHARED_LIMIT` URLs the least recently used store is
+    closed (a closed store reconnects if it is used again).
+    """
+    with _shared_lock:
+        store = _shared.get(url)
+        if store is not None:
+            _shared.move_to_end(url)
+            return store
+    built = store_from_url(url)
+    with _shared_lock:
+        store = _shared.setdefault(url, built)
+        _shared.move_to_end(url)
+        evicted = [_shared.popitem(last=False)[1] for _ in range(len(_shared) - SHARED_LIMIT)]
+    if store is not built:  # another thread built it first
+        evicted.append(built)
+    for old in evicted:
+        old.close()
+    return store
+
+
+def close_shared_stores() -> None:
+    """Close and forget every store :func:`shared_store` built (for tests)."""
+    with _shared_lock:
+        stores = list(_shared.values())
+        _shared.clear()
+    for store in stores:
+        store.close()
+
+
 def resolve_store(value: object) -> Store:
-    """A Store from what ``configure(store=...)`` accepts: URL, Store or client."""
+    """A Store from what ``configure(store=...)`` accepts: URL, Store or client.
+
+    A URL gives the process's one store for it (:func:`shared_store`).
+    """
     if isinstance(value, Store):
         return value
     if isinstance(value, str):
-        return store_from_url(value)
+        return shared_store(value)
     return store_from_client(value)
