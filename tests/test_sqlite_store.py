@@ -276,3 +276,35 @@ def test_a_file_made_before_groups_and_names_gains_their_columns(tmp_path: Path)
     assert jobstatus.get(group.job_id).children.job_ids == ["child"]
     assert [s.job_id for s in jobstatus.recent(name="task")] == ["child"]
     assert jobstatus.counts()["completed"] == 1
+
+
+def test_a_group_moved_in_sql_ends_as_the_python_merge_leaves_it(tmp_path: Path) -> None:
+    """SQLite moves a group whose status stays (a child's progress) with json_set, not
+    through Python: two levels of groups end key for key as the memory store's merge
+    leaves them, floats to the last digit, name and history untouched."""
+    from jobstatus.stores import MemoryStore
+
+    def play(store: jobstatus.Store) -> list[dict[str, object]]:
+        top = jobstatus.group(name="top", group_id="top", store=store)
+        middle = jobstatus.group(name="middle", group_id="middle", parent=top, store=store)
+        stamps = iter(f"2026-12-01T00:00:{second:02d}+00:00" for second in range(60))
+        children = [f"child-{n}" for n in range(3)]
+        for step in range(1, 8):
+            for child in children:
+                fields: dict[str, object] = {"parent": middle.job_id, "total": 7}
+                fields.update(status="working", progress=step, updated_at=next(stamps))
+                store.write(child, Change(set=fields))
+        store.write(children[0], Change(set={"status": "failed", "updated_at": next(stamps)}))
+        records = [store.read("middle"), store.read("top")]
+        for record in records:  # the groups were made now, not at the stamps
+            assert record is not None and record.pop("queued_at")
+            assert record["history"][0].pop("at")
+        return records  # type: ignore[return-value]
+
+    in_sql = play(SQLiteStore(tmp_path / "groups.db"))
+    in_python = play(MemoryStore())
+    assert in_sql == in_python
+    middle, top = in_sql
+    assert middle["name"] == "middle" and middle["status"] == "failed"
+    assert middle["progress"] == pytest.approx(3) and top["progress"] == pytest.approx(1)
+    assert [entry["status"] for entry in middle["history"]] == ["queued", "working", "failed"]

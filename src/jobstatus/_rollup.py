@@ -155,18 +155,33 @@ Update = Callable[
     [str, Callable[[Record | None], Record | None]], tuple[Record | None, Record | None]
 ]
 
+#: The keys of a group's record that a move reads when the group's status stays the
+#: same (most moves: a child's progress); it then writes back those of STEADY_WRITES.
+STEADY_READS: Final = (CHILDREN_KEY, "total", "progress", "status", "parent")
+STEADY_WRITES: Final = (CHILDREN_KEY, "total", "progress", "updated_at")
 
-def write_through(update: Update, job_id: str, change: Change) -> Written:
+#: ``update_steady(group_id, compute)``: like :data:`Update`, on the live record's
+#: STEADY_READS keys only, storing the STEADY_WRITES keys of ``compute(keys)`` into the
+#: record (its other keys unchanged); None, with nothing stored, when the record is
+#: missing or ``compute`` gives None. Then the whole record's update runs instead.
+UpdateSteady = Callable[[str, Callable[[Record], Record | None]], tuple[Record, Record] | None]
+
+
+def write_through(
+    update: Update, job_id: str, change: Change, update_steady: UpdateSteady | None = None
+) -> Written:
     """Apply ``change`` to ``job_id`` and move its groups: the write of a store that
     merges in Python (memory, SQLite, memcached, the caches, Django's database).
 
     The store calls it inside its lock or transaction, so the whole chain is one
     atomic step; memcached's ``update`` is a CAS per record, atomic per record.
+    A store that can write a few keys of a record for less than the whole record
+    also gives ``update_steady`` (see :data:`UpdateSteady`).
     """
     old, new = update(job_id, lambda stored: apply_write(stored, change))
     if new is None:
         return Written(applied=False, created=old is None, cancel=pending_cancel(old))
-    move_groups(update, old, new, change)
+    move_groups(update, old, new, change, update_steady)
     return Written(
         applied=True,
         created=old is None,
@@ -195,7 +210,13 @@ def queued_since(old: Record | None, new: Record) -> str | None:
     return queued_at if isinstance(queued_at, str) and not old.get("attempts") else None
 
 
-def move_groups(update: Update, old: Record | None, new: Record, change: Change) -> None:
+def move_groups(
+    update: Update,
+    old: Record | None,
+    new: Record,
+    change: Change,
+    update_steady: UpdateSteady | None = None,
+) -> None:
     """Roll a record's change of state up through its groups, at most MAX_DEPTH levels."""
     parent = new.get("parent")
     before = state_of(old) if old is not None and old.get("parent") == parent else None
@@ -205,7 +226,9 @@ def move_groups(update: Update, old: Record | None, new: Record, change: Change)
     for _ in range(MAX_DEPTH):
         if not isinstance(parent, str) or before == after:
             return
-        group_old, group_new = update(parent, _mover(before, after, at, change.history_limit))
+        mover = _mover(before, after, at, change.history_limit)
+        moved = None if update_steady is None else update_steady(parent, _steady(mover))
+        group_old, group_new = update(parent, mover) if moved is None else moved
         if group_new is None:
             return
         before, after = state_of(group_old), state_of(group_new)
@@ -221,5 +244,16 @@ def _mover(
         if group is None or not is_group(group):
             return None
         return roll_up(group, before, after, at=at, history_limit=history_limit)
+
+    return roll
+
+
+def _steady(mover: Callable[[Record | None], Record | None]) -> Callable[[Record], Record | None]:
+    """``mover`` where the group's status stays; None where it changes (or there is no
+    group), which the whole record's update then handles."""
+
+    def roll(keys: Record) -> Record | None:
+        moved = mover(keys)
+        return moved if moved is not None and moved.get("status") == keys.get("status") else None
 
     return roll

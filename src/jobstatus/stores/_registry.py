@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 from .._errors import ConfigurationError
 from ._url import redact
 from .base import Store
+
+logger = logging.getLogger("jobstatus")
 
 # scheme -> (module, class, extra to install). Modules import without their driver.
 SCHEMES: dict[str, tuple[str, str, str | None]] = {
@@ -123,7 +126,7 @@ def shared_store(url: str) -> Store:
     if store is not built:  # another thread built it first
         evicted.append(built)
     for old in evicted:
-        old.close()
+        _close_quietly(old)
     return store
 
 
@@ -133,7 +136,16 @@ def close_shared_stores() -> None:
         stores = list(_shared.values())
         _shared.clear()
     for store in stores:
+        _close_quietly(store)
+
+
+def _close_quietly(store: Store) -> None:
+    # Closing only releases connections: a store that fails to (its server gone)
+    # must not fail the call that happened to evict it.
+    try:
         store.close()
+    except Exception:
+        logger.debug("closing %s failed", store.describe(), exc_info=True)
 
 
 def resolve_store(value: object) -> Store:

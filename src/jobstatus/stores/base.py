@@ -457,6 +457,15 @@ class PerProcess:
                     self._shared = self._factory()
         return self._shared
 
+    def peek(self) -> object | None:
+        """This process's (or this thread's) value if it was made, without making one."""
+        if self._pid != os.getpid():
+            return None
+        if self._per_thread:
+            owned = getattr(self._local, "value", None)
+            return None if owned is None else owned.value
+        return self._shared
+
     def reset(self) -> None:
         """Forget the value in this process (and this thread)."""
         self._local = threading.local()
