@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import jobstatus
@@ -77,6 +79,36 @@ def test_a_search_by_name_finds_only_that_tasks_jobs_newest_first(store: Store) 
     assert [s.job_id for s in found] == ["e2", "e1"]
     assert [s.job_id for s in jobstatus.recent(name="reports.export", status="failed")] == ["e2"]
     assert jobstatus.recent(name="nobody.here") == []
+
+
+def test_a_search_by_name_and_status_finds_the_same_whichever_side_is_smaller(
+    store: Store,
+) -> None:
+    """Stores may walk the status's index or the name's, whichever holds fewer jobs
+    (Redis does): a few failed among many of a name, and a rare name among many failed."""
+    for n in range(12):
+        _job(f"common-{n}", "completed", name="common")
+    _job("common-failed-1", "failed", name="common")
+    _job("common-failed-2", "failed", name="common")
+    for n in range(12):
+        _job(f"other-failed-{n}", "failed", name="other")
+    _job("rare-failed", "failed", name="rare")
+    _job("rare-done", "completed", name="rare")
+    few_failed = jobstatus.recent(name="common", status="failed", limit=1)
+    assert [s.job_id for s in few_failed] == ["common-failed-2"]
+    rest = jobstatus.recent(
+        name="common", status="failed", before=few_failed[-1]["updated_at"], limit=5
+    )
+    assert [s.job_id for s in rest] == ["common-failed-1"]
+    assert [s.job_id for s in jobstatus.recent(name="rare", status="failed")] == ["rare-failed"]
+    assert jobstatus.recent(name="rare", status="queued") == []
+
+    async def the_same_from_async_code() -> list[list[str]]:
+        searches = [{"name": "common", "status": "failed"}, {"name": "rare", "status": "failed"}]
+        return [[s.job_id for s in await jobstatus.arecent(**how)] for how in searches]
+
+    both_common = ["common-failed-2", "common-failed-1"]
+    assert asyncio.run(the_same_from_async_code()) == [both_common, ["rare-failed"]]
 
 
 def test_a_search_by_id_prefix(store: Store) -> None:

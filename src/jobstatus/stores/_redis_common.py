@@ -974,9 +974,14 @@ class ListingPlan:
         *,
         name: str | None = None,
         id_prefix: str | None = None,
+        by_status: bool = False,
     ) -> None:
-        # A search by name reads that name's indexes; any other, the status's.
-        self.keys = layout.name_keys(name) if name is not None else layout.listing_keys(status)
+        # A search by name reads that name's indexes, or the status's when it has fewer
+        # entries (``by_status``); any other search, the status's.
+        if name is None or by_status:
+            self.keys = layout.listing_keys(status)
+        else:
+            self.keys = layout.name_keys(name)
         self.status, self.limit, self.before = status, limit, before
         self.name, self.id_prefix = name, id_prefix
         self.max_score = upper_bound(before)
