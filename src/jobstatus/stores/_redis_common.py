@@ -629,7 +629,11 @@ class KeyLayout:
 
     def name_keys(self, name: str) -> list[str]:
         """Every index of the jobs named ``name`` (one per tag), scored by updated_at."""
-        return [f"{self.prefix}{tag}x:n:{name}" for tag in self.all_tags()]
+        return [self.name_key(tag, name) for tag in self.all_tags()]
+
+    def name_key(self, tag: str, name: str) -> str:
+        """The index of the jobs named ``name`` whose keys carry ``tag``."""
+        return f"{self.prefix}{tag}x:n:{name}"
 
     def children_keys(self, parent: str) -> list[str]:
         """Every index of the children of ``parent`` (one per tag: children spread)."""

@@ -118,10 +118,10 @@ class AsyncRedisIO(RedisBase):
                 pipe = self._queue_pages(client.pipeline(transaction=False), plan)
                 pages = await pipe.execute()
             unread = plan.take_pages(pages)
-            records = await self.aread_many(unread)
             if by_status:
-                await self._asweep(unread, records)
+                records = await self._anamed_records(client, name, unread)
             else:
+                records = await self.aread_many(unread)
                 await self._aprune(self._layout.name_keys(name), unread, records)
             listed = plan.take_records(unread, records)
             if listed is not None:
@@ -138,6 +138,22 @@ class AsyncRedisIO(RedisBase):
             sizes: list[int] = await pipe.execute()
         of_status = len(layout.listing_keys(status))
         return sum(sizes[:of_status]) < sum(sizes[of_status:])
+
+    async def _anamed_records(
+        self, client: Any, name: str, ids: Sequence[str]
+    ) -> list[Record | None]:
+        """The records of ``ids``, read only for those the name's index holds (the
+        others cannot match; each stands as ``{}``, which no search keeps)."""
+        layout = self._layout
+        with self._errors("find"):
+            pipe = client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.zscore(layout.name_key(layout.tag(job_id), name), job_id)
+            scores = await pipe.execute()
+        named = [job_id for job_id, score in zip(ids, scores, strict=True) if score is not None]
+        found = dict(zip(named, await self.aread_many(named), strict=True))
+        await self._asweep(named, list(found.values()))
+        return [found.get(job_id, {}) for job_id in ids]
 
     async def _aprefixed(
         self, status: str | None, limit: int, before: float | None, id_prefix: str

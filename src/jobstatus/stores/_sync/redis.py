@@ -119,10 +119,10 @@ class RedisIO(RedisBase):
                 pipe = self._queue_pages(client.pipeline(transaction=False), plan)
                 pages = pipe.execute()
             unread = plan.take_pages(pages)
-            records = self.read_many(unread)
             if by_status:
-                self._sweep(unread, records)
+                records = self._named_records(client, name, unread)
             else:
+                records = self.read_many(unread)
                 self._prune(self._layout.name_keys(name), unread, records)
             listed = plan.take_records(unread, records)
             if listed is not None:
@@ -139,6 +139,22 @@ class RedisIO(RedisBase):
             sizes: list[int] = pipe.execute()
         of_status = len(layout.listing_keys(status))
         return sum(sizes[:of_status]) < sum(sizes[of_status:])
+
+    def _named_records(
+        self, client: Any, name: str, ids: Sequence[str]
+    ) -> list[Record | None]:
+        """The records of ``ids``, read only for those the name's index holds (the
+        others cannot match; each stands as ``{}``, which no search keeps)."""
+        layout = self._layout
+        with self._errors("find"):
+            pipe = client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.zscore(layout.name_key(layout.tag(job_id), name), job_id)
+            scores = pipe.execute()
+        named = [job_id for job_id, score in zip(ids, scores, strict=True) if score is not None]
+        found = dict(zip(named, self.read_many(named), strict=True))
+        self._sweep(named, list(found.values()))
+        return [found.get(job_id, {}) for job_id in ids]
 
     def _prefixed(
         self, status: str | None, limit: int, before: float | None, id_prefix: str
