@@ -84,7 +84,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\bafind\b", "find"),
     (r"\b_aprefixed\b", "_prefixed"),
     (r"\b_afewer_of_status\b", "_fewer_of_status"),
-    (r"\b_anamed_records\b", "_named_records"),
+    (r"\b_aread_named\b", "_read_named"),
     (r"\bachild_ids\b", "child_ids"),
     (r"\bacount_by_status\b", "count_by_status"),
     (r"\bacount_stale\b", "count_stale"),

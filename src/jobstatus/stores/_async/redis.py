@@ -119,7 +119,7 @@ class AsyncRedisIO(RedisBase):
                 pages = await pipe.execute()
             unread = plan.take_pages(pages)
             if by_status:
-                records = await self._anamed_records(client, name, unread)
+                records = await self._aread_named(client, name, unread)
             else:
                 records = await self.aread_many(unread)
                 await self._aprune(self._layout.name_keys(name), unread, records)
@@ -139,9 +139,7 @@ class AsyncRedisIO(RedisBase):
         of_status = len(layout.listing_keys(status))
         return sum(sizes[:of_status]) < sum(sizes[of_status:])
 
-    async def _anamed_records(
-        self, client: Any, name: str, ids: Sequence[str]
-    ) -> list[Record | None]:
+    async def _aread_named(self, client: Any, name: str, ids: Sequence[str]) -> list[Record | None]:
         """The records of ``ids``, read only for those the name's index holds (the
         others cannot match; each stands as ``{}``, which no search keeps)."""
         layout = self._layout

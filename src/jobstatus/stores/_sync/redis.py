@@ -120,7 +120,7 @@ class RedisIO(RedisBase):
                 pages = pipe.execute()
             unread = plan.take_pages(pages)
             if by_status:
-                records = self._named_records(client, name, unread)
+                records = self._read_named(client, name, unread)
             else:
                 records = self.read_many(unread)
                 self._prune(self._layout.name_keys(name), unread, records)
@@ -140,9 +140,7 @@ class RedisIO(RedisBase):
         of_status = len(layout.listing_keys(status))
         return sum(sizes[:of_status]) < sum(sizes[of_status:])
 
-    def _named_records(
-        self, client: Any, name: str, ids: Sequence[str]
-    ) -> list[Record | None]:
+    def _read_named(self, client: Any, name: str, ids: Sequence[str]) -> list[Record | None]:
         """The records of ``ids``, read only for those the name's index holds (the
         others cannot match; each stands as ``{}``, which no search keeps)."""
         layout = self._layout
