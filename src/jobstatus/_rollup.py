@@ -50,7 +50,10 @@ class State:
 
 def is_number(value: object) -> TypeGuard[float]:
     """An int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    kind = type(value)
+    if kind is int or kind is float:  # what JSON gives: the check every write makes
+        return True
+    return isinstance(value, (int, float)) and kind is not bool
 
 
 def state_of(record: Mapping[str, Any] | None) -> State | None:
@@ -231,8 +234,10 @@ def move_groups(
         group_old, group_new = update(parent, mover) if moved is None else moved
         if group_new is None:
             return
-        before, after = state_of(group_old), state_of(group_new)
         parent = group_new.get("parent")
+        if not isinstance(parent, str):
+            return  # a top group: nothing further to move
+        before, after = state_of(group_old), state_of(group_new)
 
 
 def _mover(
