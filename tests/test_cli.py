@@ -276,6 +276,19 @@ def test_watch_in_a_terminal_shows_live_bars_to_the_end(url: str) -> None:
     assert has_colour(watched.raw, "completed", GREEN)
 
 
+def test_watch_shows_the_attempt_of_a_retried_job(url: str) -> None:
+    job = Job("retried", name="reports.export")
+    job.started()
+    job.retrying(ValueError("flaky"))
+    job.started()
+    job.status.update(progress=5, total=10, force=True)
+    watched = run_in_terminal("watch", "retried", "--store", url, "--timeout", "0.5", columns=100)
+    assert re.search(r"reports\.export\s+working.*attempt 2", watched.screen), watched.screen
+    job.finished()
+    watched = run_in_terminal("watch", "retried", "--store", url, columns=100)
+    assert watched.returncode == 0 and "2 attempts" in watched.screen, watched.screen
+
+
 def test_watch_ends_and_says_stale_for_a_dead_job(url: str) -> None:
     dead = Job("dead")
     dead.started()  # its worker was killed: no more writes, no heartbeat

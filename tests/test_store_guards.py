@@ -110,3 +110,36 @@ def test_a_worker_on_the_per_user_default_warns_which_file(tmp_path: Path) -> No
     assert f"writes job status to the per-user default sqlite:///{default}" in warnings[0]
     assert "other users or in other containers read another file" in warnings[0]
     assert "Set JOBSTATUS_STORE" in warnings[0]
+
+
+def test_an_rq_worker_announces_its_store_once_not_per_work_horse(tmp_path: Path) -> None:
+    """RQ forks a work horse per job: a real ``rq worker`` with three jobs, on the
+    per-user default, warns once (from its main process), not once per job."""
+    pytest.importorskip("rq")
+    from redis import Redis
+
+    from jobstatus.integrations.rq import StatusQueue
+    from tests.integrations._support import APPS, RQ_REDIS_DB, redis_url, require_redis, unique
+
+    require_redis()
+    default = tmp_path / "cache" / "jobstatus" / "jobstatus.db"
+    jobstatus.configure(store=f"sqlite:///{default}")
+    queue = StatusQueue(unique("announce"), connection=Redis.from_url(redis_url(RQ_REDIS_DB)))
+    sys.path.insert(0, str(APPS))
+    try:
+        import rq_tasks
+
+        jobs = [queue.enqueue(rq_tasks.add, n, n) for n in range(3)]
+    finally:
+        sys.path.remove(str(APPS))
+    env = {key: value for key, value in os.environ.items() if key != "JOBSTATUS_STORE"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")])
+    rq = Path(sys.executable).parent / "rq"
+    command = [str(rq), "worker", "--burst", "-w", "jobstatus.integrations.rq.StatusWorker"]
+    command += ["--url", redis_url(RQ_REDIS_DB), queue.name]
+    ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert [jobstatus.get(job.id).status for job in jobs] == ["completed"] * 3
+    said = ran.stdout + ran.stderr
+    assert said.count(f"writes job status to the per-user default sqlite:///{default}") == 1, said

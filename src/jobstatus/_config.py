@@ -258,23 +258,24 @@ def require_shared_store(store: Store, other_process: str) -> Store:
 
 # (process, integration, store): stores are compared by what they name, since a
 # store given as a URL in per-task options is built anew for each job.
-_announced: set[tuple[int, str, str]] = set()
+_announced: set[str] = set()  # the stores announced, by their redacted description
 _announced_lock = threading.Lock()
 
 
 def announce_store(store: object, integration: str | None = None) -> None:
-    """Log once per process, at a worker's first job, which store it writes to (redacted).
+    """Log once, at a worker's start or first job, which store it writes to (redacted).
 
     ``integration`` names the queue (``"Celery"``); without it the message says
-    "this worker". Once per process: a queue that forks a process per job (RQ's
-    work horses) logs it for each job. It warns instead when the store is the
+    "this worker". Once per store in a process and the processes it forks: RQ's
+    StatusWorker announces the configured store when it starts, so its work horses,
+    forked for each job, stay quiet about it. It warns instead when the store is the
     per-user default SQLite file: the readers (a web process, the ``jobstatus``
     command) see this worker's jobs only if they run as the same user on the
     same machine, or are given the same store.
     """
     chosen = store_or_default(store)
     worker = f"the {integration} worker" if integration else f"this worker (pid {os.getpid()})"
-    key = (os.getpid(), integration or "", chosen.describe())
+    key = chosen.describe()
     with _announced_lock:
         if key in _announced:
             return

@@ -306,16 +306,26 @@ def _watch_lines(batch: Batch, deadline: float | None) -> str:
         batch.refresh()
 
 
+def _attempts(status: Status) -> int:
+    """How many times the job has started (0 when the record does not say)."""
+    attempts = status.get("attempts")
+    return attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0
+
+
 def _bar_fields(status: Status) -> dict[str, Any]:
     progress = status.progress
     detail = ""
     if status.is_stale:
         detail = "silent " + fmt.age(status) + ": its worker probably died"
     elif status.is_finished:
-        detail = "  ".join(part for part in (fmt.duration(status), fmt.reason(status)) if part)
+        attempts = _attempts(status)
+        parts = [fmt.duration(status), f"{attempts} attempts" if attempts > 1 else ""]
+        detail = "  ".join(part for part in (*parts, fmt.reason(status)) if part)
     elif status.is_working:
         eta = progress.eta
+        attempts = _attempts(status)
         parts = [
+            f"attempt {attempts}" if attempts > 1 else "",
             f"eta {fmt.seconds(eta)}" if eta is not None else "",
             fmt.children(status),
             str(status.get("step") or ""),

@@ -38,10 +38,12 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .._errors import Cancelled
+from .._config import announce_store
+from .._errors import Cancelled, ConfigurationError
 from .._group import group
 from .._job import SPEC_ATTRIBUTE, JobSpec
 from .._record import Record
@@ -301,6 +303,9 @@ class StatusWorker(Worker):
             kwargs["job_class"] = StatusJob
         super().__init__(*args, **kwargs)
         self.push_exc_handler(_record_abandoned)  # type: ignore[no-untyped-call]
+        # Here, in the main process: the work horses it forks inherit the announcement.
+        with suppress(ConfigurationError):  # its jobs will say it, with their ids
+            announce_store(None, "RQ")
 
     def handle_job_failure(self, job: Job, *args: Any, **kwargs: Any) -> Any:
         recorded_by_the_job = isinstance(job, StatusJob) and job._jobstatus_recorded
