@@ -164,3 +164,18 @@ def test_the_jobstatus_command_reads_the_database_store_with_django_settings(
         unimportable.stderr
     )
     assert os.environ.get("DJANGO_SETTINGS_MODULE")  # this process kept its own
+
+
+def test_the_store_named_in_django_settings_serves_both_commands(db_store: Store) -> None:
+    """No JOBSTATUS_STORE anywhere: the store is the one JOBSTATUS["STORE"] names."""
+    seed()
+    env = worker_env(DB_STORE, JOBSTATUS_TEST_SETTINGS_STORE=DB_STORE)
+    env.pop("JOBSTATUS_STORE")
+    for command in (["-m", "jobstatus", "list"], ["-m", "django", "jobstatus", "list"]):
+        listed = subprocess.run(
+            [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        ids = [line.split("\t")[0] for line in listed.stdout.splitlines()]
+        assert ids == ["queued-1", "failed-1", "done-1"], listed.stdout

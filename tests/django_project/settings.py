@@ -67,9 +67,17 @@ def _worker_options() -> dict[str, float]:
     return {"HEARTBEAT_INTERVAL": float(interval)} if interval else {}
 
 
+def _settings_store() -> dict[str, str]:
+    """``STORE`` from ``JOBSTATUS_TEST_SETTINGS_STORE`` when a test gives it (the store
+    a project names in its settings, where JOBSTATUS_STORE is not set)."""
+    store = os.environ.get("JOBSTATUS_TEST_SETTINGS_STORE")
+    return {"STORE": store} if store else {}
+
+
 JOBSTATUS = {
     "INCLUDES": ["status", "exception", "serialized_job"],
     "TASKS": {"tests.django_project.tasks.configured": {"THROTTLE_INTERVAL": 60}},
     "AUTHORIZE": "tests.django_project.auth.may_read",
     **_worker_options(),
+    **_settings_store(),
 }
