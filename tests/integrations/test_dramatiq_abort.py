@@ -54,12 +54,16 @@ def worker(abortable_worker: DramatiqWorker) -> Iterator[DramatiqWorker]:
     abortable_worker.after_test()
 
 
-def abort_events(worker: DramatiqWorker) -> redis.Redis:
-    """The Redis that holds the ``Abortable``'s events, shared with the worker."""
+def abortable_of(worker: DramatiqWorker) -> Any:
+    """The ``Abortable`` of this process's broker for the worker's queue."""
     from dramatiq_abort import Abortable
 
-    abortable = next(m for m in worker.broker.middleware if isinstance(m, Abortable))
-    client: redis.Redis = abortable.backend.client
+    return next(m for m in worker.broker.middleware if isinstance(m, Abortable))
+
+
+def abort_events(worker: DramatiqWorker) -> redis.Redis:
+    """The Redis that holds the ``Abortable``'s events, shared with the worker."""
+    client: redis.Redis = abortable_of(worker).backend.client
     return client
 
 
@@ -145,3 +149,19 @@ def test_the_revoker_aborts_only_on_a_broker_with_abortable_that_knows_the_actor
     finally:
         plain.close()
         abortable.close()
+
+
+def test_dramatiq_aborts_own_abort_of_a_running_message_is_cancelled(
+    worker: DramatiqWorker,
+) -> None:
+    import dramatiq_abort
+
+    marker = worker.gate()
+    message = worker.send("sleeps", marker, 60.0)
+    wait_for(message, lambda s: s.is_working, log=worker.log)
+    dramatiq_abort.abort(message.message_id, middleware=abortable_of(worker))  # no jobstatus.cancel
+    s = finished(message, timeout=30)
+    assert s.is_cancelled and "exception" not in s and "cancel" not in s, s.to_dict()
+    assert [entry["status"] for entry in s.history] == ["queued", "working", "cancelled"]
+    time.sleep(2)  # past its retry backoff
+    assert _gate.incr(marker) == 2  # the actor ran once
