@@ -110,6 +110,8 @@ def _queue(name: str, what: str, files: list[str], helpers: tuple[str, ...] = ()
 
 REDIS_TESTS = [*STORE_SHARED, "tests/test_redis_store.py", "tests/test_redis_cluster.py"]
 REDIS_MARKER = "redis or redis_cluster"
+# Without its [redis] extra, which caps redis-py below 6: the backend uses Dramatiq's.
+DRAMATIQ_HELPERS = ("dramatiq-abort>=1.2",)
 DJANGO_HELPERS = (
     "django-tasks-db[compat]>=0.13; python_version < '3.12'",
     "django-tasks-db>=0.13; python_version >= '3.12'",
@@ -118,7 +120,12 @@ DJANGO_HELPERS = (
 SESSIONS: list[Session] = [
     *_queue("celery", "Celery", ["tests/integrations/test_celery.py"]),
     *_queue("rq", "RQ", ["tests/integrations/test_rq.py"]),
-    *_queue("dramatiq", "Dramatiq", ["tests/integrations/test_dramatiq.py"]),
+    *_queue(
+        "dramatiq",
+        "Dramatiq",
+        ["tests/integrations/test_dramatiq.py", "tests/integrations/test_dramatiq_abort.py"],
+        helpers=DRAMATIQ_HELPERS,
+    ),
     *_queue(
         "huey",
         "Huey",

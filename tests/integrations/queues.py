@@ -554,10 +554,12 @@ def _purge_rq(queue: Any) -> None:
 
 
 class DramatiqWorker(Worker):
-    def __init__(self, *args: Any, broker: Any, broker_url: str) -> None:
+    def __init__(self, *args: Any, broker: Any, broker_url: str, abortable: str = "") -> None:
         super().__init__(*args)
         self.broker = broker
         self.broker_url = broker_url
+        #: Where dramatiq-abort's Abortable is, before or after jobstatus's ("": none).
+        self.abortable = abortable
 
     def send_message(self, task: str, *args: Any, **options: Any) -> Any:
         """Send ``task`` with Dramatiq message options (``delay``, ``max_age``, ...)."""
@@ -633,7 +635,8 @@ def _dramatiq(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
 
     broker_url = pika_url(RABBITMQ_URL) if run.broker == "amqp" else redis_url(DRAMATIQ_REDIS_DB)
     queue = unique("jobstatus-dramatiq")
-    broker = dramatiq_tasks.make_broker(broker_url)
+    abortable = env.get(dramatiq_tasks.ABORT_OPTION, "")
+    broker = dramatiq_tasks.make_broker(broker_url, abortable=abortable)
     for actor in vars(dramatiq_tasks).values():
         if isinstance(actor, dramatiq.Actor):
             broker.declare_actor(actor)
@@ -646,7 +649,9 @@ def _dramatiq(run: Run, env: Mapping[str, str]) -> Iterator[Worker]:
         }
         command = [python(), "-m", "dramatiq", "dramatiq_tasks", "-p", "1", "-t", "2", "-Q", queue]
         process = start(command, worker_env(url, **more, **env), log)
-        worker = DramatiqWorker(run, url, log, process, queue, broker=broker, broker_url=broker_url)
+        worker = DramatiqWorker(
+            run, url, log, process, queue, broker=broker, broker_url=broker_url, abortable=abortable
+        )
         try:
             jobstatus.configure(store=url)
             finished(worker.send("add", 1, 2), timeout=60)

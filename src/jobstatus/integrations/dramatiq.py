@@ -28,19 +28,23 @@ middleware is built with ``track_all=False``: then only actors declared with
 not change what is recorded. A message whose cancel was requested with
 ``jobstatus.cancel`` before it started is skipped (its actor does not run); one
 that stops on ``jobstatus.Cancelled`` (or dramatiq-abort's ``Abort``) is recorded
-``cancelled`` and not retried. The mapping of Dramatiq's outcomes (retries,
+``cancelled`` and not retried. With dramatiq-abort installed and its ``Abortable``
+middleware on the broker, ``jobstatus.cancel`` also aborts the message through it
+(:func:`_revoke`). The mapping of Dramatiq's outcomes (retries,
 ``throws``, time limits, skipped messages) is in ``docs/dramatiq.md``.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from .._config import store_or_default
 from .._errors import Cancelled
 from .._group import group
 from .._job import JobSpec
-from .._record import exception_info
+from .._record import Record, exception_info
+from .._revokers import register_revoker
 from .._status import read_status
 from ._common import (
     Attempt,
@@ -62,6 +66,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing("dramatiq", "Dramatiq") from exc
 
+try:  # optional: with it, jobstatus.cancel aborts messages through its middleware
+    import dramatiq_abort
+    from dramatiq_abort.middleware import AbortMode
+except ImportError:  # pragma: no cover - depends on the environment
+    dramatiq_abort = None
+
 __all__ = [
     "GROUP_NAME",
     "PARENT_OPTION",
@@ -77,6 +87,8 @@ PARENT_OPTION = "jobstatus_parent"
 GROUP_NAME = "dramatiq.group"
 # Dramatiq's own option on the messages of a group run with completion callbacks.
 _COMPLETION_OPTION = "group_completion_uuid"
+# The brokers a StatusMiddleware was added to in this process, for the revoker.
+_brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
 
 
 class InvalidParent(MiddlewareError, ValueError):
@@ -127,6 +139,10 @@ class StatusMiddleware(Middleware):
         if setting is None and not self.track_all:
             return None
         return task_spec(self.spec, setting, actor_name)
+
+    def after_declare_actor(self, broker: Broker, actor: Any) -> None:
+        # Called for each actor, also those declared before the middleware was added.
+        _brokers.add(broker)
 
     # -- publishing ----------------------------------------------------------------
 
@@ -215,7 +231,7 @@ class StatusMiddleware(Middleware):
             attempt = Attempt(spec.job(message.message_id))
             self._attempts.add(attempt)
         attempt.leave()
-        attempt.exc = MessageSkipped("skipped by a middleware")
+        attempt.exc = None if attempt.done else _why_skipped(attempt)
 
     # -- acknowledging (the consumer thread) ------------------------------------------
 
@@ -258,13 +274,29 @@ def _parent(message: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _why_skipped(attempt: Attempt) -> BaseException | None:
+    """What a middleware's skip records: ``Cancelled`` when the job's cancel is pending
+    (dramatiq-abort's ``Abortable``, placed before this middleware, skipped it before
+    the start hook could refuse it), nothing when it is finished already (a redelivery
+    of a cancelled message), else :class:`MessageSkipped`. Skips are rare: the one read
+    is worth it."""
+    job_id = attempt.job.job_id
+    with quietly(job_id, "why it was skipped"):
+        record = read_status(attempt.job.store, job_id)
+        cancel = record.get("cancel")
+        if isinstance(cancel, dict):
+            if record.get("status") not in ("queued", "working"):
+                return None
+            reason = cancel.get("reason")
+            return Cancelled(job_id, reason if isinstance(reason, str) else None)
+    return MessageSkipped("skipped by a middleware")
+
+
 def _is_cancel(exc: BaseException) -> bool:
-    """``jobstatus.Cancelled``, or dramatiq-abort's ``Abort`` (known by name: the
-    package is optional, and never imported here)."""
-    return isinstance(exc, Cancelled) or any(
-        cls.__name__ == "Abort" and cls.__module__.startswith("dramatiq_abort")
-        for cls in type(exc).__mro__
-    )
+    """``jobstatus.Cancelled``, or dramatiq-abort's ``Abort`` (when it is installed)."""
+    if dramatiq_abort is not None and isinstance(exc, dramatiq_abort.Abort):
+        return True
+    return isinstance(exc, Cancelled)
 
 
 def _as_cancelled(job_id: str, exc: BaseException) -> BaseException:
@@ -279,3 +311,38 @@ def _serialized(spec: JobSpec, message: Any) -> dict[str, Any]:
         message.queue_name,
         retries=message.options.get("retries", 0),
     )
+
+
+# -- cancel: jobstatus.cancel aborts the message through dramatiq-abort too ------------
+
+
+def _abortable_of(broker: Broker) -> Any:
+    """The broker's dramatiq-abort ``Abortable`` middleware, or None."""
+    if dramatiq_abort is None:
+        return None
+    return next((m for m in broker.middleware if isinstance(m, dramatiq_abort.Abortable)), None)
+
+
+def _revoke(job_id: str, record: Record) -> None:
+    """The revoker (see jobstatus._cancel): dramatiq-abort's ``abort`` of a message of
+    an actor of a broker with this middleware and an ``Abortable``.
+
+    A queued message is aborted with ``AbortMode.CANCEL`` (the worker skips it: it
+    never runs, recorded ``cancelled``); a running one with ``AbortMode.ABORT`` (its
+    worker thread raises ``Abort``, even in code that makes no progress call: recorded
+    ``cancelled``, not retried). Without an ``Abortable``, nothing: the start hook
+    refuses the message, or it raises ``Cancelled`` at its next progress call.
+    """
+    status, name = record.get("status"), record.get("name")
+    if status not in ("queued", "working") or not isinstance(name, str):
+        return
+    for broker in list(_brokers):
+        abortable = _abortable_of(broker)
+        if abortable is not None and name in broker.get_declared_actors():
+            mode = AbortMode.CANCEL if status == "queued" else AbortMode.ABORT
+            dramatiq_abort.abort(job_id, middleware=abortable, mode=mode)
+            return
+
+
+if dramatiq_abort is not None:
+    register_revoker("dramatiq", _revoke)

@@ -35,18 +35,35 @@ RESULTS_URL = urlunsplit(
 )
 
 
-def make_broker(url: str) -> dramatiq.Broker:
-    """A Redis or RabbitMQ broker with jobstatus's middleware and a result backend."""
+# "before" or "after": a worker (and its publisher) with dramatiq-abort's Abortable
+# middleware, placed before or after jobstatus's.
+ABORT_OPTION = "JOBSTATUS_TEST_DRAMATIQ_ABORT"
+
+
+def make_broker(url: str, *, abortable: str = "") -> dramatiq.Broker:
+    """A Redis or RabbitMQ broker with jobstatus's middleware and a result backend;
+    with ``abortable`` ("before" or "after" jobstatus's), dramatiq-abort's middleware
+    too, its events in Redis database 5."""
     broker: dramatiq.Broker = (
         RabbitmqBroker(url=url) if url.startswith("amqp") else RedisBroker(url=url)
     )
     broker.add_middleware(Results(backend=RedisBackend(url=RESULTS_URL)))
     broker.add_middleware(GroupCallbacks(RateLimiterBackend(url=RESULTS_URL)))
     broker.add_middleware(StatusMiddleware(includes=FULL))
+    if abortable:
+        from dramatiq_abort import Abortable
+        from dramatiq_abort.backends import RedisBackend as AbortBackend
+
+        middleware = Abortable(backend=AbortBackend.from_url(RESULTS_URL))
+        place = {"before": StatusMiddleware} if abortable == "before" else {}
+        broker.add_middleware(middleware, **place)
     return broker
 
 
-broker = make_broker(os.environ.get("JOBSTATUS_TEST_DRAMATIQ_BROKER", "redis://127.0.0.1:6379/5"))
+broker = make_broker(
+    os.environ.get("JOBSTATUS_TEST_DRAMATIQ_BROKER", "redis://127.0.0.1:6379/5"),
+    abortable=os.environ.get(ABORT_OPTION, ""),
+)
 dramatiq.set_broker(broker)
 _worker_options.configure_from_env()  # the killed-worker tests beat fast
 
@@ -133,6 +150,16 @@ def gated_with_retries(gate: str, marker: str) -> None:
 def opens(gate: str) -> None:
     """A side effect a test can see: the gate opens (so a cancelled job must not run it)."""
     _gate.open_gate(gate)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=500, max_backoff=500)
+def sleeps(marker: str, seconds: float) -> None:
+    """Count its runs, then sleep without a progress or status call: only an abort
+    of the queue's own can stop it before ``seconds``."""
+    _gate.incr(marker)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
