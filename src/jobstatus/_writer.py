@@ -294,7 +294,10 @@ class Writer:
         """Add ``by`` to progress; throttled. (``Progress.increment`` by 1 counts in
         ``ticks`` instead, and calls :meth:`ticked` once its countdown ran out.)"""
         with self.lock:
-            self.held_progress += by
+            # Through add(): held int increments past a float's range plus a float
+            # would raise OverflowError into the job; an infinity is refused by the
+            # store instead, then reported and dropped like any refused sum.
+            self.held_progress = add(self.held_progress, by)
             if time.monotonic() < self.due_at:
                 return
             self._flush_locked()
