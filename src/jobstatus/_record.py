@@ -40,6 +40,14 @@ RESERVED_KEYS: Final = frozenset(
         "history",
     }
 )
+#: A job's transition: its status and what dates it, and the absolute progress,
+#: set together; ``attempts`` is added to. What the writer keeps together when it
+#: splits a refused change, and never drops, and what memcached lets into the
+#: room it keeps in each record for them.
+TRANSITION_SETS: Final = frozenset(
+    {"status", "queued_at", "started_at", "finished_at", "updated_at", "progress", "total"}
+)
+TRANSITION_ADDS: Final = frozenset({"attempts"})
 MAX_JOB_ID_LENGTH: Final = 512
 MAX_NESTING: Final = 32
 # Python reads and writes ints of at most 4,300 digits as text (sys.int_info);
