@@ -12,7 +12,7 @@ import pytest
 
 import jobstatus
 from jobstatus import ConfigurationError, NotSupportedError, Status, StoreError, WriteRefused
-from jobstatus._record import Change
+from jobstatus._record import Change, dumps
 from jobstatus.stores import Written
 
 from . import _workers
@@ -162,6 +162,56 @@ def test_a_record_growing_past_the_limit_keeps_every_key_that_fits(
 
     final = job_with_a_refused_write(grow, caplog)
     assert [key for key in "abcde" if key in final] == ["a", "b", "c", "e"]
+
+
+def _fill_to(store: _Tracked, status: Status, margin: int) -> None:
+    """Set ``blob`` so the record would be ``margin`` bytes under the store's limit."""
+    status["blob"] = ""
+    size = len(dumps(store.read(status.job_id)).encode())
+    status["blob"] = "x" * (store.max_value_size - size - margin)
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed"])
+@pytest.mark.parametrize("margin", [5, 40, 80, 120, 200, 4_000])
+def test_a_job_filling_its_record_to_just_under_the_limit_still_ends(
+    store: _Tracked, caplog: pytest.LogCaptureFixture, margin: int, ending: str
+) -> None:
+    # Before, a blob leaving 40 to 120 bytes was stored, and the final transition,
+    # which adds finished_at and a history entry, was refused alone and kept for
+    # good: the job returned and its record stayed working, with no warning.
+    @jobstatus.track(throttle_interval=0)
+    def job(ids: list[str]) -> None:
+        ids.append(jobstatus.current().job_id)
+        _fill_to(store, jobstatus.current(), margin)
+        jobstatus.current()["after"] = "kept"
+        if ending == "failed":
+            raise RuntimeError("after the blob")
+
+    ids: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="jobstatus"):
+        try:
+            job(ids)
+        except RuntimeError:
+            assert ending == "failed"
+    final = jobstatus.get(ids[0])
+    assert final.status == ending, final.to_dict()
+    assert final["blob"] == "" and final["after"] == "kept"  # the big blob dropped
+    assert "'blob'" in caplog.text and "so it was dropped" in caplog.text
+    assert "holds at most 1,047,552 per value" in caplog.text
+
+
+def test_a_blob_leaving_the_lifecycle_headroom_is_kept(
+    store: _Tracked, caplog: pytest.LogCaptureFixture
+) -> None:
+    @jobstatus.track(throttle_interval=0)
+    def job() -> str:
+        _fill_to(store, jobstatus.current(), 64 * 1024)
+        return jobstatus.current().job_id
+
+    with caplog.at_level(logging.WARNING, logger="jobstatus"):
+        final = jobstatus.get(job())
+    assert final.is_completed and len(final["blob"]) > 900_000
+    assert "dropped" not in caplog.text
 
 
 def test_listing_is_not_supported(store: _Tracked) -> None:

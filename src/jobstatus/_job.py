@@ -236,7 +236,9 @@ class JobSpec(SpecRuns, AsyncSpecRuns):
 
     def named(self, name: object) -> JobSpec:
         """This spec for the task called ``name`` (a queue's, from its message); a
-        name a record cannot hold (not a str, empty, too long) leaves it unnamed."""
+        name a record cannot hold (not a str, empty, too long, or holding a lone
+        surrogate, as an undecodable name does) leaves it unnamed: a queue's name
+        must never keep its task from running or from being recorded."""
         try:
             return replace(self, name=check_name(name))
         except (TypeError, ValueError):

@@ -40,6 +40,14 @@ RESERVED_KEYS: Final = frozenset(
         "history",
     }
 )
+#: A job's transition: its status and what dates it, and the absolute progress,
+#: set together; ``attempts`` is added to. What the writer keeps together when it
+#: splits a refused change, and never drops, and what memcached lets into the
+#: room it keeps in each record for them.
+TRANSITION_SETS: Final = frozenset(
+    {"status", "queued_at", "started_at", "finished_at", "updated_at", "progress", "total"}
+)
+TRANSITION_ADDS: Final = frozenset({"attempts"})
 MAX_JOB_ID_LENGTH: Final = 512
 MAX_NESTING: Final = 32
 # Python reads and writes ints of at most 4,300 digits as text (sys.int_info);
@@ -205,11 +213,18 @@ def _check_reserved(key: str, value: object) -> None:
 
 
 def check_name(name: object) -> str:
-    """Return a valid task name (a non-empty str of at most 512 characters), else raise."""
+    """Return a valid task name (a non-empty str of at most 512 characters), else raise.
+
+    Raises:
+        TypeError: the name is not a ``str``.
+        ValueError: the name is empty, too long, or holds a lone surrogate (the
+            same check as any value's, naming the key ``name``).
+    """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}: {name!r}")
     if not name or len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"name must be 1 to {MAX_NAME_LENGTH} characters long; got {name!r}")
+    check_json_value("name", name)
     return name
 
 
@@ -239,22 +254,6 @@ def check_amount(key: str, value: object, *, allow_none: bool = False) -> None:
         raise ValueError(
             f"{key} must be within a float's range (about 1.8e308); got an int past it"
         )
-
-
-def check_increments(increments: Mapping[Any, object]) -> dict[str, float]:
-    """Validate a mapping of key -> amount to add.
-
-    Raises:
-        TypeError: a key is not a ``str`` or an amount is not a number.
-        ValueError: a key is empty or holds a lone surrogate, or an amount is
-            not finite.
-    """
-    checked: dict[str, float] = {}
-    for key, amount in increments.items():
-        check_key(key)
-        check_amount(key, amount)
-        checked[key] = amount  # type: ignore[assignment]
-    return checked
 
 
 def _is_number(value: object) -> bool:

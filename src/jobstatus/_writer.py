@@ -50,6 +50,8 @@ from ._config import JobOptions
 from ._errors import Cancelled, StoreError, WriteRefused
 from ._record import (
     RESERVED_KEYS,
+    TRANSITION_ADDS,
+    TRANSITION_SETS,
     WRITES_KEY,
     Change,
     Record,
@@ -63,13 +65,6 @@ from .stores.base import Store, Written, in_thread
 logger = logging.getLogger("jobstatus")
 
 WARN_EVERY = 30.0  # seconds between two warnings about a failing store, per process
-# What a refused change keeps together when it is split, and never drops: the
-# transition (the status and what dates it) and the absolute progress, small
-# values that a store refuses only while it is full. attempts is added to.
-TRANSITION_SETS = frozenset(
-    {"status", "queued_at", "started_at", "finished_at", "updated_at", "progress", "total"}
-)
-TRANSITION_ADDS = frozenset({"attempts"})
 # What a restore after a vanished record leaves out: the stores' bookkeeping,
 # and attempts, which a job in a worker counts from 0 though the record may not.
 NOT_RESTORED = frozenset({WRITES_KEY, "attempts"})
@@ -294,7 +289,10 @@ class Writer:
         """Add ``by`` to progress; throttled. (``Progress.increment`` by 1 counts in
         ``ticks`` instead, and calls :meth:`ticked` once its countdown ran out.)"""
         with self.lock:
-            self.held_progress += by
+            # Through add(): held int increments past a float's range plus a float
+            # would raise OverflowError into the job; an infinity is refused by the
+            # store instead, then reported and dropped like any refused sum.
+            self.held_progress = add(self.held_progress, by)
             if time.monotonic() < self.due_at:
                 return
             self._flush_locked()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
@@ -91,13 +92,16 @@ keys = (
     st.sampled_from([t for t in EDGE_TEXT if t] + ["k" * 5_000]) | st.text(min_size=1, max_size=40)
 ).filter(lambda key: key not in RESERVED_KEYS)
 many_keys = st.integers(0, 300).map(lambda n: {f"key-{i}": i for i in range(n)})
-# Int amounts stay below 2**1020: eight of them held by an async job cannot pass a
-# float's range, where Progress.increment's own += of a float would raise
-# OverflowError (the hot path adds without a check, on purpose).
+# Int amounts up to the largest one increment() takes, a float's range: held ones
+# summing past it, then a float, once raised OverflowError into the job.
+LARGEST_INT_AMOUNT = int(sys.float_info.max)
 amounts = (
-    st.sampled_from([1, 0.5, 1e308, -1e308, 5e-324, 2**1020, -(2**1020), 10**300, 1e-300])
+    st.sampled_from(
+        [1, 0.5, 1e308, -1e308, 5e-324, 2**1023, -(2**1023), LARGEST_INT_AMOUNT, 10**300, 1e-300]
+    )
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.integers(min_value=-LARGEST_INT_AMOUNT, max_value=LARGEST_INT_AMOUNT)
 )
 operations = st.lists(
     st.one_of(
@@ -182,6 +186,14 @@ class Attempts:
 # reader's ratio, percent or rate of it then failed on (OverflowError).
 @example(ops=[("increment", 2**1023), ("increment", 2**1023)], asynchronous=False)
 @example(ops=[("increment", 2**1023), ("increment", 2**1023)], asynchronous=True)
+# Found here: held int increments past a float's range, then a float increment,
+# raised OverflowError into a throttled or async job (the held sum's +=).
+@example(
+    ops=[("increment", 2**1023), ("increment", 2**1023), ("increment", 1.0)], asynchronous=False
+)
+@example(
+    ops=[("increment", 2**1023), ("increment", 2**1023), ("increment", 1.0)], asynchronous=True
+)
 # The longest ints a record can hold, which Python can still read back as text.
 @example(ops=[("update", {"n": 2**14000 - 1, "m": -(2**14000 - 1)})], asynchronous=False)
 @example(ops=[("update", {"\x00k\\": {"": ["\x00", "\u2028"]}})], asynchronous=False)

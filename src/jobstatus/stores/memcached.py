@@ -27,7 +27,21 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._errors import ConfigurationError, StoreError, WriteRefused
-from .._record import Change, Record, dumps, loads, loads_record
+from .._record import (
+    FLOAT_MAX,
+    MAX_REASON_LENGTH,
+    MAX_WRITERS,
+    STATES,
+    TRANSITION_ADDS,
+    TRANSITION_SETS,
+    WRITES_KEY,
+    Change,
+    Record,
+    dumps,
+    loads,
+    loads_record,
+    utc_now_iso,
+)
 from .._rollup import write_through
 from . import _url
 from ._keys import safe_cache_key
@@ -41,6 +55,51 @@ MAX_VALUE_SIZE: Final = 1024 * 1024 - 1024  # memcached's default 1 MiB item, le
 RELATIVE_TTL_LIMIT: Final = 30 * 24 * 3600  # longer expiries are read as a Unix time
 READ_CHUNK: Final = 1_000  # keys per get_many
 CAS_DEADLINE_FACTOR: Final = 1.0  # a write gives up after `timeout` seconds of lost races
+#: What a write may put into the room each record keeps for its lifecycle (see
+#: lifecycle_headroom): the transition, a cancel request, a group's counts.
+HEADROOM_KEYS: Final = TRANSITION_SETS | TRANSITION_ADDS | {"cancel", "children"}
+
+
+def _worst_lifecycle() -> tuple[int, int]:
+    """Bytes the lifecycle keys take at their largest, and one history entry at its largest."""
+    stamp = utc_now_iso(0)  # every stamp has the same length
+    huge = 2**63
+    keys: Record = {
+        **{key: stamp for key in ("queued_at", "started_at", "finished_at", "updated_at")},
+        "status": max(STATES, key=len),
+        "progress": -int(FLOAT_MAX),
+        "total": -int(FLOAT_MAX),
+        "attempts": huge,
+        WRITES_KEY: {f"{writer:016x}": huge for writer in range(MAX_WRITERS)},
+        # A control character is escaped as \u0001: six bytes, the most per character.
+        "cancel": {"requested_at": stamp, "reason": "\x01" * MAX_REASON_LENGTH},
+        "children": dict.fromkeys(STATES, huge),
+    }
+    entry = {"status": max(STATES, key=len), "at": stamp, "attempt": huge}
+    return len(dumps(keys).encode()), len(dumps(entry).encode()) + 1  # and its comma
+
+
+LIFECYCLE_BYTES, HISTORY_ENTRY_BYTES = _worst_lifecycle()
+
+
+def lifecycle_headroom(record: Record, history_limit: int) -> int:
+    """Bytes a record keeps free for its job's lifecycle writes, whatever their order.
+
+    Enough for every lifecycle key at its largest (timestamps, status, progress
+    and total, attempts, the writers' sequences, a cancel request with the
+    longest reason, a group's counts) and for the history entries still to come
+    before ``history_limit`` is reached. A write of the job's own keys must
+    leave it free, so the final transition always fits (issue 13, item 2).
+    """
+    history = record.get("history")
+    kept = len(history) if isinstance(history, list) else 0
+    return LIFECYCLE_BYTES + max(history_limit - kept, 0) * HISTORY_ENTRY_BYTES
+
+
+def needs_headroom(change: Change) -> bool:
+    """Whether ``change`` writes a key other than the lifecycle's: then it must leave
+    :func:`lifecycle_headroom` free."""
+    return any(key not in HEADROOM_KEYS for key in change.written_keys())
 
 
 class MemcachedStore(Store):
@@ -56,7 +115,10 @@ class MemcachedStore(Store):
         timeout: seconds to connect and for each reply (default 5); a write that
             keeps losing compare-and-swap races gives up after as long.
         max_value_size: bytes a record may take (default 1 MiB less 1 KiB);
-            raise it if your servers run with a larger ``-I``.
+            raise it if your servers run with a larger ``-I``. A write of a
+            job's own keys must leave :func:`lifecycle_headroom` of it free
+            (about 17 KB with the default history limit), so the job's final
+            transition always fits; the lifecycle keys may use that room.
 
     Raises:
         ConfigurationError: pymemcache is missing, or an option is wrong.
@@ -149,7 +211,8 @@ class MemcachedStore(Store):
 
     # -- the store -------------------------------------------------------------
 
-    def _encode(self, job_id: str, record: Record) -> bytes:
+    def _encode(self, job_id: str, record: Record, headroom: int) -> bytes:
+        """The record as stored; refused when it leaves less than ``headroom`` bytes free."""
         data = dumps(record).encode("utf-8")
         if len(data) > self.max_value_size:
             raise WriteRefused(
@@ -158,15 +221,26 @@ class MemcachedStore(Store):
                 "status (a path or URL to it instead), or raise max_value_size to match "
                 "the servers' -I setting"
             )
+        if len(data) + headroom > self.max_value_size:
+            raise WriteRefused(
+                f"the record of job {job_id!r} would take {len(data):,} bytes, leaving less "
+                f"than the {headroom:,} bytes each record keeps free for its status, "
+                f"timestamps and history (memcached holds at most {self.max_value_size:,} "
+                "per value), so its final state could not be written. Store less data in "
+                "the status (a path or URL to it instead), or raise max_value_size to "
+                "match the servers' -I setting"
+            )
         return data
 
     def write(self, job_id: str, change: Change) -> Written:
         ring = self._ring()
+        # Only the job's own record keeps the room: a group's move writes lifecycle keys.
+        keeps_headroom = needs_headroom(change)
 
         def update(
             target: str, compute: Callable[[Record | None], Record | None]
         ) -> tuple[Record | None, Record | None]:
-            return self._update(ring, target, compute, change)
+            return self._update(ring, target, compute, change, keeps_headroom and target == job_id)
 
         # Each record is one compare-and-swap: a group's move is atomic per record,
         # not with its child's write (see docs/stores.md, memcached).
@@ -178,6 +252,7 @@ class MemcachedStore(Store):
         job_id: str,
         compute: Callable[[Record | None], Record | None],
         change: Change,
+        keeps_headroom: bool,
     ) -> tuple[Record | None, Record | None]:
         """Store ``compute(old)`` for one record by gets + cas, retried until it wins."""
         key = self.key(job_id)
@@ -185,7 +260,9 @@ class MemcachedStore(Store):
         attempt = 0
         while True:
             outcome: tuple[Record | None, Record | None] | None = self._retrying(
-                "write", job_id, lambda: self._try_update(ring, key, job_id, compute, change)
+                "write",
+                job_id,
+                lambda: self._try_update(ring, key, job_id, compute, change, keeps_headroom),
             )
             if outcome is not None:
                 return outcome
@@ -206,6 +283,7 @@ class MemcachedStore(Store):
         job_id: str,
         compute: Callable[[Record | None], Record | None],
         change: Change,
+        keeps_headroom: bool,
     ) -> tuple[Record | None, Record | None] | None:
         """One gets + cas (or add) round; None when another writer got there first."""
         with ring.client_for(key) as client:
@@ -214,7 +292,8 @@ class MemcachedStore(Store):
             new = compute(old)
             if new is None:
                 return old, None
-            data = self._encode(job_id, new)
+            headroom = lifecycle_headroom(new, change.history_limit) if keeps_headroom else 0
+            data = self._encode(job_id, new, headroom)
             expire = _expire(change.ttl_for(new))
             if raw is None:
                 stored = client.add(key, data, expire=expire, noreply=False)
