@@ -13,6 +13,11 @@ line is a line of the async side that, once rewritten as unasync would
 (``async def`` -> ``def``, ``await x`` -> ``x``, ``aread`` -> ``read``, ...),
 is also a line of the sync side (each sync line counts once; blank lines never).
 
+Some twins live in two files, one per framework: the modules of ``ACROSS`` are
+paired too, each ``async def`` of the async module (and each function named as
+an async twin) with its namesake in the sync module, classes renamed as the
+table says.
+
 Generated files (see scripts/unasync.py) are not hand-written and are skipped.
 """
 
@@ -41,6 +46,12 @@ FIXED = [
     (re.compile(r"\b__a(enter|exit|iter|next)__\b"), r"__\1__"),
 ]
 IDENTIFIER = re.compile(r"\b_*a[a-z]\w*")
+
+# Twin modules in two files: (async module, sync module, {async class: its sync twin}),
+# paths relative to the source tree.
+ACROSS: list[tuple[str, str, dict[str, str]]] = [
+    ("web/app.py", "web/sync.py", {"_Endpoint": "SyncEndpoint"}),  # ASGI and WSGI endpoints
+]
 
 
 def sync_twin_name(part: str, *, is_class: bool) -> str:
@@ -92,6 +103,26 @@ def rewrite(line: str, sync_names: set[str]) -> str:
     return IDENTIFIER.sub(unprefixed, line)
 
 
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def body_lines(node: Function, lines: list[str]) -> list[str]:
+    """The stripped lines of a function, its ``def`` line first (decorators left out)."""
+    return [line.strip() for line in lines[node.lineno - 1 : node.end_lineno]]
+
+
+def alike_lines(mine: list[str], theirs: list[str], sync_names: set[str]) -> int:
+    """How many non-blank lines of ``mine``, rewritten, are lines of ``theirs`` (once each)."""
+    left = Counter(theirs)
+    alike = 0
+    for line in mine:
+        rewritten = rewrite(line, sync_names)
+        if left[rewritten] > 0:
+            left[rewritten] -= 1
+            alike += 1
+    return alike
+
+
 def count_file(path: Path) -> list[tuple[str, int, int]]:
     """``(async qualname, its lines, its twin lines)`` for every pair in ``path``."""
     text = path.read_text(encoding="utf-8")
@@ -106,18 +137,37 @@ def count_file(path: Path) -> list[tuple[str, int, int]]:
         twin = twin_of(qualname, names)
         if twin is None:
             continue
-        sync_node = found[twin]
-        mine = [line.strip() for line in lines[node.lineno - 1 : node.end_lineno] if line.strip()]
-        theirs = Counter(
-            line.strip() for line in lines[sync_node.lineno - 1 : sync_node.end_lineno]
-        )
-        alike = 0
-        for line in mine:
-            rewritten = rewrite(line, short_names)
-            if theirs[rewritten] > 0:
-                theirs[rewritten] -= 1
-                alike += 1
-        pairs.append((qualname, len(mine), alike))
+        mine = [line for line in body_lines(node, lines) if line]
+        theirs = body_lines(found[twin], lines)
+        pairs.append((qualname, len(mine), alike_lines(mine, theirs, short_names)))
+    return pairs
+
+
+def count_across(
+    async_path: Path, sync_path: Path, classes: dict[str, str]
+) -> list[tuple[str, int, int]]:
+    """``(async qualname, its lines, its twin lines)`` for every pair of two twin modules."""
+    async_text = async_path.read_text(encoding="utf-8")
+    sync_text = sync_path.read_text(encoding="utf-8")
+    async_lines, sync_lines = async_text.splitlines(), sync_text.splitlines()
+    found = functions(ast.parse(async_text))
+    sync_found = functions(ast.parse(sync_text))
+    sync_names = {name.rsplit(".", 1)[-1] for name in sync_found}
+    pairs = []
+    for qualname, node in found.items():
+        *owners, name = qualname.split(".")
+        renamed = [classes.get(owner, sync_twin_name(owner, is_class=True)) for owner in owners]
+        named = ".".join([*renamed, sync_twin_name(name, is_class=False)])  # aread -> read
+        same = ".".join([*renamed, name])  # an async def named as its sync twin (perform)
+        if named != same and named in sync_found:
+            twin = named
+        elif isinstance(node, ast.AsyncFunctionDef) and same in sync_found:
+            twin = same
+        else:
+            continue
+        mine = [line for line in body_lines(node, async_lines) if line]
+        theirs = body_lines(sync_found[twin], sync_lines)
+        pairs.append((qualname, len(mine), alike_lines(mine, theirs, sync_names)))
     return pairs
 
 
@@ -129,13 +179,23 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     total = 0
     source = args.source.resolve()
-    for path in sorted(source.rglob("*.py")):
-        pairs = count_file(path)
+    counted = [
+        (str(path.relative_to(source)), count_file(path)) for path in sorted(source.rglob("*.py"))
+    ]
+    counted += [
+        (
+            f"{async_name} and {sync_name}",
+            count_across(source / async_name, source / sync_name, classes),
+        )
+        for async_name, sync_name, classes in ACROSS
+        if (source / async_name).exists() and (source / sync_name).exists()
+    ]
+    for where, pairs in counted:
         alike = sum(count for _, _, count in pairs)
         if not alike:
             continue
         total += alike
-        print(f"{path.relative_to(source)}: {alike} twin lines in {len(pairs)} pairs")
+        print(f"{where}: {alike} twin lines in {len(pairs)} pairs")
         if args.pairs:
             for qualname, size, count in pairs:
                 if count:

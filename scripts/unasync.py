@@ -57,6 +57,10 @@ SUBS: list[tuple[str, str]] = [
         r"^from collections\.abc import AsyncIterator, Awaitable, Callable\b",
         "from collections.abc import Callable, Iterator",
     ),
+    (
+        r"^from collections\.abc import AsyncGenerator, Awaitable, Callable\b",
+        "from collections.abc import Callable, Generator",
+    ),
     (r"^(from collections\.abc import .*)\bAwaitable, ", r"\1"),
     # Python's async syntax and asyncio.
     (r"\basync def\b", "def"),
@@ -67,6 +71,9 @@ SUBS: list[tuple[str, str]] = [
     (r"\basyncio\.sleep\b", "time.sleep"),
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAwaitable\[(\w+)\]", r"\1"),
+    (r"\bAsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
+    (r"\banext\(", "next("),
+    (r"\bcontextlib\.aclosing\b", "contextlib.closing"),
     (r"\b__aenter__\b", "__enter__"),
     (r"\b__aexit__\b", "__exit__"),
     # Class names: AsyncSubscription, AsyncIterator, psycopg's AsyncConnection, _AsyncPool.
@@ -132,6 +139,9 @@ SUBS: list[tuple[str, str]] = [
     # ... and cancel requests (the listing's and the push's names are the stores', above).
     (r"\b_achildren\b", "_children"),
     (r"\b_arevoke_recorded\b", "_revoke_recorded"),
+    # The web's plan steps and event streams.
+    (r"\baperform_step\b", "perform_step"),
+    (r"\baevents\b", "events"),
     # PostgreSQL: which kind of ready client the store was given.
     (r'"async_pool"', '"pool"'),
     (r'"async_connection"', '"connection"'),

@@ -95,6 +95,19 @@ def test_a_missing_driver_names_the_extra() -> None:
     assert "pip install 'jobstatus[redis]'" in out.stdout
 
 
+def test_importing_jobstatus_and_its_stores_imports_no_integration() -> None:
+    # The scheme table names the Django stores by module path: they are imported when
+    # a django-* URL is resolved, so a store never depends upward on an integration.
+    code = (
+        "import sys\n"
+        "import jobstatus, jobstatus.stores\n"
+        "jobstatus.store_from_url('memory://')\n"
+        "print([m for m in sys.modules if m.startswith('jobstatus.integrations')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "[]\n"
+
+
 def test_any_object_with_get_set_delete_is_a_store() -> None:
     from cachelib import SimpleCache
 

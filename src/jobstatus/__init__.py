@@ -31,9 +31,8 @@ from ._group import agroup, group
 from ._job import Job, asubmit, current, submit, track
 from ._read import acounts, aget, arecent, counts, get, recent
 from ._status import Progress, Status
+from ._version import __version__ as __version__
 from .stores import Store, store_from_url
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Batch",

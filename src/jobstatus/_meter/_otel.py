@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from opentelemetry import metrics
 
+from .._version import __version__
 from ._buckets import BUCKETS
 
 SCOPE = "jobstatus"
@@ -26,8 +27,6 @@ class Instruments:
     """
 
     def __init__(self) -> None:
-        from .. import __version__
-
         meter = metrics.get_meter(SCOPE, __version__)
         self.transitions = meter.create_counter(
             "jobstatus.transitions",

@@ -28,7 +28,7 @@ from contextvars import Token
 from typing import Any, TypeVar
 
 from .._config import announce_store, validate_options
-from .._errors import ConfigurationError, StoreError
+from .._errors import Cancelled, ConfigurationError, StoreError
 from .._job import SPEC_ATTRIBUTE, Job, JobSpec
 from .._record import validate_job_id
 from .._status import Status
@@ -248,6 +248,11 @@ class Attempt:
         with quietly(self.job.job_id, "working"):
             return self._entered(await self.job.astarted(serialized_job))
         return self._entered(True)
+
+    def cancelled(self) -> Cancelled:
+        """The exception that stops a job whose start was refused: its cancel was
+        requested, and it is recorded ``cancelled`` (``raise attempt.cancelled()``)."""
+        return self.job.writer.cancelled()
 
     def _entered(self, runs: bool) -> bool:
         if runs:

@@ -170,7 +170,7 @@ def _wrap(function: Function, app: JobSpec, default_tries: int, queue: str) -> F
         attempt = Attempt(await aworker_job(spec, job_id))
         ctx[CTX_KEY], ctx[MAX_TRIES_KEY] = attempt, max_tries
         if not await attempt.astart(spec.serialized(job_id, args, kwargs, queue)):
-            raise attempt.job.writer.cancelled()  # recorded cancelled; arq does not retry it
+            raise attempt.cancelled()  # recorded cancelled; arq does not retry it
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except (Retry, RetryJob, asyncio.CancelledError) as exc:

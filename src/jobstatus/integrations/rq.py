@@ -187,7 +187,7 @@ class StatusJob(Job):
         self._jobstatus_recorded = True
         if not runs:
             self.retries_left = 0  # RQ must not retry a cancelled job
-            raise attempt.job.writer.cancelled()
+            raise attempt.cancelled()
         try:
             result = super().perform()
         except BaseException as exc:

@@ -116,7 +116,7 @@ class StatusMiddleware(TaskiqMiddleware):
             return message
         attempt = Attempt(await aworker_job(spec, message.task_id, _parent(message)))
         if not await attempt.astart(self._serialized(spec, message)):
-            raise attempt.job.writer.cancelled()
+            raise attempt.cancelled()
         _attempt.set(attempt)
         return message
 

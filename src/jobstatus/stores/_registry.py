@@ -16,6 +16,9 @@ from .base import Store
 logger = logging.getLogger("jobstatus")
 
 # scheme -> (module, class, extra to install). Modules import without their driver.
+# A scheme's module is imported when a URL of that scheme is resolved, not before: the
+# Django stores need Django and live with its integration, a layer above the stores,
+# so they are named by path here and no store imports them (tests/test_config.py).
 SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "memory": ("jobstatus.stores.memory", "MemoryStore", None),
     "sqlite": ("jobstatus.stores.sqlite", "SQLiteStore", None),

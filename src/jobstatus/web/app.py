@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -21,18 +21,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._batch import Batch
-from .._cancel import acancel_job
-from .._read import acounts, arecent
 from .._record import Record
-from .._status import aread_status
-from ..stores.base import Store, acall_store, listing_of
+from ..stores.base import Store
 from . import core, plan, routes
+from ._perform_async import Changes, aevents, aperform_step
 from .core import WebOptions
 from .guard import MAX_BODY_BYTES
 from .hub import Hub, Listener
 from .routes import ROUTES
-from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, StreamSlots
+from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, EventStream, StreamSlots
 
 
 def create_app(
@@ -237,44 +234,13 @@ class _Endpoint:
     async def perform(self, step: plan.Step) -> Any:
         """Do one step of a plan (see :mod:`jobstatus.web.plan`)."""
         store = self.store
-        if isinstance(step, plan.ReadStatus):
-            return await aread_status(store, step.job_id)
-        if isinstance(step, plan.ReadMany):
-            return await store.aread_many(step.job_ids)
-        if isinstance(step, plan.Allowed):
-            return await self.ask(step.hook, step.request, step.job_id, step.record)
-        if isinstance(step, plan.IsOperator):
-            return await self.ask("operator", step.request)
-        if isinstance(step, plan.RefreshBatch):
-            return await Batch(step.job_ids, store=store).arefresh()
-        if isinstance(step, plan.ListRecent):
-            return await arecent(
-                step.status,
-                step.limit,
-                step.before,
-                name=step.name,
-                prefix=step.prefix,
-                store=store,
-            )
-        if isinstance(step, plan.CountJobs):
-            return await acounts(store=store)
-        if isinstance(step, plan.ListChildren):
-            return await acall_store(listing_of(store).achild_ids, step.job_id)
-        if isinstance(step, plan.CancelJob):
-            return await acancel_job(store, step.job_id, step.reason)
-        if isinstance(step, plan.DeleteJob):
-            return await acall_store(store.adelete, step.job_id)
+        if isinstance(step, plan.StoreStep):
+            return await aperform_step(store, step, self.ask)
         if isinstance(step, plan.RenderMetrics):
             return await asyncio.to_thread(core.render_metrics, store)
         # The listener starts before the plan reads the jobs, so no change falls between.
         release = self.slots.take()
         return _Watching(release, self.hub, self.hub.listen(step.job_ids))
-
-    async def allowed(self, request: Request, job_id: str, record: Record) -> bool:
-        """The ``authorize`` hook's verdict (True without a hook)."""
-        if self.options.authorize is None:
-            return True
-        return await self.ask("authorize", request, job_id, record)
 
     async def ask(self, hook_name: str, request: Request, *args: Any) -> bool:
         """The verdict of one of the application's hooks, awaited if it is async; only
@@ -288,23 +254,15 @@ class _Endpoint:
                 return core.hook_failed(hook_name, args[0] if args else None)
         return verdict is True
 
-    async def _events(self, request: Request, answer: plan.StreamAnswer) -> AsyncIterator[str]:
-        stream, watching = answer.stream, answer.opened
+    def _events(self, request: Request, answer: plan.StreamAnswer) -> AsyncIterator[str]:
+        """The stream's texts, from the changes the hub gives its listener."""
+        watching = answer.opened
         assert isinstance(watching, _Watching)
-        changes = answer.first
-        try:
-            while True:
-                for job_id, record in changes.items():
-                    if stream.watches(job_id):
-                        seen = record is not None and await self.allowed(request, job_id, record)
-                        text = stream.event(job_id, record if seen else None)
-                        if text:
-                            yield text
-                if stream.over:
-                    return
-                keepalive = stream.keepalive()
-                if keepalive:
-                    yield keepalive
-                changes = await watching.listener.changes(stream.quiet_time())
-        finally:
-            watching.close()
+        reads = _changes(watching.listener, answer.stream)
+        return aevents(answer, reads, request, self.options, self.ask)
+
+
+async def _changes(listener: Listener, stream: EventStream) -> AsyncGenerator[Changes, None]:
+    """The next records of the stream's jobs, each time the hub says they may have changed."""
+    while True:
+        yield await listener.changes(stream.quiet_time())

@@ -221,6 +221,20 @@ Step = (
     | RenderMetrics
     | OpenStream
 )
+# The steps both endpoints do alike, with the store's async or blocking methods
+# (jobstatus.web._perform_async); each does RenderMetrics and OpenStream its own way.
+StoreStep = (
+    ReadStatus
+    | ReadMany
+    | Allowed
+    | IsOperator
+    | RefreshBatch
+    | ListRecent
+    | CountJobs
+    | ListChildren
+    | CancelJob
+    | DeleteJob
+)
 Result = Answer | StreamAnswer
 Steps = Generator[Step, Any, T]  # yields steps, is sent their results, returns a T
 Plan = Steps[Result]

@@ -10,23 +10,16 @@ the ASGI app's.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Generator
 from typing import Any
 
-from .._batch import Batch
-from .._cancel import cancel_job
-from .._read import counts, recent
-from .._record import Record
-from .._status import read_status
-from ..stores.base import Store, call_store, listing_of
+from ..stores.base import Store
 from . import core, plan, routes
+from ._perform_sync import Changes, events, perform_step
 from .core import WebOptions
 from .routes import Answer, Request, Route
 from .stream import SSE_HEADERS, SSE_MEDIA_TYPE, EventStream, StreamSlots
-
-Changes = dict[str, Record | None]
 
 
 class _Slot:
@@ -60,49 +53,20 @@ class SyncEndpoint:
         """Serve one request to ``route``; request and store errors become JSON answers."""
         result = plan.run(routes.answer(route, request, self.options), self.perform)
         if isinstance(result, plan.StreamAnswer):
-            events = _Counted(self._events(request.native, result), result.opened.close)
-            return Answer(200, events, SSE_MEDIA_TYPE, dict(SSE_HEADERS))
+            reads = self._reads(result.stream, result.first)
+            texts = events(result, reads, request.native, self.options, self.ask)
+            counted = _Counted(texts, result.opened.close)
+            return Answer(200, counted, SSE_MEDIA_TYPE, dict(SSE_HEADERS))
         return result
 
     def perform(self, step: plan.Step) -> Any:
         """Do one step of a plan (see :mod:`jobstatus.web.plan`)."""
         store = self.store
-        if isinstance(step, plan.ReadStatus):
-            return read_status(store, step.job_id)
-        if isinstance(step, plan.ReadMany):
-            return store.read_many(step.job_ids)
-        if isinstance(step, plan.Allowed):
-            return self.ask(step.hook, step.request, step.job_id, step.record)
-        if isinstance(step, plan.IsOperator):
-            return self.ask("operator", step.request)
-        if isinstance(step, plan.RefreshBatch):
-            return Batch(step.job_ids, store=store).refresh()
-        if isinstance(step, plan.ListRecent):
-            return recent(
-                step.status,
-                step.limit,
-                step.before,
-                name=step.name,
-                prefix=step.prefix,
-                store=store,
-            )
-        if isinstance(step, plan.CountJobs):
-            return counts(store=store)
-        if isinstance(step, plan.ListChildren):
-            return call_store(listing_of(store).child_ids, step.job_id)
-        if isinstance(step, plan.CancelJob):
-            return cancel_job(store, step.job_id, step.reason)
-        if isinstance(step, plan.DeleteJob):
-            return call_store(store.delete, step.job_id)
+        if isinstance(step, plan.StoreStep):
+            return perform_step(store, step, self.ask)
         if isinstance(step, plan.RenderMetrics):
             return core.render_metrics(store)
         return _Slot(self.slots.take())
-
-    def allowed(self, request: Any, job_id: str, record: Record) -> bool:
-        """Whether the application's hook lets this request read the job."""
-        if self.options.authorize is None:
-            return True
-        return self.ask("authorize", request, job_id, record)
 
     def ask(self, hook_name: str, request: Any, *args: Any) -> bool:
         """The verdict of one of the application's hooks: only True is a yes."""
@@ -110,27 +74,6 @@ class SyncEndpoint:
         return core.authorized(hook, request, *args, name=hook_name) is True
 
     # -- streams --------------------------------------------------------------------
-
-    def _events(self, request: Any, answer: plan.StreamAnswer) -> Generator[str, None, None]:
-        stream = answer.stream
-        changes = answer.first
-        with contextlib.closing(self._reads(stream, answer.first)) as reads:
-            while True:
-                for job_id, record in changes.items():
-                    if stream.watches(job_id):
-                        seen = record is not None and self.allowed(request, job_id, record)
-                        text = stream.event(job_id, record if seen else None)
-                        if text:
-                            yield text
-                if stream.over:
-                    return
-                keepalive = stream.keepalive()
-                if keepalive:
-                    yield keepalive
-                try:
-                    changes = next(reads)
-                except Exception:  # a broken store ends the stream; the client reconnects
-                    return
 
     def _reads(self, stream: EventStream, first: Changes) -> Generator[Changes, None, None]:
         """The next records of the stream's jobs, each time they may have changed."""

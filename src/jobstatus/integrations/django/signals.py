@@ -167,7 +167,7 @@ def task_started(sender: Any, task_result: Any, **kwargs: Any) -> None:
     if not runs:
         # Cancelled before it started (recorded cancelled): django.tasks has no revoke,
         # and its backends send this signal where its exception stops the task.
-        raise job.writer.cancelled()
+        raise attempt.cancelled()
 
 
 def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
