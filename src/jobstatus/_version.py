@@ -1,6 +1,6 @@
 """The package's version, in a leaf module that any layer may import (``_meter`` does).
 
-Keep it equal to ``version`` in pyproject.toml.
+The one place it is written: pyproject.toml reads it from here (``[tool.hatch.version]``).
 """
 
 __version__ = "0.1.0"
