@@ -10,6 +10,13 @@ whose ``updated_at`` is older than ``stale_after`` stale.
 Busy jobs cost nothing extra: their own writes are the heartbeat. Each look
 also ends the tick countdown of a job whose throttle interval has passed
 (``Writer.wake``), so a job whose rate fell still writes its progress.
+
+The thread sleeps until the earliest beat is due, at most ``TICK``: a quiet job
+beats ``heartbeat_interval`` after its last write, not up to a ``TICK`` later,
+so on a store that does not push, the reply to that beat delivers a cancel
+request within ``heartbeat_interval`` (SPEC section 9). Each look is one pass
+over the running jobs, which both beats the due ones and finds the next due
+time: no more work per job than a fixed tick, and no wake-ups while none is due.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("jobstatus")
 
-TICK = 1.0  # seconds between two looks at the running jobs
+TICK = 1.0  # the most seconds between two looks at the running jobs
+NAP = 0.005  # the fewest: a beat due sooner waits this long, so the loop never spins
 
 
 class Heartbeat:
@@ -37,6 +45,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._woken = threading.Event()  # a job joined: its first beat may be due sooner
 
     def add(self, writer: Writer) -> None:
         """Start beating for ``writer``'s job (no-op when its interval is 0)."""
@@ -46,7 +55,9 @@ class Heartbeat:
             if self._pid != os.getpid():  # a forked child has no thread yet
                 self._pid, self._thread = os.getpid(), None
                 self._writers = weakref.WeakSet()
+                self._woken = threading.Event()
             self._writers.add(writer)
+            self._woken.set()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="jobstatus-heartbeat", daemon=True
@@ -65,24 +76,36 @@ class Heartbeat:
 
     def beat_due(self) -> int:
         """Flush every idle job whose interval has passed; return how many."""
+        return self._look()[0]
+
+    def _look(self) -> tuple[int, float]:
+        """Beat the due jobs; how many, and the monotonic time the next beat is due."""
         with self._lock:
             writers = list(self._writers)
         now = time.monotonic()
         beats = 0
+        next_due = now + TICK
         for writer in writers:
             writer.wake(now)  # a tick countdown the clock outran: the next tick looks
-            if now - writer.written_at >= writer.options.heartbeat_interval:
+            interval = writer.options.heartbeat_interval
+            due = writer.written_at + interval
+            if now >= due:
                 try:
                     writer.beat()
                     beats += 1
                 except Exception:  # on_store_error="raise" must not kill the thread
                     logger.debug("heartbeat of job %r failed", writer.job_id, exc_info=True)
-        return beats
+                due = writer.written_at + interval
+                if due <= now:
+                    continue  # the beat failed: tried again a TICK later, not at once
+            next_due = min(next_due, due)
+        return beats, next_due
 
     def _run(self) -> None:
         while True:
-            time.sleep(TICK)
-            self.beat_due()
+            _, next_due = self._look()
+            self._woken.wait(max(NAP, next_due - time.monotonic()))
+            self._woken.clear()
 
 
 heartbeat = Heartbeat()
