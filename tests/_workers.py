@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jobstatus
 from jobstatus import Job
@@ -97,3 +98,25 @@ def wait_for_cancel(url: str, job_id: str, bound: float) -> None:
     except jobstatus.Cancelled:
         sys.exit(0 if learned == [True] else 2)
     sys.exit(1)
+
+
+def wait_for_file(path: str, bound: float) -> None:
+    """Keep a pool's worker busy until ``path`` exists (``bound`` seconds at most)."""
+    deadline = time.monotonic() + bound
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def create_file(path: str) -> None:
+    """A job whose only effect is a file: it exists once the job's code ran."""
+    Path(path).write_text("ran")
+
+
+def loop_until_cancelled(bound: float) -> str:
+    """A job that makes progress until its cancel stops it (``bound`` seconds at most)."""
+    status = jobstatus.current()
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        status.progress.increment()
+        time.sleep(0.005)
+    return "never cancelled"

@@ -84,3 +84,41 @@ def test_submit_to_a_default_process_pool(url: str) -> None:
     done = jobstatus.Batch(ids).wait(timeout=60)
     assert done.status == "completed"
     assert [s.progress.current for s in done.statuses] == [3, 4]
+
+
+BOUND = 60.0  # seconds a worker or a wait may take before the test fails
+
+
+def _wait_for_working(job_id: str) -> None:
+    deadline = time.monotonic() + BOUND
+    while not jobstatus.get(job_id).is_working:
+        assert time.monotonic() < deadline, f"job {job_id} never started"
+        time.sleep(0.02)
+
+
+def test_a_queued_job_cancelled_in_a_process_pool_never_runs(url: str, tmp_path: Path) -> None:
+    release, made = tmp_path / "release", tmp_path / "made"
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        busy = pool.submit(_workers.wait_for_file, str(release), BOUND)  # the only worker
+        job_id = jobstatus.submit(pool, _workers.create_file, str(made))
+        try:
+            assert jobstatus.cancel(job_id, reason="not needed") is True
+        finally:
+            release.touch()
+        busy.result(timeout=BOUND)
+    s = jobstatus.get(job_id).wait(timeout=BOUND)
+    assert not made.exists()  # its code never ran
+    assert s.is_cancelled and not s.is_failed and "started_at" not in s
+    assert [entry["status"] for entry in s.history] == ["queued", "cancel_requested", "cancelled"]
+
+
+def test_a_running_job_cancelled_in_a_process_pool_ends_cancelled(url: str) -> None:
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        job_id = jobstatus.submit(pool, _workers.loop_until_cancelled, BOUND)
+        _wait_for_working(job_id)
+        assert jobstatus.cancel(job_id, reason="stop") is True
+        s = jobstatus.get(job_id).wait(timeout=BOUND)
+    assert s.is_cancelled and not s.is_failed
+    assert s["cancel"]["reason"] == "stop"
+    assert s.progress.current > 0
+    assert [entry["status"] for entry in s.history][-2:] == ["cancel_requested", "cancelled"]

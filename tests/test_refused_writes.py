@@ -213,6 +213,43 @@ def test_an_older_store_answering_none_still_works() -> None:
     assert final.to_dict().keys() == {"b", "status", "finished_at", "updated_at", "history"}
 
 
+class Older(MemoryStore):
+    """A store written before ``Written``: its ``write`` answers None."""
+
+    def write(self, job_id: str, change: Change) -> None:  # type: ignore[override]
+        super().write(job_id, change)
+
+
+def test_cancel_through_an_older_store_answers_true_only_when_the_request_landed() -> None:
+    store = Older()
+    jobstatus.configure(store=store)
+    assert jobstatus.cancel("unknown") is False  # None alone would have read as applied
+    assert jobstatus.get("unknown").to_dict() == {}
+    done = jobstatus.Job("done", store=store)
+    done.started()
+    done.finished(None)
+    assert jobstatus.cancel("done") is False
+    assert "cancel" not in jobstatus.get("done")
+    queued = jobstatus.Job("queued", store=store)
+    queued.enqueued()
+    assert jobstatus.cancel("queued", reason="first") is True
+    assert jobstatus.cancel("queued", reason="second") is True  # both land while unfinished
+    s = jobstatus.get("queued")
+    assert s.cancel_requested and s["cancel"]["reason"] == "second"
+
+
+def test_acancel_through_an_older_store_answers_false_for_a_finished_job() -> None:
+    store = Older()
+    jobstatus.configure(store=store)
+    done = jobstatus.Job("done", store=store)
+    done.started()
+    done.finished(None)
+    assert asyncio.run(jobstatus.acancel("done")) is False
+    queued = jobstatus.Job("queued", store=store)
+    queued.enqueued()
+    assert asyncio.run(jobstatus.acancel("queued")) is True
+
+
 def test_a_restore_writes_the_jobs_view_once_without_attempts() -> None:
     store = MemoryStore()
     jobstatus.configure(store=store, throttle_interval=0)

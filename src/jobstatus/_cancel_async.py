@@ -54,7 +54,10 @@ async def acancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     # sync: and cancel a group's children."""
     change = lifecycle.cancel_requested(settings.options, check_reason(reason))
     written = await acall_store(store.awrite, job_id, change)
-    if written is not None and not written.applied:
+    if written is None:  # a store that cannot say whether the guard held: read it back
+        if not lifecycle.cancel_landed(await acall_store(store.aread, job_id), change):
+            return False
+    elif not written.applied:
         return False
     pushing = CancelPush.of(store)
     if pushing is not None:

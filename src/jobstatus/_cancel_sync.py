@@ -53,7 +53,10 @@ def cancel_job(store: Store, job_id: str, reason: str | None) -> bool:
     and cancel a group's children."""
     change = lifecycle.cancel_requested(settings.options, check_reason(reason))
     written = call_store(store.write, job_id, change)
-    if written is not None and not written.applied:
+    if written is None:  # a store that cannot say whether the guard held: read it back
+        if not lifecycle.cancel_landed(call_store(store.read, job_id), change):
+            return False
+    elif not written.applied:
         return False
     pushing = CancelPush.of(store)
     if pushing is not None:

@@ -149,3 +149,24 @@ def cancel_requested(options: JobOptions, reason: str | None) -> Change:
     now = utc_now_iso()
     fields: Record = {"cancel": {"requested_at": now, "reason": reason}, "updated_at": now}
     return _change(options, fields, event=("cancel_requested", now), guard="unfinished")
+
+
+def cancel_landed(record: Record | None, change: Change) -> bool:
+    """Whether ``record``, read after ``change`` (a :func:`cancel_requested`) was written,
+    shows that its guard held: its ``cancel`` is this request, or its history has this
+    request's entry (a later cancel may have replaced the key).
+
+    For a store whose ``write`` answers None rather than a ``Written``, which cannot
+    say whether the guard held: a guard that did not hold wrote neither.
+    """
+    if record is None:
+        return False
+    if record.get("cancel") == change.set["cancel"]:
+        return True
+    history = record.get("history")
+    entries = history if isinstance(history, list) else []
+    return any(
+        isinstance(entry, dict) and (entry.get("status"), entry.get("at")) == event
+        for entry in entries
+        for event in change.events
+    )

@@ -15,6 +15,7 @@ import pytest
 import jobstatus
 from jobstatus import Job
 from jobstatus.stores import Store
+from jobstatus.stores.base import CancelPush
 
 from ..stores import StoreCase
 
@@ -125,6 +126,29 @@ def test_a_running_job_raises_cancelled_at_its_next_progress_call(store: Store) 
     assert s["cancel"]["reason"] == "stop"
     assert s.history[-1]["status"] == "cancelled"
     assert s.progress.current > 0
+
+
+def _tick_until_cancelled() -> str:
+    """Only throttled ticks: a job that writes nothing of its own until it is cancelled."""
+    status = jobstatus.current()
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        status.progress.increment()
+    return "never cancelled"
+
+
+def test_a_quiet_job_learns_its_cancel_from_its_heartbeat(store: Store) -> None:
+    if CancelPush.of(store) is not None:
+        pytest.skip("this store pushes the request: the heartbeat's reply is not the path")
+    jobstatus.configure(throttle_interval=3600, heartbeat_interval=0.3)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job_id = jobstatus.submit(pool, _tick_until_cancelled)
+        _wait_for(lambda: jobstatus.get(job_id).is_working)
+        assert jobstatus.cancel(job_id, reason="quiet") is True
+        s = jobstatus.get(job_id).wait(timeout=BOUND)  # a deadline for failure, not a speed
+    assert s.is_cancelled and not s.is_failed
+    assert s["cancel"]["reason"] == "quiet"
+    assert s.history[-1]["status"] == "cancelled"
 
 
 def test_cancelled_is_raised_from_the_job_and_is_a_jobstatus_error(store: Store) -> None:

@@ -26,8 +26,8 @@ from .queues import RQWorker, Run, Worker, _gate, run_of
 
 pytestmark = [pytest.mark.timeout(120)]
 
-# The heartbeat thread looks at its jobs once a second (jobstatus._heartbeat.TICK), so
-# with a 0.3 s interval a live job writes about every second; STALE_AFTER leaves room.
+# The heartbeat thread beats a quiet job when it is due (jobstatus._heartbeat), so with a
+# 0.3 s interval a live job writes about every 0.3 s; STALE_AFTER leaves room.
 HEARTBEAT = {"JOBSTATUS_TEST_HEARTBEAT_INTERVAL": "0.3"}  # read by apps/_worker_options.py
 STALE_AFTER = 2.0
 STARTUP = 60.0  # seconds a worker may take to pick the job up on a loaded machine

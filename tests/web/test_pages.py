@@ -462,6 +462,33 @@ def test_the_drop_in_bar_polls_without_event_source_and_calls_back_on_failure(
     page.screenshot(path=str(OUTPUT / "bar-failed.png"))
 
 
+def test_the_drop_in_bar_calls_back_on_cancel(
+    browser: Any, app: Start, store: SQLiteStore, other_site: tuple[str, Path]
+) -> None:
+    site, folder = other_site
+    base = app("--cors", site, "--mount", "/status")
+    page_html = _docs_example().replace("http://127.0.0.1:8000", base)
+    (folder / "shop.html").write_text("<!doctype html><meta charset=utf-8>\n" + page_html)
+    job = Job("export-42", name="shop.export", store=store)
+    job.enqueued()
+    job.started()
+    jobstatus.get("export-42", store=store).update(progress=3, total=10)
+    page = new_page(browser)
+    problems = watch_problems(page)
+    page.goto(site + "/shop.html")
+    page.locator('#export-bar .jobstatus-bar[aria-valuenow="30"]').wait_for()
+    assert jobstatus.cancel("export-42", reason="the user clicked cancel", store=store)
+    job.finished(jobstatus.Cancelled("export-42", "the user clicked cancel"))  # as the job would
+    assert jobstatus.get("export-42", store=store).is_cancelled
+    page.wait_for_function("document.title === 'Export cancelled'")
+    bar = page.locator("#export-bar .jobstatus-bar")
+    assert bar.get_attribute("data-state") == "cancelled"
+    # exactly one of the three final callbacks
+    assert page.locator("#export-done").is_hidden() and page.locator("#export-failed").is_hidden()
+    page.screenshot(path=str(OUTPUT / "bar-cancelled.png"))
+    assert problems == []
+
+
 def test_the_drop_in_bar_says_when_a_job_is_unknown(
     browser: Any, app: Start, store: SQLiteStore, other_site: tuple[str, Path]
 ) -> None:

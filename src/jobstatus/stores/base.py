@@ -129,7 +129,8 @@ class Store(abc.ABC):
 
     ``write`` answers a :class:`Written`. A store written before it existed may
     answer None, which counts as ``Written()``: applied, and not created, so
-    the writer never restores a vanished record through such a store.
+    the writer never restores a vanished record through such a store. A guarded
+    write's None says nothing of its guard: ``cancel`` reads the record back.
 
     Attributes:
         atomic: whether ``write`` merges atomically across writers. Only the
