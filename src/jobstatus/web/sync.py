@@ -95,7 +95,7 @@ class SyncEndpoint:
         if isinstance(step, plan.DeleteJob):
             return call_store(store.delete, step.job_id)
         if isinstance(step, plan.RenderMetrics):
-            return core.render_metrics(store)
+            return core.render_metrics(store, step.accept)
         return _Slot(self.slots.take())
 
     def allowed(self, request: Any, job_id: str, record: Record) -> bool:
