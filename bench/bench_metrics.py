@@ -11,8 +11,9 @@ million records, and a task's round trip through a real Celery worker.
   finds no recorder) against metrics on (both libraries, no OTel SDK).
 - A scrape (``generate_latest`` over ``jobstatus.metrics.collector``) at
   ``BENCH_METRICS_RECORDS`` (1,000,000) records against the same scrape at 1,000: it
-  reads the indexes, so it should not grow with the records. SQLite now; Redis and
-  PostgreSQL once their stores count (until then their rows say so). Goal < 50 ms.
+  reads the indexes, so it should not grow with the records. SQLite, Redis and
+  PostgreSQL (Redis and PostgreSQL loaded through their own write paths; a service
+  that is not running is skipped). Goal < 50 ms.
 - A no-op task's round trip through a real Celery prefork worker (Redis broker,
   SQLite status store, which answers the start's ``queued_at``, so all three
   instruments record): plain, tracked with metrics off, tracked with metrics on
