@@ -208,6 +208,23 @@ SESSIONS: list[Session] = [
         pinned=("web", "flask"),
         helpers=DJANGO_HELPERS,
     ),
+    # The instruments in-process, in multiprocess mode under real Celery and RQ workers,
+    # and /metrics on Starlette and Flask (Django's and the network stores' rows are the
+    # django and store sessions' to vary).
+    *_pair(
+        "metrics",
+        "prometheus-client, opentelemetry-api",
+        ("prometheus", "otel", "web", "flask", "redis", "celery", "rq"),
+        [
+            "tests/test_metrics.py",
+            "tests/test_metrics_serve.py",
+            "tests/test_metrics_workers.py",
+            "tests/web/test_operators.py",
+        ],
+        "not (redis_cluster or memcached or postgres or django or browser)",
+        pinned=("prometheus", "otel"),
+        helpers=("opentelemetry-sdk>=1.30",),  # resolved to the pinned API's release
+    ),
 ]
 
 

@@ -45,13 +45,31 @@ def per_op(fn: Callable[[int], None], n: int) -> float:
 
 def alternate(sides: dict[str, Callable[[int], None]], n: int, rounds: int = 5) -> dict[str, float]:
     """Median seconds per op of each side, run in turn ``rounds`` times (after a warm-up)."""
+    samples = alternate_samples(sides, n, rounds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def alternate_samples(
+    sides: dict[str, Callable[[int], None]], n: int, rounds: int = 5
+) -> dict[str, list[float]]:
+    """Seconds per op of each side in each round, the sides run in turn (after a warm-up).
+
+    Round ``i`` of every side ran back to back, so a per-round difference between two
+    sides cancels the machine's slow drifts (see :func:`paired`).
+    """
     for run in sides.values():
         run(max(1, n // 10))
     samples: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, run in sides.items():
             samples[name].append(per_op(run, n))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired(ours: list[float], reference: list[float]) -> tuple[float, float, float]:
+    """The median of the per-round differences ``ours - reference`` and its quartiles."""
+    differences = [a - b for a, b in zip(ours, reference, strict=True)]
+    return percentile(differences, 50), percentile(differences, 25), percentile(differences, 75)
 
 
 def percentile(values: list[float], pct: float) -> float:

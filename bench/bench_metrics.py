@@ -2,7 +2,10 @@
 million records, and a task's round trip through a real Celery worker.
 
     python -m bench.bench_metrics
+    python -m bench.bench_metrics tick celery    # some parts only (tick, lifecycle,
+                                                 # scrape, multiprocess, celery)
     BENCH_METRICS_RECORDS=100000 python -m bench.bench_metrics   # a quicker scrape row
+    BENCH_METRICS_ROUNDS=201 python -m bench.bench_metrics celery   # more rounds
 
 - The throttled tick with metrics on against metrics off and ``tqdm.update(1)``: the
   tick's code has no metrics in it, so the three should match.
@@ -11,13 +14,19 @@ million records, and a task's round trip through a real Celery worker.
   finds no recorder) against metrics on (both libraries, no OTel SDK).
 - A scrape (``generate_latest`` over ``jobstatus.metrics.collector``) at
   ``BENCH_METRICS_RECORDS`` (1,000,000) records against the same scrape at 1,000: it
-  reads the indexes, so it should not grow with the records. SQLite now; Redis and
-  PostgreSQL once their stores count (until then their rows say so). Goal < 50 ms.
+  reads the indexes, so it should not grow with the records. SQLite, Redis and
+  PostgreSQL (Redis and PostgreSQL loaded through their own write paths; a service
+  that is not running is skipped). Goal < 50 ms.
 - A no-op task's round trip through a real Celery prefork worker (Redis broker,
   SQLite status store, which answers the start's ``queued_at``, so all three
   instruments record): plain, tracked with metrics off, tracked with metrics on
   (in-process registry) and on in multiprocess mode. The overhead is tracked
   minus plain; the goal is metrics-on overhead at most 5 % above metrics-off.
+  ``BENCH_METRICS_TASKS`` tasks per side and round (40), ``BENCH_METRICS_ROUNDS``
+  alternating rounds (11): a round trip's noise on a shared machine is larger than
+  5 % of the overhead, so a meaningful comparison takes a few hundred rounds. The
+  per-round differences (on minus off, each round's sides run back to back) are
+  printed with their quartiles.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import gc
 import io
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +48,7 @@ from jobstatus import Job
 from jobstatus._record import dumps, utc_now_iso
 from jobstatus.stores import MemoryStore, SQLiteStore, Store
 
-from ._harness import Row, alternate, report
+from ._harness import Row, alternate, alternate_samples, paired, report
 from ._workers import env as _env
 from ._workers import unique, workers
 
@@ -50,7 +60,9 @@ POSTGRES_URL = os.environ.get(
 RECORDS = int(os.environ.get("BENCH_METRICS_RECORDS", "1000000"))
 SMALL = 1_000
 STATES = ("queued", "working", "completed", "failed", "cancelled")
-TASKS, ROUNDS = 40, 11
+TASKS = int(os.environ.get("BENCH_METRICS_TASKS", "40"))
+ROUNDS = int(os.environ.get("BENCH_METRICS_ROUNDS", "11"))
+TICK_ROUNDS = int(os.environ.get("BENCH_METRICS_TICK_ROUNDS", "7"))
 
 sys.path.insert(0, str(APPS))
 
@@ -86,7 +98,7 @@ def tick_rows() -> list[Row]:
             bar.update(1)
 
     medians = alternate(
-        {"on": ticks(on), "off": ticks(off), "tqdm": with_tqdm}, n=200_000, rounds=7
+        {"on": ticks(on), "off": ticks(off), "tqdm": with_tqdm}, n=200_000, rounds=TICK_ROUNDS
     )
     on.finished()
     off.finished()
@@ -365,16 +377,25 @@ def celery_rows(folder: Path) -> list[Row]:
                 _wait_until_up(send(side), side)
             gc.disable()
             try:
-                medians = alternate({side: times(send(side)) for side in sides}, TASKS, ROUNDS)
+                samples = alternate_samples(
+                    {side: times(send(side)) for side in sides}, TASKS, ROUNDS
+                )
             finally:
                 gc.enable()
     finally:
         from redis import Redis
 
         Redis.from_url(broker).flushdb()
-    ms = {side: value * 1e3 for side, value in medians.items()}
+    ms = {side: statistics.median(values) * 1e3 for side, values in samples.items()}
     overhead = {side: ms[side] - ms["plain"] for side in ("off", "on", "multiprocess")}
     extra = {f"{side}_ms_per_task": value for side, value in ms.items()}
+    print(f"Celery: {ROUNDS} rounds of {TASKS} tasks per side; per-round differences, "
+          "median [quartiles], us/task:")  # fmt: skip
+    for side, reference in (("off", "plain"), ("on", "plain"), ("on", "off"),
+                            ("multiprocess", "off")):  # fmt: skip
+        middle, low, high = (value * 1e6 for value in paired(samples[side], samples[reference]))
+        extra[f"{side}_minus_{reference}_us"] = middle
+        print(f"  {side} - {reference}: {middle:.1f} [{low:.1f}, {high:.1f}]")
     return [
         Row("Celery prefork: jobstatus overhead per task, metrics on", overhead["on"],
             "metrics off", overhead["off"], "ms/task", "ratio >= 0.95 (at most 5 % more)",
@@ -396,15 +417,26 @@ def _wait_until_up(send: Callable[[], None], what: str) -> None:
                 raise RuntimeError(f"the {what} Celery worker did not answer") from None
 
 
-def main() -> str:
-    rows = tick_rows() + lifecycle_rows()
+PARTS: dict[str, Callable[[Path], list[Row]]] = {
+    "tick": lambda folder: tick_rows(),
+    "lifecycle": lambda folder: lifecycle_rows(),
+    "scrape": lambda folder: sqlite_scrape_rows(folder) + network_scrape_rows(),
+    "multiprocess": multiprocess_rows,
+    "celery": celery_rows,
+}
+
+
+def main(parts: list[str]) -> str:
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"unknown parts {unknown}; choose among {sorted(PARTS)}")
+    rows = []
     with tempfile.TemporaryDirectory(prefix="jobstatus-bench-metrics-") as folder:
-        rows += sqlite_scrape_rows(Path(folder))
-        rows += network_scrape_rows()
-        rows += multiprocess_rows(Path(folder))
-        rows += celery_rows(Path(folder))
+        for name, part in PARTS.items():
+            if not parts or name in parts:
+                rows += part(Path(folder))
     return report("Metrics: what they cost (issue 17)", rows, "metrics")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

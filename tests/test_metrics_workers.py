@@ -132,25 +132,31 @@ def test_a_celery_prefork_worker_records_the_process_side_metrics(
 
     seen = Scraped(metrics)
     _assert_recorded(seen, added=1, failed=1, retried_once=1)
-    assert seen.names("jobstatus_transitions_total") == {
-        _label(added),
-        _label(failed),
-        _label(retried),
-    }
+    _assert_named(
+        seen, [(added, "metrics.add"), (failed, "metrics.fail"), (retried, "metrics.retry_once")]
+    )
     # The retry was queued 2 s (its countdown) before its second start.
     assert seen("jobstatus_job_wait_seconds_sum") >= 2
     # Recorded by the worker's children: the enqueues were this process's.
     assert seen("jobstatus_transitions_total", status="queued") == 1  # the retry only
 
 
-def _label(job: object) -> str:
-    """A job's ``name`` label: the name its record holds."""
-    return jobstatus.get(job).name or ""
+def _assert_named(seen: Scraped, named: list[tuple[object, str]]) -> None:
+    """Each job's record holds its task name, and each instrument's ``name`` labels are
+    exactly these names (the Celery task name, the RQ function path)."""
+    assert [(job, jobstatus.get(job).name) for job, _ in named] == named
+    names = {name for _, name in named}
+    for sample in (
+        "jobstatus_transitions_total",
+        "jobstatus_job_duration_seconds_count",
+        "jobstatus_job_wait_seconds_count",
+    ):
+        assert seen.names(sample) == names, sample
 
 
 def _assert_recorded(seen: Scraped, *, added: int, failed: int, retried_once: int) -> None:
     """The worker's instruments after that many completed, failed and retried-once jobs
-    (summed over the task names, which the integrations record with their rework)."""
+    (summed over the task names)."""
     transitions, durations = "jobstatus_transitions_total", "jobstatus_job_duration_seconds_count"
     completed = added + retried_once
     assert seen(transitions, status="working") == added + failed + 2 * retried_once
@@ -214,10 +220,11 @@ def test_an_rq_worker_records_the_process_side_metrics_in_its_work_horses(
     seen = Scraped(metrics)
     _assert_recorded(seen, added=1, failed=1, retried_once=1)
     assert seen("jobstatus_transitions_total", status="queued") == 1  # the retry
-    assert seen.names("jobstatus_transitions_total") == {
-        _label(added),
-        _label(failed),
-        _label(retried),
-    }
+    paths = [
+        (added, "rq_metrics_app.add"),
+        (failed, "rq_metrics_app.fail"),
+        (retried, "rq_metrics_app.fail_once"),
+    ]
+    _assert_named(seen, paths)
     # One work horse per job, each with its own files: the directory grows per job.
     assert len(list(metrics.glob("counter_*.db"))) >= 3

@@ -244,6 +244,32 @@ def test_metrics_only_when_the_app_says_so(serve: Any) -> None:
     assert 'jobstatus_jobs{status="failed"} 1' in answer.text
 
 
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def test_metrics_answer_openmetrics_to_a_prometheus_that_asks_and_text_otherwise(
+    serve: Any,
+) -> None:
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+    from prometheus_client.parser import text_string_to_metric_families
+
+    get = serve(metrics=True)
+    asked = get("/metrics", {"Accept": f"{OPENMETRICS},text/plain;version=0.0.4;q=0.5"})
+    assert asked.status == 200
+    assert asked.headers["content-type"].startswith("application/openmetrics-text")
+    assert asked.text.endswith("# EOF\n")
+    gauges = {f.name: f for f in openmetrics_families(asked.text)}["jobstatus_jobs"]
+    assert {s.labels["status"]: s.value for s in gauges.samples}["failed"] == 1
+    plain = get("/metrics")
+    assert plain.status == 200
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in plain.text
+    gauges = {f.name: f for f in text_string_to_metric_families(plain.text)}["jobstatus_jobs"]
+    assert {s.labels["status"]: s.value for s in gauges.samples}["failed"] == 1
+
+
 def test_metrics_without_prometheus_client_say_what_to_install(
     serve: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

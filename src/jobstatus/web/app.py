@@ -7,7 +7,6 @@ Mount it in FastAPI or Starlette::
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
@@ -69,7 +68,8 @@ def create_app(
         can_delete: the same for ``POST /jobs/{id}/delete``.
         operator: ``operator(request) -> bool`` (or async): operators see failure
             reasons in the listing and the dashboard, and the store-wide counts.
-        metrics: serve ``GET /metrics`` (Prometheus text from ``jobstatus.metrics``).
+        metrics: serve ``GET /metrics`` (``jobstatus.metrics.arender``: Prometheus text,
+            or OpenMetrics when the request's Accept asks for it).
         private: the application's own keys never to serve.
         cors_origins: origins allowed to read the JSON routes (no CORS headers otherwise).
         max_streams: event streams open at once in this process; more get a 503.
@@ -237,7 +237,7 @@ class _Endpoint:
         if isinstance(step, plan.StoreStep):
             return await aperform_step(store, step, self.ask)
         if isinstance(step, plan.RenderMetrics):
-            return await asyncio.to_thread(core.render_metrics, store)
+            return await core.arender_metrics(store, step.accept)
         # The listener starts before the plan reads the jobs, so no change falls between.
         release = self.slots.take()
         return _Watching(release, self.hub, self.hub.listen(step.job_ids))

@@ -9,13 +9,14 @@ JSON of a batch and of a listing, and the pages. The routes are in
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import math
 import re
 import string
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -90,7 +91,7 @@ class WebOptions:
         can_delete: the same for deleting a job's record.
         operator: ``operator(request) -> bool`` decides who sees what only
             operators see: failure reasons in the listing, store-wide counts.
-        metrics: serve ``GET /metrics`` (Prometheus text).
+        metrics: serve ``GET /metrics`` (Prometheus text, or OpenMetrics when asked).
         expose: private keys to serve anyway (``"exception"``, ``"serialized_job"``).
         private: the application's own keys never to serve.
         cors_origins: origins allowed to read the JSON routes from a browser.
@@ -353,19 +354,36 @@ def reasons_for(operator: bool) -> tuple[str, ...]:
     return ("exception",) if operator else ()
 
 
-def render_metrics(store: Store) -> tuple[bytes, str]:
-    """The body and media type of ``GET /metrics``: ``jobstatus.metrics.render(store)``.
+def render_metrics(store: Store, accept: str | None = None) -> tuple[bytes, str]:
+    """The body and media type of ``GET /metrics``: ``jobstatus.metrics.render(store, accept)``.
+
+    ``accept`` is the request's Accept header (OpenMetrics when it asks for it).
 
     Raises:
         ApiError: 501 when prometheus_client (``jobstatus[prometheus]``) is not installed.
     """
+    with _metrics_available():
+        body, media_type = metrics.render(store, accept)
+    return bytes(body), str(media_type)
+
+
+async def arender_metrics(store: Store, accept: str | None = None) -> tuple[bytes, str]:
+    """Async twin of :func:`render_metrics`, on ``jobstatus.metrics.arender``: the counts
+    are awaited and the exposition runs in a thread, so the loop never blocks."""
+    with _metrics_available():
+        body, media_type = await metrics.arender(store, accept)
+    return bytes(body), str(media_type)
+
+
+@contextlib.contextmanager
+def _metrics_available() -> Iterator[None]:
+    """Turns prometheus_client's absence into the 501 that says what to install."""
     try:
-        body, media_type = metrics.render(store)
+        yield
     except ConfigurationError as exc:
         log.warning("jobstatus.web: /metrics cannot be served: %s", exc)
         message = "metrics are not available; pip install 'jobstatus[prometheus]'"
         raise ApiError(501, message) from exc
-    return bytes(body), str(media_type)
 
 
 # -- responses ----------------------------------------------------------------------

@@ -197,7 +197,13 @@ class DeleteJob:
 
 @dataclass(frozen=True)
 class RenderMetrics:
-    """The store's metrics as Prometheus text: gives ``(body, media type)``."""
+    """The store's metrics: gives ``(body, media type)``.
+
+    ``accept`` is the request's Accept header: OpenMetrics when it asks for it
+    (prometheus_client's own negotiation), Prometheus text otherwise.
+    """
+
+    accept: str | None = None
 
 
 @dataclass(frozen=True)

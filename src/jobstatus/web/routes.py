@@ -245,11 +245,12 @@ def static(request: Request, options: WebOptions) -> Result:
 
 
 def metrics(request: Request, options: WebOptions) -> Plan:
-    """``GET /metrics``: Prometheus text, only with ``metrics=True``."""
+    """``GET /metrics``: Prometheus text, or OpenMetrics when the request's Accept asks
+    for it; only with ``metrics=True``."""
     if not options.metrics:
         raise core.not_found()
     core.only_params(request.params, ())
-    body, media_type = yield RenderMetrics()
+    body, media_type = yield RenderMetrics(request.headers.get("accept"))
     return Answer(200, body, media_type, {"Cache-Control": "no-store"})
 
 
@@ -325,7 +326,7 @@ ROUTES: Final = (
     Route("counts", "GET", "/counts", counts, "jobs per status, store-wide (JSON)", listing=True),
     Route("events", "GET", "/events", many_events, "several jobs' events (SSE)"),
     Route("static", "GET", "/static/{name}", static, "the pages' files and the drop-in bar"),
-    Route("metrics", "GET", "/metrics", metrics, "Prometheus metrics (text)"),
+    Route("metrics", "GET", "/metrics", metrics, "Prometheus metrics (text or OpenMetrics)"),
     Route("job-events", "GET", "/jobs/{job_id:path}/events", events, "one job's events (SSE)"),
     Route("job-view", "GET", "/jobs/{job_id:path}/view", view, "one job's page (HTML)"),
     Route("job-children", "GET", "/jobs/{job_id:path}/children", children, "a group's children"),

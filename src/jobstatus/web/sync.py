@@ -65,7 +65,7 @@ class SyncEndpoint:
         if isinstance(step, plan.StoreStep):
             return perform_step(store, step, self.ask)
         if isinstance(step, plan.RenderMetrics):
-            return core.render_metrics(store)
+            return core.render_metrics(store, step.accept)
         return _Slot(self.slots.take())
 
     def ask(self, hook_name: str, request: Any, *args: Any) -> bool:
