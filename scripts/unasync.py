@@ -142,6 +142,7 @@ SUBS: list[tuple[str, str]] = [
     # The web's plan steps and event streams.
     (r"\baperform_step\b", "perform_step"),
     (r"\baevents\b", "events"),
+    (r"\barender_metrics\b", "render_metrics"),
     # PostgreSQL: which kind of ready client the store was given.
     (r'"async_pool"', '"pool"'),
     (r'"async_connection"', '"connection"'),

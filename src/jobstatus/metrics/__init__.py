@@ -24,6 +24,7 @@ docs/metrics.md has every instrument, multiprocess mode and what it costs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._config import store_or_default
@@ -79,16 +80,18 @@ def render(store: object = None, accept: str | None = None) -> tuple[bytes, str]
         StoreError: the store failed (a route answers 503).
     """
     require("prometheus_client", "prometheus")
-    from .._meter import _prometheus
-
-    return _prometheus.exposition(counts(store=store), accept)
+    return _exposition(counts(store=store), accept)
 
 
 async def arender(store: object = None, accept: str | None = None) -> tuple[bytes, str]:
     """Async twin of :func:`render` (the counts are read with the store's async calls)."""
     require("prometheus_client", "prometheus")
+    # Off the loop: in multiprocess mode this reads every worker's files.
+    return await asyncio.to_thread(_exposition, await acounts(store=store), accept)
+
+
+def _exposition(found: Mapping[str, int], accept: str | None) -> tuple[bytes, str]:
+    """The body and content type of ``found`` and the process-side instruments."""
     from .._meter import _prometheus
 
-    found = await acounts(store=store)
-    # Off the loop: in multiprocess mode this reads every worker's files.
-    return await asyncio.to_thread(_prometheus.exposition, found, accept)
+    return _prometheus.exposition(found, accept)

@@ -3,8 +3,8 @@ ASGI app's (:mod:`jobstatus.web.app`) and the WSGI adapters' (:mod:`jobstatus.we
 
 ``_perform_async.py`` is the source and scripts/unasync.py generates
 ``_perform_sync.py`` from it. What differs between the two endpoints stays with
-them: how a hook's verdict is had (awaited or not), where a stream's changes
-come from (the hub, or a subscription), and how the metrics are rendered.
+them: how a hook's verdict is had (awaited or not), and where a stream's changes
+come from (the hub, or a subscription).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .._record import Record
 from .._status import aread_status
 from ..stores.base import Store, acall_store, listing_of
 from . import plan
-from .core import WebOptions
+from .core import WebOptions, arender_metrics
 
 Changes = dict[str, Record | None]  # the latest record of each job a stream watches
 Ask = Callable[..., Awaitable[bool]]  # an endpoint's ask(hook_name, request, *args)
@@ -53,6 +53,8 @@ async def aperform_step(store: Store, step: plan.StoreStep, ask: Ask) -> Any:
         return await acall_store(listing_of(store).achild_ids, step.job_id)
     if isinstance(step, plan.CancelJob):
         return await acancel_job(store, step.job_id, step.reason)
+    if isinstance(step, plan.RenderMetrics):
+        return await arender_metrics(store, step.accept)
     return await acall_store(store.adelete, step.job_id)  # plan.DeleteJob, the last StoreStep
 
 

@@ -5,8 +5,8 @@ ASGI app's (:mod:`jobstatus.web.app`) and the WSGI adapters' (:mod:`jobstatus.we
 
 ``_perform_async.py`` is the source and scripts/unasync.py generates
 ``_perform_sync.py`` from it. What differs between the two endpoints stays with
-them: how a hook's verdict is had (awaited or not), where a stream's changes
-come from (the hub, or a subscription), and how the metrics are rendered.
+them: how a hook's verdict is had (awaited or not), and where a stream's changes
+come from (the hub, or a subscription).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .._record import Record
 from .._status import read_status
 from ..stores.base import Store, call_store, listing_of
 from . import plan
-from .core import WebOptions
+from .core import WebOptions, render_metrics
 
 Changes = dict[str, Record | None]  # the latest record of each job a stream watches
 Ask = Callable[..., bool]  # an endpoint's ask(hook_name, request, *args)
@@ -55,6 +55,8 @@ def perform_step(store: Store, step: plan.StoreStep, ask: Ask) -> Any:
         return call_store(listing_of(store).child_ids, step.job_id)
     if isinstance(step, plan.CancelJob):
         return cancel_job(store, step.job_id, step.reason)
+    if isinstance(step, plan.RenderMetrics):
+        return render_metrics(store, step.accept)
     return call_store(store.delete, step.job_id)  # plan.DeleteJob, the last StoreStep
 
 

@@ -236,8 +236,6 @@ class _Endpoint:
         store = self.store
         if isinstance(step, plan.StoreStep):
             return await aperform_step(store, step, self.ask)
-        if isinstance(step, plan.RenderMetrics):
-            return await core.arender_metrics(store, step.accept)
         # The listener starts before the plan reads the jobs, so no change falls between.
         release = self.slots.take()
         return _Watching(release, self.hub, self.hub.listen(step.job_ids))

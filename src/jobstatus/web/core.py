@@ -363,16 +363,14 @@ def render_metrics(store: Store, accept: str | None = None) -> tuple[bytes, str]
         ApiError: 501 when prometheus_client (``jobstatus[prometheus]``) is not installed.
     """
     with _metrics_available():
-        body, media_type = metrics.render(store, accept)
-    return bytes(body), str(media_type)
+        return metrics.render(store, accept)
 
 
 async def arender_metrics(store: Store, accept: str | None = None) -> tuple[bytes, str]:
     """Async twin of :func:`render_metrics`, on ``jobstatus.metrics.arender``: the counts
     are awaited and the exposition runs in a thread, so the loop never blocks."""
     with _metrics_available():
-        body, media_type = await metrics.arender(store, accept)
-    return bytes(body), str(media_type)
+        return await metrics.arender(store, accept)
 
 
 @contextlib.contextmanager

@@ -228,7 +228,7 @@ Step = (
     | OpenStream
 )
 # The steps both endpoints do alike, with the store's async or blocking methods
-# (jobstatus.web._perform_async); each does RenderMetrics and OpenStream its own way.
+# (jobstatus.web._perform_async); each opens a stream (OpenStream) its own way.
 StoreStep = (
     ReadStatus
     | ReadMany
@@ -239,6 +239,7 @@ StoreStep = (
     | CountJobs
     | ListChildren
     | CancelJob
+    | RenderMetrics
     | DeleteJob
 )
 Result = Answer | StreamAnswer

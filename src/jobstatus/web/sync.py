@@ -64,8 +64,6 @@ class SyncEndpoint:
         store = self.store
         if isinstance(step, plan.StoreStep):
             return perform_step(store, step, self.ask)
-        if isinstance(step, plan.RenderMetrics):
-            return core.render_metrics(store, step.accept)
         return _Slot(self.slots.take())
 
     def ask(self, hook_name: str, request: Any, *args: Any) -> bool:
