@@ -137,9 +137,11 @@ class Heartbeat:
 
     def _run(self) -> None:
         while True:
+            # Cleared before the look, so a job that joins during it or after it
+            # wakes the wait below rather than waiting for the next TICK.
+            self._woken.clear()
             _, next_look = self._look()
             self._woken.wait(max(NAP, next_look - time.monotonic()))
-            self._woken.clear()
 
 
 def _quiet(writer: Writer) -> float:
