@@ -382,17 +382,14 @@ def sqlite_floor_row(folder: str) -> Row:
     import json
     import sqlite3
 
-    db = sqlite3.connect(os.path.join(folder, "floor.db"), isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    from jobstatus.stores.sqlite import ADDED_COLUMNS, SCHEMA
+    from jobstatus.stores.sqlite import SQLiteStore
 
-    db.executescript(SCHEMA)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(jobstatus)")}
-    for column, (add, index) in ADDED_COLUMNS.items():
-        if column not in columns:
-            db.execute(add)
-        db.execute(index)
+    path = os.path.join(folder, "floor.db")
+    made = SQLiteStore(path)  # the store's own schema, indexes and WAL mode
+    made.read("none")
+    made.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=NORMAL")
     counts = {"queued": 0, "working": 100, "completed": 0, "failed": 0, "cancelled": 0}
     group = json.dumps({"children": counts, "total": 100, "progress": 0.0, "status": "working"})
     insert = "INSERT INTO jobstatus VALUES (?, ?, 'working', 0, 1e12, ?, NULL)"

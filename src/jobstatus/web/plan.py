@@ -213,20 +213,6 @@ class OpenStream:
     job_ids: tuple[str, ...]
 
 
-Step = (
-    ReadStatus
-    | ReadMany
-    | Allowed
-    | IsOperator
-    | RefreshBatch
-    | ListRecent
-    | CountJobs
-    | ListChildren
-    | CancelJob
-    | DeleteJob
-    | RenderMetrics
-    | OpenStream
-)
 # The steps both endpoints do alike, with the store's async or blocking methods
 # (jobstatus.web._perform_async); each opens a stream (OpenStream) its own way.
 StoreStep = (
@@ -242,6 +228,7 @@ StoreStep = (
     | RenderMetrics
     | DeleteJob
 )
+Step = StoreStep | OpenStream
 Result = Answer | StreamAnswer
 Steps = Generator[Step, Any, T]  # yields steps, is sent their results, returns a T
 Plan = Steps[Result]
