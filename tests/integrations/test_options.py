@@ -207,3 +207,68 @@ def test_dramatiq_middleware_place_does_not_matter(place: str) -> None:
     failed = jobstatus.get(second)
     assert failed.is_failed and failed["attempts"] == 2
     assert failed["exception"] == {"class": "ValueError", "message": "always"}
+
+
+@pytest.mark.dramatiq
+@pytest.mark.parametrize("place", ["last", "before Retries"])
+def test_dramatiq_retry_that_starts_before_its_first_delivery_is_acked_is_recorded(
+    place: str,
+) -> None:
+    # A retry has the message's id. Here it starts in a second worker thread while the
+    # first delivery is still in its after hooks, and that delivery is acknowledged
+    # while the retry runs: what the first delivery's ack does must not lose the retry.
+    pytest.importorskip("dramatiq")
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+    from dramatiq.middleware import Middleware, Retries, default_middleware
+
+    from jobstatus.integrations.dramatiq import StatusMiddleware
+
+    retry_started, first_acked = threading.Event(), threading.Event()
+    held: list[object] = []
+
+    class HoldFirstDelivery(Middleware):
+        """Runs after Retries sent the retry: holds the first delivery until the
+        retry runs, and says when that delivery has been acknowledged."""
+
+        def after_process_message(self, broker: Any, message: Any, **_: Any) -> None:
+            if not held:
+                held.append(message)
+                assert retry_started.wait(10)
+
+        def after_ack(self, broker: Any, message: Any) -> None:
+            if held and message is held[0]:
+                first_acked.set()
+
+    defaults = [m() for m in default_middleware if m.__name__ != "Prometheus"]
+    broker = StubBroker(middleware=defaults)
+    middleware = StatusMiddleware(includes={"status", "exception"})
+    if place == "last":
+        broker.add_middleware(HoldFirstDelivery(), before=Retries)
+        broker.add_middleware(middleware)
+    else:
+        broker.add_middleware(middleware, before=Retries)
+        broker.add_middleware(HoldFirstDelivery(), before=Retries)
+    calls: list[int] = []
+
+    def broken() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            retry_started.set()
+            assert first_acked.wait(10)
+        raise ValueError(f"attempt {len(calls)}")
+
+    actor = dramatiq.actor(broken, broker=broker, max_retries=1, min_backoff=1, max_backoff=2)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    try:
+        message = actor.send()
+        broker.join(actor.queue_name, fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.close()
+    assert first_acked.is_set() and len(calls) == 2  # the overlap happened
+    s = jobstatus.get(message)
+    assert s.is_failed and s["attempts"] == 2
+    assert s["exception"] == {"class": "ValueError", "message": "attempt 2"}

@@ -334,3 +334,8 @@ class Attempts:
 
     def pop(self, job_id: object) -> Attempt | None:
         return self._by_id.pop(job_id, None) if isinstance(job_id, str) else None
+
+    def discard(self, attempt: Attempt) -> None:
+        """Forget ``attempt``, unless a later attempt of its job took its place."""
+        if self._by_id.get(attempt.job.job_id) is attempt:
+            del self._by_id[attempt.job.job_id]

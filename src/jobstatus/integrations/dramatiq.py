@@ -87,6 +87,10 @@ PARENT_OPTION = "jobstatus_parent"
 GROUP_NAME = "dramatiq.group"
 # Dramatiq's own option on the messages of a group run with completion callbacks.
 _COMPLETION_OPTION = "group_completion_uuid"
+# The attribute that carries a delivery's Attempt on its MessageProxy, from the start
+# hook to the ack: a retry (the same message id) may start in another worker thread
+# before this delivery's after hooks and ack have run.
+_ATTEMPT = "_jobstatus_attempt"
 # The brokers a StatusMiddleware was added to in this process, for the revoker.
 _brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
 
@@ -186,7 +190,8 @@ class StatusMiddleware(Middleware):
             return
         attempt = Attempt(worker_job(spec, message.message_id, _parent(message)))
         runs = attempt.start(_serialized(spec, message))
-        self._attempts.add(attempt)
+        self._attempts.add(attempt)  # by id: what the Retries middleware's send finds
+        setattr(message, _ATTEMPT, attempt)
         if not runs:
             raise SkipMessage("cancelled before it started")  # recorded cancelled
 
@@ -198,7 +203,7 @@ class StatusMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        attempt = self._attempts.get(message.message_id)
+        attempt = _attempt_of(message)
         if attempt is None:
             return
         attempt.leave()
@@ -223,13 +228,13 @@ class StatusMiddleware(Middleware):
             attempt.exc = exception  # failed or retried: decided by the Retries middleware
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
-        attempt = self._attempts.get(message.message_id)
+        attempt = _attempt_of(message)
         if attempt is None:
             spec = self.spec_of(broker, message.actor_name)
             if spec is None:
                 return
             attempt = Attempt(spec.job(message.message_id))
-            self._attempts.add(attempt)
+            setattr(message, _ATTEMPT, attempt)
         attempt.leave()
         attempt.exc = None if attempt.done else _why_skipped(attempt)
 
@@ -237,8 +242,11 @@ class StatusMiddleware(Middleware):
 
     def before_ack(self, broker: Broker, message: Any) -> None:
         """The message is done with: record its exception as failed unless it was retried."""
-        attempt = self._attempts.pop(message.message_id)
-        if attempt is not None and attempt.exc is not None:
+        attempt = _attempt_of(message)
+        if attempt is None:
+            return
+        self._attempts.discard(attempt)
+        if attempt.exc is not None:
             attempt.finish(attempt.exc)
 
     before_nack = before_ack
@@ -266,6 +274,12 @@ def group_id_of(dramatiq_group: Any, *, store: object = None) -> str | None:
         return None
     parent = read_status(store_or_default(store), first.message_id).get("parent")
     return parent if isinstance(parent, str) else None
+
+
+def _attempt_of(message: Any) -> Attempt | None:
+    """The Attempt of this delivery of ``message`` (None: not tracked, or not started)."""
+    attempt = getattr(message, _ATTEMPT, None)
+    return attempt if isinstance(attempt, Attempt) else None
 
 
 def _parent(message: Any) -> str | None:
