@@ -291,6 +291,7 @@ def _script(code: str, *args: str) -> list[str]:
 CELERY_RESULTS = Path(tempfile.gettempdir()) / unique("jobstatus-celery-results")
 # Read by celery_tasks' app when it is first imported, in this process or a worker's.
 os.environ.setdefault("JOBSTATUS_TEST_CELERY_BACKEND", f"file://{CELERY_RESULTS}")
+CELERY_RESULTS.mkdir(exist_ok=True)  # the eager tests store results without a worker
 atexit.register(shutil.rmtree, CELERY_RESULTS, True)
 
 

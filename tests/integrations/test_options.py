@@ -38,6 +38,57 @@ def test_celery_eager_failure_is_failed() -> None:
 
 
 @pytest.mark.celery
+def test_celery_retry_that_starts_before_its_first_run_ends_is_recorded() -> None:
+    # A retry has the task's id. In a thread pool it can start in a second thread while
+    # the first run is still ending (here held in its task_retry signal), and that run's
+    # postrun then comes while the retry runs: it must not take the retry's outcome.
+    pytest.importorskip("celery")
+    from celery import Celery, signals
+    from celery.contrib.testing.worker import start_worker
+
+    from jobstatus.integrations.celery import track
+
+    from ._support import CELERY_REDIS_DB, redis_url, require_redis, unique
+
+    require_redis()
+    app = Celery(unique("overlap"), broker=redis_url(CELERY_REDIS_DB))
+    app.conf.update(task_default_queue=unique("jobstatus-celery-overlap"))
+    track(app, includes={"status", "exception"})
+    retry_started, first_ended = threading.Event(), threading.Event()
+
+    @app.task(bind=True, max_retries=1, name="overlap.retried")
+    def retried(self: Any) -> int:
+        if self.request.retries == 0:
+            raise self.retry(exc=ValueError("attempt 1"), countdown=0)
+        retry_started.set()
+        assert first_ended.wait(10)
+        return 2
+
+    def hold_first_run(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "name", None) == "overlap.retried":
+            assert retry_started.wait(10)
+
+    def say_first_run_ended(task: Any = None, **_: Any) -> None:  # after jobstatus's
+        if getattr(task, "name", None) == "overlap.retried" and task.request.retries == 0:
+            first_ended.set()
+
+    signals.task_retry.connect(hold_first_run, weak=False)
+    signals.task_postrun.connect(say_first_run_ended, weak=False)
+    try:
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+            result = retried.delay()
+            s = jobstatus.get(result).wait(timeout=30)
+    finally:
+        signals.task_retry.disconnect(hold_first_run)
+        signals.task_postrun.disconnect(say_first_run_ended)
+        app.close()
+    assert first_ended.is_set() and retry_started.is_set()  # the overlap happened
+    assert s.is_completed and s["attempts"] == 2
+    statuses = [entry["status"] for entry in s.history]
+    assert statuses == ["queued", "working", "queued", "working", "completed"]
+
+
+@pytest.mark.celery
 def test_celery_task_called_as_a_function_records_nothing_and_has_no_status() -> None:
     pytest.importorskip("celery")
     import celery_tasks as tasks

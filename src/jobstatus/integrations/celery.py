@@ -69,6 +69,10 @@ PARENT_HEADER = "jobstatus_parent"
 
 _apps: weakref.WeakKeyDictionary[Celery, JobSpec] = weakref.WeakKeyDictionary()
 _attempts = Attempts()
+# The attribute that carries a run's Attempt on its request (Celery's context of that
+# execution), from prerun to postrun: with a thread pool, a retry (the same task id)
+# may start in another thread before this run's postrun.
+_ATTEMPT = "_jobstatus_attempt"
 
 
 def track(app: Celery, *, store: object = None, **options: Any) -> None:
@@ -134,7 +138,7 @@ class StatusTask(Task):  # type: ignore[misc]
         Raises:
             NoCurrentJob: the task is not running as a tracked job.
         """
-        attempt = _attempts.get(self.request.id)
+        attempt = _attempt_of(self)
         if attempt is None:
             raise NoCurrentJob(f"task {self.name!r} is not running as a tracked job")
         return attempt.job.status
@@ -145,7 +149,7 @@ class StatusTask(Task):  # type: ignore[misc]
         return self.status.progress
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        attempt = _attempts.get(self.request.id)
+        attempt = _attempt_of(self)
         if attempt is None:
             return super().__call__(*args, **kwargs)
         if attempt.done:
@@ -355,7 +359,14 @@ def _on_prerun(
     # A refused start (a cancel was pending: recorded cancelled) leaves attempt.done
     # set; the task's guarded run (or StatusTask.__call__) then does not run its code.
     attempt.start(spec.serialized(task_id, args, kwargs, queue, retries=request.retries))
-    _attempts.add(attempt)
+    _attempts.add(attempt)  # by id: what the run's own retry publish finds
+    setattr(request, _ATTEMPT, attempt)
+
+
+def _attempt_of(task: Any) -> Attempt | None:
+    """The Attempt of the run ``task`` is in (None: not tracked, or not started)."""
+    attempt = getattr(task.request, _ATTEMPT, None)
+    return attempt if isinstance(attempt, Attempt) else None
 
 
 def _refuse(task: Any) -> None:
@@ -379,7 +390,7 @@ def _guarded(task: Any) -> Callable[..., Any]:
 
     @functools.wraps(run)
     def guarded_run(*args: Any, **kwargs: Any) -> Any:
-        attempt = _attempts.get(task.request.id)
+        attempt = _attempt_of(task)
         if attempt is not None and attempt.done:
             _refuse(task)
         return run(*args, **kwargs)
@@ -419,9 +430,10 @@ def _on_postrun(
     state: str | None = None,
     **_: Any,
 ) -> None:
-    attempt = _attempts.pop(task_id)
+    attempt = _attempt_of(task) if task is not None else None
     if attempt is None:
         return
+    _attempts.discard(attempt)
     try:
         _record_end(attempt, state, retval, requeue_works=bool(getattr(task, "acks_late", False)))
     finally:
