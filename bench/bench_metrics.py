@@ -31,6 +31,7 @@ million records, and a task's round trip through a real Celery worker.
 
 from __future__ import annotations
 
+import functools
 import gc
 import io
 import os
@@ -63,6 +64,7 @@ STATES = ("queued", "working", "completed", "failed", "cancelled")
 TASKS = int(os.environ.get("BENCH_METRICS_TASKS", "40"))
 ROUNDS = int(os.environ.get("BENCH_METRICS_ROUNDS", "11"))
 TICK_ROUNDS = int(os.environ.get("BENCH_METRICS_TICK_ROUNDS", "7"))
+COUNTED = int(os.environ.get("BENCH_METRICS_COUNTED", "200"))
 
 sys.path.insert(0, str(APPS))
 
@@ -406,8 +408,98 @@ def celery_rows(folder: Path) -> list[Row]:
     ]  # fmt: skip
 
 
-def _wait_until_up(send: Callable[[], None], what: str) -> None:
-    deadline = time.monotonic() + 60
+def celery_instruction_rows(folder: Path) -> list[Row]:
+    """The Celery comparison counted in instructions, which the machine's load does not
+    move (valgrind's callgrind): one solo worker per side (plain, metrics off, on), so
+    the worker's own process runs each task. Each side warms up, has its counters
+    zeroed, runs ``BENCH_METRICS_COUNTED`` tasks and dumps them; an idle stretch as
+    long is counted the same way and taken off (the worker polls its broker while
+    idle). Only the worker's instructions count: Redis's are the same on every side,
+    so the overhead's share is, if anything, overstated."""
+    import shutil
+    import subprocess
+
+    from celery import Celery
+
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("celery-instructions: valgrind is not installed; skipped")
+        return []
+    broker = REDIS_URL.rsplit("/", 1)[0] + "/3"
+    store = f"sqlite:///{folder / 'celery-instructions.db'}"
+    app = Celery("bench-client", broker=broker, backend=broker)
+    app.conf.result_expires = 60
+    jobstatus.configure(store=store)
+    sides = {
+        "plain": {"BENCH_TRACKED": "0"},
+        "off": {"BENCH_TRACKED": "1", "BENCH_METRICS": "0"},
+        "on": {"BENCH_TRACKED": "1", "BENCH_METRICS": "1"},
+    }
+    per_task: dict[str, float] = {}
+    try:
+        for side, more in sides.items():
+            queue = unique(f"bench-instructions-{side}")
+            out = folder / f"callgrind-{side}"
+            command = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
+                sys.executable, "-m", "celery", "-A", "celery_bench", "worker", "-P", "solo",
+                "-Q", queue, "-n", f"{queue}@%h", "--without-gossip", "--without-mingle",
+                "--without-heartbeat", "-l", "warning",
+            ]  # fmt: skip
+            name = "bench.noop_plain" if side == "plain" else "bench.noop"
+
+            def send(n: int, name: str = name, queue: str = queue) -> None:
+                for _ in range(n):
+                    app.send_task(name, queue=queue).get(timeout=120)
+
+            environment = _env(store, APPS, BENCH_BROKER=broker, PYTHONHASHSEED="0", **more)
+            process = subprocess.Popen(
+                command, env=environment, cwd=APPS.parent.parent, start_new_session=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                _wait_until_up(lambda: send(1), f"{side} (under valgrind)", timeout=600)
+                send(COUNTED // 4)  # warm: imports, caches, the store's first writes
+                busy, seconds = _counted(process.pid, out, lambda: send(COUNTED))
+                idle, _ = _counted(process.pid, out, functools.partial(time.sleep, seconds))
+                per_task[side] = (busy - idle) / COUNTED
+                print(f"  {side}: {busy / COUNTED:,.0f} instructions/task busy, "
+                      f"{idle / COUNTED:,.0f} idle over as long ({seconds:.1f} s)")  # fmt: skip
+            finally:
+                os.killpg(process.pid, 9)
+                process.wait()
+    finally:
+        from redis import Redis
+
+        Redis.from_url(broker).flushdb()
+    off, on = per_task["off"] - per_task["plain"], per_task["on"] - per_task["plain"]
+    extra = {f"{side}_instructions_per_task": value for side, value in per_task.items()}
+    return [
+        Row("Celery solo worker: jobstatus overhead per task in instructions, metrics on",
+            on / 1e6, "metrics off", off / 1e6, "M instructions/task",
+            "ratio >= 0.95 (at most 5 % more)", extra),
+    ]  # fmt: skip
+
+
+def _counted(pid: int, out: Path, run: Callable[[], None]) -> tuple[int, float]:
+    """The instructions process ``pid`` (under callgrind) executes while ``run`` runs,
+    and the seconds it took."""
+    import subprocess
+
+    subprocess.run(["callgrind_control", "--zero", str(pid)], check=True, capture_output=True)
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    before = set(out.parent.glob(f"{out.name}.{pid}*"))
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    (dump,) = set(out.parent.glob(f"{out.name}.{pid}*")) - before
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1]), seconds
+    raise RuntimeError(f"no totals in {dump}")
+
+
+def _wait_until_up(send: Callable[[], None], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
     while True:
         try:
             send()
@@ -423,6 +515,7 @@ PARTS: dict[str, Callable[[Path], list[Row]]] = {
     "scrape": lambda folder: sqlite_scrape_rows(folder) + network_scrape_rows(),
     "multiprocess": multiprocess_rows,
     "celery": celery_rows,
+    "celery-instructions": celery_instruction_rows,
 }
 
 

@@ -186,9 +186,9 @@ class Job(JobTransitions, AsyncJobTransitions):
         if self.meter is not None:
             self.meter.moved(status)
 
-    def _began(self, change: Change) -> None:
+    def _began(self, started_at: float) -> None:
         if self.meter is not None:
-            self.meter.began(change.set.get("started_at"), self.writer.queued_at)
+            self.meter.began(started_at, self.writer.queued_at)
 
     def _ended(self, status: str) -> None:
         if self.meter is not None:

@@ -9,6 +9,7 @@ is Job's own, in ``_job.py``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,7 +46,7 @@ class AsyncJobTransitions:
         def cancel_seen(self) -> bool: ...
         def activate(self) -> AbstractContextManager[Status]: ...
         def _moved(self, status: str) -> None: ...
-        def _began(self, change: Change) -> None: ...
+        def _began(self, started_at: float) -> None: ...
         def _ended(self, status: str) -> None: ...
         def _running(self) -> None: ...
         def _stopped(self) -> None: ...
@@ -88,12 +89,13 @@ class AsyncJobTransitions:
         # sync: ``cancelled`` and its code must not run. While it runs, heartbeats keep
         # sync: its record fresh and cancel requests reach it.
         # sync: """
-        change = lifecycle.started(self.options, serialized_job, self.identity)
+        at = time.time()  # started_at, kept unparsed for the meter's wait
+        change = lifecycle.started(self.options, serialized_job, self.identity, at)
         if change and not await self.writer.awrite_guarded(change) and await self._astart_refused():
             self._ended("cancelled")
             await self.writer.awrite_guarded(self._refused())
             return False
-        self._began(change)
+        self._began(at)
         self._running()
         return True
 

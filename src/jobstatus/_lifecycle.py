@@ -92,10 +92,12 @@ def started(
     options: JobOptions,
     serialized_job: Mapping[str, Any] | None = None,
     identity: Identity = NOBODY,
+    at: float | None = None,
 ) -> Change:
+    """``working``, stamped ``at`` (epoch seconds; default now)."""
     fields: Record = {}
     incr: dict[str, float] = {}
-    now = utc_now_iso()
+    now = utc_now_iso(at)
     tracked = _tracks_status(options)
     if tracked:
         fields.update(status="working", started_at=now, **identity.fields())

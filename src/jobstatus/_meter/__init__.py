@@ -116,16 +116,17 @@ class JobMeter:
             self.last = status
             self.recorder.transition(self.name, status)
 
-    def began(self, started_at: object, queued_at: str | None) -> None:
-        """The attempt is recorded working at ``started_at``; it was queued since ``queued_at``."""
+    def began(self, started_at: float, queued_at: str | None) -> None:
+        """The attempt is recorded working at ``started_at`` (epoch seconds: the stamp
+        it wrote, unparsed); it was queued since ``queued_at`` (the store's stamp)."""
         self.moved("working")
         self.started = time.monotonic()
         if queued_at is None:
             return
-        start, queued = parse_iso(started_at), parse_iso(queued_at)
-        if start is not None and queued is not None:
+        queued = parse_iso(queued_at)
+        if queued is not None:
             # Two machines' clocks: a publisher ahead of the worker is no negative wait.
-            self.recorder.wait(self.name, max(start - queued, 0.0))
+            self.recorder.wait(self.name, max(started_at - queued, 0.0))
 
     def ended(self, status: str) -> None:
         """The attempt ended, leaving the job ``status``."""
