@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,52 +40,48 @@ def test_celery_eager_failure_is_failed() -> None:
 
 
 @pytest.mark.celery
-def test_celery_retry_that_starts_before_its_first_run_ends_is_recorded() -> None:
+def test_celery_retry_that_starts_before_its_first_run_ends_is_recorded(tmp_path: Path) -> None:
     # A retry has the task's id. In a thread pool it can start in a second thread while
-    # the first run is still ending (here held in its task_retry signal), and that run's
-    # postrun then comes while the retry runs: it must not take the retry's outcome.
+    # the first run is still ending, and that run's postrun then comes while the retry
+    # runs: it must not take the retry's outcome (celery_threads_app forces the order).
     pytest.importorskip("celery")
-    from celery import Celery, signals
-    from celery.contrib.testing.worker import start_worker
+    from celery import Celery
 
     from jobstatus.integrations.celery import track
 
-    from ._support import CELERY_REDIS_DB, redis_url, require_redis, unique
+    from ._support import (
+        CELERY_REDIS_DB,
+        python,
+        redis_url,
+        require_redis,
+        start,
+        stop,
+        unique,
+        worker_env,
+    )
 
     require_redis()
-    app = Celery(unique("overlap"), broker=redis_url(CELERY_REDIS_DB))
-    app.conf.update(task_default_queue=unique("jobstatus-celery-overlap"))
-    track(app, includes={"status", "exception"})
-    retry_started, first_ended = threading.Event(), threading.Event()
-
-    @app.task(bind=True, max_retries=1, name="overlap.retried")
-    def retried(self: Any) -> int:
-        if self.request.retries == 0:
-            raise self.retry(exc=ValueError("attempt 1"), countdown=0)
-        retry_started.set()
-        assert first_ended.wait(10)
-        return 2
-
-    def hold_first_run(sender: Any = None, **_: Any) -> None:
-        if getattr(sender, "name", None) == "overlap.retried":
-            assert retry_started.wait(10)
-
-    def say_first_run_ended(task: Any = None, **_: Any) -> None:  # after jobstatus's
-        if getattr(task, "name", None) == "overlap.retried" and task.request.retries == 0:
-            first_ended.set()
-
-    signals.task_retry.connect(hold_first_run, weak=False)
-    signals.task_postrun.connect(say_first_run_ended, weak=False)
+    broker, queue = redis_url(CELERY_REDIS_DB), unique("jobstatus-celery-threads")
+    log = tmp_path / "worker.log"
+    env = worker_env(  # the worker records in this test's default store
+        os.environ["JOBSTATUS_STORE"],
+        JOBSTATUS_TEST_CELERY_BROKER=broker,
+        JOBSTATUS_TEST_CELERY_QUEUE=queue,
+    )
+    command = [python(), "-m", "celery", "-A", "celery_threads_app", "worker", "-P", "threads",
+               "-c", "2", "-Q", queue, "-n", f"{queue}@%h", "--without-gossip",
+               "--without-mingle", "--without-heartbeat", "-l", "warning"]  # fmt: skip
+    client = Celery("client", broker=broker)
+    track(client)  # the publisher records queued
+    process = start(command, env, log)
     try:
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
-            result = retried.delay()
-            s = jobstatus.get(result).wait(timeout=30)
+        job_id = unique("job")
+        client.send_task("celery_threads_app.retried", queue=queue, task_id=job_id)
+        s = jobstatus.get(job_id).wait(timeout=60)
     finally:
-        signals.task_retry.disconnect(hold_first_run)
-        signals.task_postrun.disconnect(say_first_run_ended)
-        app.close()
-    assert first_ended.is_set() and retry_started.is_set()  # the overlap happened
-    assert s.is_completed and s["attempts"] == 2
+        stop(process)
+        client.close()
+    assert s.is_completed and s["attempts"] == 2, log.read_text()
     statuses = [entry["status"] for entry in s.history]
     assert statuses == ["queued", "working", "queued", "working", "completed"]
 
