@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
@@ -321,13 +322,16 @@ def record_outcome(
 
 class Attempts:
     """The attempts running in this process, by job id (each dict operation is atomic,
-    so threads share it without a lock)."""
+    so threads share it; only :meth:`discard`'s test-then-delete needs the lock, and
+    :meth:`add` takes it so that no add lands between the two)."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, Attempt] = {}
+        self._lock = threading.Lock()
 
     def add(self, attempt: Attempt) -> None:
-        self._by_id[attempt.job.job_id] = attempt
+        with self._lock:
+            self._by_id[attempt.job.job_id] = attempt
 
     def get(self, job_id: object) -> Attempt | None:
         return self._by_id.get(job_id) if isinstance(job_id, str) else None
@@ -337,5 +341,6 @@ class Attempts:
 
     def discard(self, attempt: Attempt) -> None:
         """Forget ``attempt``, unless a later attempt of its job took its place."""
-        if self._by_id.get(attempt.job.job_id) is attempt:
-            del self._by_id[attempt.job.job_id]
+        with self._lock:
+            if self._by_id.get(attempt.job.job_id) is attempt:
+                del self._by_id[attempt.job.job_id]
