@@ -262,7 +262,8 @@ def test_asubmit_runs_a_coroutine_as_a_job(store: Store) -> None:
 
     async def main() -> str:
         job_id = await jobstatus.asubmit(work, 20)
-        assert (await jobstatus.aget(job_id)).status in ("queued", "working")
+        # Recorded from the start; on a loaded machine it may have finished already.
+        assert (await jobstatus.aget(job_id)).status in ("queued", "working", "completed")
         return (await (await jobstatus.aget(job_id)).until_finished(timeout=10)).job_id
 
     s = jobstatus.get(asyncio.run(main()))
