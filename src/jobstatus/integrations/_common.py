@@ -320,6 +320,10 @@ def record_outcome(
         attempt.finish(exc)
 
 
+# The attribute :meth:`Attempts.carry` keeps a run's attempt in.
+_CARRIED = "_jobstatus_attempt"
+
+
 class Attempts:
     """The attempts running in this process, by job id (each dict operation is atomic,
     so threads share it; only :meth:`discard`'s test-then-delete needs the lock, and
@@ -338,6 +342,19 @@ class Attempts:
 
     def pop(self, job_id: object) -> Attempt | None:
         return self._by_id.pop(job_id, None) if isinstance(job_id, str) else None
+
+    def carry(self, attempt: Attempt, run: object) -> None:
+        """Add ``attempt``, and keep it on ``run``, the queue's object for this one run
+        (a Celery request, a Dramatiq message): a retry has the same job id and may
+        start in another thread before this run's last hook, so by id is not enough."""
+        self.add(attempt)
+        setattr(run, _CARRIED, attempt)
+
+    @staticmethod
+    def carried(run: object) -> Attempt | None:
+        """The attempt kept on ``run`` by :meth:`carry` (None: not tracked, not started)."""
+        attempt = getattr(run, _CARRIED, None)
+        return attempt if isinstance(attempt, Attempt) else None
 
     def discard(self, attempt: Attempt) -> None:
         """Forget ``attempt``, unless a later attempt of its job took its place."""

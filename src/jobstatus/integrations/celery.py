@@ -69,10 +69,6 @@ PARENT_HEADER = "jobstatus_parent"
 
 _apps: weakref.WeakKeyDictionary[Celery, JobSpec] = weakref.WeakKeyDictionary()
 _attempts = Attempts()
-# The attribute that carries a run's Attempt on its request (Celery's context of that
-# execution), from prerun to postrun: with a thread pool, a retry (the same task id)
-# may start in another thread before this run's postrun.
-_ATTEMPT = "_jobstatus_attempt"
 
 
 def track(app: Celery, *, store: object = None, **options: Any) -> None:
@@ -359,14 +355,12 @@ def _on_prerun(
     # A refused start (a cancel was pending: recorded cancelled) leaves attempt.done
     # set; the task's guarded run (or StatusTask.__call__) then does not run its code.
     attempt.start(spec.serialized(task_id, args, kwargs, queue, retries=request.retries))
-    _attempts.add(attempt)  # by id: what the run's own retry publish finds
-    setattr(request, _ATTEMPT, attempt)
+    _attempts.carry(attempt, request)  # a thread pool may start its retry before postrun
 
 
 def _attempt_of(task: Any) -> Attempt | None:
     """The Attempt of the run ``task`` is in (None: not tracked, or not started)."""
-    attempt = getattr(task.request, _ATTEMPT, None)
-    return attempt if isinstance(attempt, Attempt) else None
+    return _attempts.carried(task.request)
 
 
 def _refuse(task: Any) -> None:

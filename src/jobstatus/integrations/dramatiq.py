@@ -87,10 +87,6 @@ PARENT_OPTION = "jobstatus_parent"
 GROUP_NAME = "dramatiq.group"
 # Dramatiq's own option on the messages of a group run with completion callbacks.
 _COMPLETION_OPTION = "group_completion_uuid"
-# The attribute that carries a delivery's Attempt on its MessageProxy, from the start
-# hook to the ack: a retry (the same message id) may start in another worker thread
-# before this delivery's after hooks and ack have run.
-_ATTEMPT = "_jobstatus_attempt"
 # The brokers a StatusMiddleware was added to in this process, for the revoker.
 _brokers: weakref.WeakSet[Broker] = weakref.WeakSet()
 
@@ -190,8 +186,7 @@ class StatusMiddleware(Middleware):
             return
         attempt = Attempt(worker_job(spec, message.message_id, _parent(message)))
         runs = attempt.start(_serialized(spec, message))
-        self._attempts.add(attempt)  # by id: what the Retries middleware's send finds
-        setattr(message, _ATTEMPT, attempt)
+        self._attempts.carry(attempt, message)  # a retry may start before this ack
         if not runs:
             raise SkipMessage("cancelled before it started")  # recorded cancelled
 
@@ -203,7 +198,7 @@ class StatusMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        attempt = _attempt_of(message)
+        attempt = Attempts.carried(message)
         if attempt is None:
             return
         attempt.leave()
@@ -228,13 +223,13 @@ class StatusMiddleware(Middleware):
             attempt.exc = exception  # failed or retried: decided by the Retries middleware
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
-        attempt = _attempt_of(message)
+        attempt = Attempts.carried(message)
         if attempt is None:
             spec = self.spec_of(broker, message.actor_name)
             if spec is None:
                 return
             attempt = Attempt(spec.job(message.message_id))
-            setattr(message, _ATTEMPT, attempt)
+            self._attempts.carry(attempt, message)
         attempt.leave()
         attempt.exc = None if attempt.done else _why_skipped(attempt)
 
@@ -242,7 +237,7 @@ class StatusMiddleware(Middleware):
 
     def before_ack(self, broker: Broker, message: Any) -> None:
         """The message is done with: record its exception as failed unless it was retried."""
-        attempt = _attempt_of(message)
+        attempt = Attempts.carried(message)
         if attempt is None:
             return
         self._attempts.discard(attempt)
@@ -274,12 +269,6 @@ def group_id_of(dramatiq_group: Any, *, store: object = None) -> str | None:
         return None
     parent = read_status(store_or_default(store), first.message_id).get("parent")
     return parent if isinstance(parent, str) else None
-
-
-def _attempt_of(message: Any) -> Attempt | None:
-    """The Attempt of this delivery of ``message`` (None: not tracked, or not started)."""
-    attempt = getattr(message, _ATTEMPT, None)
-    return attempt if isinstance(attempt, Attempt) else None
 
 
 def _parent(message: Any) -> str | None:
