@@ -570,9 +570,52 @@ def parse_iso(value: object) -> float | None:
     return parsed.timestamp()
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-dumps = _encoder.encode
-loads = json.loads
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=False
+)
+# JSONEncoder.encode builds its C encoder anew on every call, which costs a small
+# record more than encoding it; this one is built once. No circular check: every
+# value written passed check_json_value, whose nesting bound stops a cycle first.
+_encode_chunks = (
+    json.encoder.c_make_encoder(
+        None,
+        _encoder.default,
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+    if json.encoder.c_make_encoder is not None
+    else None
+)
+_scan = json.JSONDecoder().scan_once
+
+
+def dumps(value: object) -> str:
+    """Compact JSON text of ``value`` (no NaN, non-ASCII kept), as json.dumps gives it."""
+    if _encode_chunks is None:  # a Python without the C accelerator
+        return _encoder.encode(value)
+    return "".join(_encode_chunks(value, 0))
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads, faster for the compact text the stores hold (and the same otherwise).
+
+    The C scanner is json.loads's own; the wrappers around it (whitespace, bytes,
+    errors) cost more than a small value's parse, so they run only when needed.
+    """
+    if type(text) is str:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            pass  # leading whitespace or not JSON: json.loads says which
+        else:
+            if end == len(text):
+                return value
+    return json.loads(text)
 
 
 def exception_info(exc: BaseException) -> Record:

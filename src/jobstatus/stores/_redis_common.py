@@ -32,7 +32,6 @@ keys are binary-safe), so no two ids share a key.
 from __future__ import annotations
 
 import heapq
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -692,7 +691,7 @@ return removed
 """
 
 
-_decode = json.JSONDecoder().decode
+_decode = loads
 
 URL_OPTIONS: Final = {"prefix": url.text, "timeout": url.seconds}
 
