@@ -11,7 +11,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final
@@ -576,8 +576,11 @@ _encoder = json.JSONEncoder(
 # JSONEncoder.encode builds its C encoder anew on every call, which costs a small
 # record more than encoding it; this one is built once. No circular check: every
 # value written passed check_json_value, whose nesting bound stops a cycle first.
-_encode_chunks = (
-    json.encoder.c_make_encoder(
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # None without _json
+_encode_chunks: Callable[[object, int], Sequence[str]] | None = (
+    None
+    if _make_encoder is None
+    else _make_encoder(
         None,
         _encoder.default,
         json.encoder.encode_basestring,
@@ -588,10 +591,8 @@ _encode_chunks = (
         False,
         False,
     )
-    if json.encoder.c_make_encoder is not None
-    else None
 )
-_scan = json.JSONDecoder().scan_once
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def dumps(value: object) -> str:
