@@ -124,8 +124,13 @@ def sqlite_rows(folder: Path) -> list[Row]:
     for n, job_id in enumerate(ids):
         if n % 2 == 0:
             Job(job_id).started()
-        record = dumps({"status": "working"})
-        raw.execute("INSERT OR REPLACE INTO raw VALUES (?, ?)", (job_id, record))
+    # The raw side reads the same records' text (a started job's, about 250 bytes):
+    # a record of its own, {"status": "working"}, parsed in half the time.
+    raw.execute(
+        "INSERT OR REPLACE INTO raw SELECT job_id, record FROM jobstatus "
+        "WHERE job_id IN (SELECT value FROM json_each(?))",
+        (dumps(ids),),
+    )
 
     def ours_batch(n: int) -> None:
         for _ in range(n):
