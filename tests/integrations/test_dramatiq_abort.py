@@ -165,3 +165,30 @@ def test_dramatiq_aborts_own_abort_of_a_running_message_is_cancelled(
     assert [entry["status"] for entry in s.history] == ["queued", "working", "cancelled"]
     time.sleep(2)  # past its retry backoff
     assert _gate.incr(marker) == 2  # the actor ran once
+
+
+def test_dramatiq_aborts_own_cancel_of_a_queued_message_is_cancelled(
+    worker: DramatiqWorker,
+) -> None:
+    import dramatiq_abort
+    from dramatiq_abort.middleware import AbortMode
+
+    busy = worker.occupy()
+    gate = worker.gate()
+    message = worker.send("opens", gate)
+    assert jobstatus.get(message).is_queued
+    # No jobstatus.cancel: nothing in the store says the skip to come is a cancel.
+    dramatiq_abort.abort(message.message_id, middleware=abortable_of(worker), mode=AbortMode.CANCEL)
+    for busy_gate in busy:
+        _gate.open_gate(busy_gate)
+    s = finished(message)
+    assert s.is_cancelled and "exception" not in s and "cancel" not in s, s.to_dict()
+    # Placed after jobstatus's middleware, Abortable skips it after the start was written.
+    expected = (
+        ["queued", "cancelled"]
+        if worker.abortable == "before"
+        else ["queued", "working", "cancelled"]
+    )
+    assert [entry["status"] for entry in s.history] == expected
+    time.sleep(1)
+    assert not _gate.is_open(gate)  # the actor never ran

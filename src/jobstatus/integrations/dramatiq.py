@@ -231,7 +231,7 @@ class StatusMiddleware(Middleware):
             attempt = Attempt(spec.job(message.message_id))
             self._attempts.carry(attempt, message)
         attempt.leave()
-        attempt.exc = None if attempt.done else _why_skipped(attempt)
+        attempt.exc = None if attempt.done else _why_skipped(attempt, broker, message)
 
     # -- acknowledging (the consumer thread) ------------------------------------------
 
@@ -277,12 +277,18 @@ def _parent(message: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _why_skipped(attempt: Attempt) -> BaseException | None:
+def _why_skipped(attempt: Attempt, broker: Broker, message: Any) -> BaseException | None:
     """What a middleware's skip records: ``Cancelled`` when the job's cancel is pending
     (dramatiq-abort's ``Abortable``, placed before this middleware, skipped it before
     the start hook could refuse it), nothing when it is finished already (a redelivery
     of a cancelled message), else :class:`MessageSkipped`. Skips are rare: the one read
-    is worth it."""
+    is worth it.
+
+    A skip that leaves the message unfailed on a broker with ``Abortable`` is
+    ``dramatiq_abort.abort(id, mode=AbortMode.CANCEL)`` called directly: ``Abortable``
+    takes its event and skips the message without failing it. The middleware that skip
+    for a fault (the age limit, retries) fail the message first.
+    """
     job_id = attempt.job.job_id
     with quietly(job_id, "why it was skipped"):
         record = read_status(attempt.job.store, job_id)
@@ -292,6 +298,8 @@ def _why_skipped(attempt: Attempt) -> BaseException | None:
                 return None
             reason = cancel.get("reason")
             return Cancelled(job_id, reason if isinstance(reason, str) else None)
+    if not getattr(message, "failed", True) and _abortable_of(broker) is not None:
+        return Cancelled(job_id, "aborted by dramatiq-abort before it ran")
     return MessageSkipped("skipped by a middleware")
 
 
