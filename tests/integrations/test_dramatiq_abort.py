@@ -72,19 +72,30 @@ def event_key(mode: str, message: Any) -> str:
     return f"dramatiq:aborts:{mode}:{message.message_id}"
 
 
-def test_a_cancelled_queued_message_is_skipped_by_abortable_and_never_runs(
-    worker: DramatiqWorker,
-) -> None:
+def queued_behind_busy_threads(worker: DramatiqWorker) -> tuple[list[str], str, Any]:
+    """Every worker thread held at a gate, then a message that opens ``gate``: it waits
+    queued until :func:`release` lets the threads go."""
     busy = worker.occupy()
     gate = worker.gate()
     message = worker.send("opens", gate)
     assert jobstatus.get(message).is_queued
+    return busy, gate, message
+
+
+def release(busy: list[str]) -> None:
+    for busy_gate in busy:
+        _gate.open_gate(busy_gate)
+
+
+def test_a_cancelled_queued_message_is_skipped_by_abortable_and_never_runs(
+    worker: DramatiqWorker,
+) -> None:
+    busy, gate, message = queued_behind_busy_threads(worker)
     assert jobstatus.cancel(message, reason="not needed")
     events = abort_events(worker)
     assert events.exists(event_key("cancel", message))  # the revoker's AbortMode.CANCEL
     assert not events.exists(event_key("abort", message))
-    for busy_gate in busy:
-        _gate.open_gate(busy_gate)
+    release(busy)
     s = finished(message)
     assert s.is_cancelled and "finished_at" in s, s.to_dict()
     assert "attempts" not in s and "started_at" not in s
@@ -173,14 +184,10 @@ def test_dramatiq_aborts_own_cancel_of_a_queued_message_is_cancelled(
     import dramatiq_abort
     from dramatiq_abort.middleware import AbortMode
 
-    busy = worker.occupy()
-    gate = worker.gate()
-    message = worker.send("opens", gate)
-    assert jobstatus.get(message).is_queued
+    busy, gate, message = queued_behind_busy_threads(worker)
     # No jobstatus.cancel: nothing in the store says the skip to come is a cancel.
     dramatiq_abort.abort(message.message_id, middleware=abortable_of(worker), mode=AbortMode.CANCEL)
-    for busy_gate in busy:
-        _gate.open_gate(busy_gate)
+    release(busy)
     s = finished(message)
     assert s.is_cancelled and "exception" not in s and "cancel" not in s, s.to_dict()
     # Placed after jobstatus's middleware, Abortable skips it after the start was written.
