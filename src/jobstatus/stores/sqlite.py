@@ -225,8 +225,8 @@ class SQLiteStore(Listing, Purge, Store):
                 row = db.execute(STEADY_READ, (key, now)).fetchone()
                 if row is None:
                     return None
-                keys, status, parent = row
-                children, total, progress = loads(keys)
+                steady, status, parent = row
+                children, total, progress = loads(steady)
                 old: Record = {"total": total, "progress": progress, "parent": parent}
                 if isinstance(children, dict):
                     old[CHILDREN_KEY] = children
