@@ -9,7 +9,6 @@ and purged in small batches by writes, so no separate daemon is needed.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import threading
@@ -236,8 +235,7 @@ class SQLiteStore(Listing, Purge, Store):
                 if new is None:
                     return None
                 at = new.get("updated_at")
-                counts, progress = new[CHILDREN_KEY], new["progress"]
-                keys = (_counts_json(counts), new["total"], _number_json(progress), at)
+                keys = (dumps(new[CHILDREN_KEY]), new["total"], dumps(new["progress"]), at)
                 ttl = change.ttl_for(new)
                 db.execute(STEADY_WRITE, (*keys, parse_iso(at) or now, now + ttl, key))
                 return old, new
@@ -409,22 +407,6 @@ def _listed(record: Record) -> tuple[str | None, str | None]:
     """The record's parent and name columns: each key's str, else NULL."""
     parent, name = record.get("parent"), record.get("name")
     return (parent if isinstance(parent, str) else None, name if isinstance(name, str) else None)
-
-
-# The JSON text of a group's counts (roll_up gives every state, each an int) and of its
-# progress, without the encoder's setup, which costs more than the text on this path.
-_COUNTS_JSON = "{" + ",".join(f'"{state}":%d' for state in STATES) + "}"
-
-
-def _counts_json(counts: dict[str, int]) -> str:
-    return _COUNTS_JSON % tuple(counts[state] for state in STATES)
-
-
-def _number_json(number: float) -> str:
-    """repr of an int or a finite float is its JSON, every digit kept."""
-    if type(number) is int or (type(number) is float and math.isfinite(number)):
-        return repr(number)
-    return dumps(number)
 
 
 def _upper(before: float | None) -> float:
