@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple, TypeGuard
 from ._record import (
     FINISHED_STATES,
     STATES,
+    UNFINISHED_STATES,
     Change,
     Record,
     Written,
@@ -66,13 +67,16 @@ def state_of(record: Mapping[str, Any] | None) -> State | None:
     if not record:
         return None
     status = record.get("status")
-    if status not in STATES:
-        return None
     if status in FINISHED_STATES:
         return State(status, 1.0)
+    if status not in UNFINISHED_STATES:
+        return None
     progress, total = record.get("progress"), record.get("total")
     if is_number(total) and total > 0 and is_number(progress):
-        return State(status, min(max(progress / total, 0.0), 1.0))
+        ratio = progress / total
+        # min(max(ratio, 0.0), 1.0), NaN and -0.0 alike, without two builtin calls:
+        # every write of a child computes this.
+        return State(status, 0.0 if ratio < 0.0 else 1.0 if ratio > 1.0 else ratio)
     return State(status, 0.0)
 
 
@@ -174,9 +178,23 @@ STEADY_WRITES: Final = (CHILDREN_KEY, "total", "progress", "updated_at")
 #: missing or ``compute`` gives None. Then the whole record's update runs instead.
 UpdateSteady = Callable[[str, Callable[[Record], Record | None]], tuple[Record, Record] | None]
 
+#: ``update_progress(group_id, before, after, at)``: a child's move that keeps its
+#: status (a progress tick, most moves) changes a group's ``progress`` by
+#: ``after.ratio - before.ratio`` and nothing else but ``updated_at`` = ``at``, and
+#: the group's state then moves its own parent. A store that can apply it to a top
+#: group (one without a parent) without reading it gives this: it applies it and
+#: returns True when the live record is a top group that counts a child in
+#: ``before.status``, exactly as :func:`roll_up` would; else it changes nothing and
+#: returns False, and the move runs as usual.
+UpdateProgress = Callable[[str, State, State, str], bool]
+
 
 def write_through(
-    update: Update, job_id: str, change: Change, update_steady: UpdateSteady | None = None
+    update: Update,
+    job_id: str,
+    change: Change,
+    update_steady: UpdateSteady | None = None,
+    update_progress: UpdateProgress | None = None,
 ) -> Written:
     """Apply ``change`` to ``job_id`` and move its groups: the write of a store that
     merges in Python (memory, SQLite, memcached, the caches, Django's database).
@@ -184,12 +202,13 @@ def write_through(
     The store calls it inside its lock or transaction, so the whole chain is one
     atomic step; memcached's ``update`` is a CAS per record, atomic per record.
     A store that can write a few keys of a record for less than the whole record
-    also gives ``update_steady`` (see :data:`UpdateSteady`).
+    also gives ``update_steady`` and ``update_progress`` (see :data:`UpdateSteady`,
+    :data:`UpdateProgress`).
     """
     old, new = update(job_id, lambda stored: apply_write(stored, change))
     if new is None:
         return Written(applied=False, created=old is None, cancel=pending_cancel(old))
-    move_groups(update, old, new, change, update_steady)
+    move_groups(update, old, new, change, update_steady, update_progress)
     return Written(
         applied=True,
         created=old is None,
@@ -224,6 +243,7 @@ def move_groups(
     new: Record,
     change: Change,
     update_steady: UpdateSteady | None = None,
+    update_progress: UpdateProgress | None = None,
 ) -> None:
     """Roll a record's change of state up through its groups, at most MAX_DEPTH levels."""
     parent = new.get("parent")
@@ -236,6 +256,14 @@ def move_groups(
     for _ in range(MAX_DEPTH):
         if not isinstance(parent, str) or before == after:
             return
+        if (
+            update_progress is not None
+            and before is not None
+            and after is not None
+            and before.status == after.status
+            and update_progress(parent, before, after, at)
+        ):
+            return  # a top group's progress moved: nothing further to move
         mover = _mover(before, after, at, change.history_limit)
         moved = None if update_steady is None else update_steady(parent, _steady(mover))
         group_old, group_new = update(parent, mover) if moved is None else moved
