@@ -14,7 +14,7 @@ import redis
 
 import jobstatus
 
-from ._support import finished, wait_for
+from ._support import finished, wait_for, wait_until
 from .queues import RUNS, DramatiqWorker, _gate
 
 pytestmark = pytest.mark.timeout(180)
@@ -114,6 +114,9 @@ def test_a_running_message_without_progress_calls_is_aborted_and_not_retried(
     marker = worker.gate()
     message = worker.send("sleeps", marker, 60.0)
     wait_for(message, lambda s: s.is_working, log=worker.log)
+    # `working` is written before the actor's first line; an abort in between would
+    # stop it before it counts its run.
+    wait_until(lambda: _gate.count(marker) == 1, "the actor to start")
     started = time.monotonic()
     assert jobstatus.cancel(message, reason="stop")
     s = finished(message, timeout=30)
@@ -170,6 +173,9 @@ def test_dramatiq_aborts_own_abort_of_a_running_message_is_cancelled(
     marker = worker.gate()
     message = worker.send("sleeps", marker, 60.0)
     wait_for(message, lambda s: s.is_working, log=worker.log)
+    # `working` is written before the actor's first line; an abort in between would
+    # stop it before it counts its run.
+    wait_until(lambda: _gate.count(marker) == 1, "the actor to start")
     dramatiq_abort.abort(message.message_id, middleware=abortable_of(worker))  # no jobstatus.cancel
     s = finished(message, timeout=30)
     assert s.is_cancelled and "exception" not in s and "cancel" not in s, s.to_dict()

@@ -73,6 +73,11 @@ def incr(name: str) -> int:
     return count
 
 
+def count(name: str) -> int:
+    """The counter ``incr`` adds to, without adding (0 before the first ``incr``)."""
+    return int(_client.get(f"jobstatus-test:count:{name}") or 0)
+
+
 def is_open(name: str) -> bool:
     return bool(_client.exists(_key(name)))
 
