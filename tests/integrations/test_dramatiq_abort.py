@@ -108,15 +108,23 @@ def test_a_cancelled_queued_message_is_skipped_by_abortable_and_never_runs(
     assert not _gate.is_open(gate)  # the actor never ran
 
 
-def test_a_running_message_without_progress_calls_is_aborted_and_not_retried(
-    worker: DramatiqWorker,
-) -> None:
+def running_sleeper(worker: DramatiqWorker) -> tuple[str, Any]:
+    """A ``sleeps`` message whose actor has started (its marker counts 1), and the marker.
+
+    ``working`` is written before the actor's first line: an abort in between would
+    stop it before it counts its run.
+    """
     marker = worker.gate()
     message = worker.send("sleeps", marker, 60.0)
     wait_for(message, lambda s: s.is_working, log=worker.log)
-    # `working` is written before the actor's first line; an abort in between would
-    # stop it before it counts its run.
     wait_until(lambda: _gate.count(marker) == 1, "the actor to start")
+    return marker, message
+
+
+def test_a_running_message_without_progress_calls_is_aborted_and_not_retried(
+    worker: DramatiqWorker,
+) -> None:
+    marker, message = running_sleeper(worker)
     started = time.monotonic()
     assert jobstatus.cancel(message, reason="stop")
     s = finished(message, timeout=30)
@@ -170,12 +178,7 @@ def test_dramatiq_aborts_own_abort_of_a_running_message_is_cancelled(
 ) -> None:
     import dramatiq_abort
 
-    marker = worker.gate()
-    message = worker.send("sleeps", marker, 60.0)
-    wait_for(message, lambda s: s.is_working, log=worker.log)
-    # `working` is written before the actor's first line; an abort in between would
-    # stop it before it counts its run.
-    wait_until(lambda: _gate.count(marker) == 1, "the actor to start")
+    marker, message = running_sleeper(worker)
     dramatiq_abort.abort(message.message_id, middleware=abortable_of(worker))  # no jobstatus.cancel
     s = finished(message, timeout=30)
     assert s.is_cancelled and "exception" not in s and "cancel" not in s, s.to_dict()

@@ -65,9 +65,13 @@ def close(name: str) -> None:
     _client.delete(_key(name))
 
 
+def _count_key(name: str) -> str:
+    return f"jobstatus-test:count:{name}"
+
+
 def incr(name: str) -> int:
     """Add one to a counter shared by every process; return the new count."""
-    key = f"jobstatus-test:count:{name}"
+    key = _count_key(name)
     count = int(_client.incr(key))
     _client.expire(key, 120)
     return count
@@ -75,7 +79,7 @@ def incr(name: str) -> int:
 
 def count(name: str) -> int:
     """The counter ``incr`` adds to, without adding (0 before the first ``incr``)."""
-    return int(_client.get(f"jobstatus-test:count:{name}") or 0)
+    return int(_client.get(_count_key(name)) or 0)
 
 
 def is_open(name: str) -> bool:
