@@ -354,3 +354,47 @@ def test_a_childs_progress_tick_moves_its_top_group_in_one_statement(tmp_path: P
     assert len(group_statements) == 100
     assert all(sql.lstrip().startswith("UPDATE") for sql in group_statements)
     assert sum(sql.lstrip().startswith("SELECT") for sql in trace) == 100
+
+
+CLOSE_WHILE_ANOTHER_THREAD_WRITES = """
+import sys, threading
+from jobstatus._record import Change
+from jobstatus.stores import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+stop = threading.Event()
+written = [0]
+
+def writer():
+    while not stop.is_set():
+        written[0] += 1
+        store.write("j", Change(set={"progress": written[0]}))
+
+thread = threading.Thread(target=writer)
+thread.start()
+for _ in range(2000):
+    store.read("other")
+    store.close()  # this thread's connection; the writer's stays its own
+stop.set()
+thread.join()
+print(store.read("j")["progress"] == written[0], written[0] > 0)
+"""
+
+
+def test_closing_the_store_in_one_thread_leaves_another_threads_writes_alone(
+    tmp_path: Path,
+) -> None:
+    # close() used to drop every thread's connection, closing the writer's from this
+    # thread while it ran a statement: a segmentation fault (or a lock held for ever).
+    # In a process of its own, so a crash fails this test, not the run.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSE_WHILE_ANOTHER_THREAD_WRITES, str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

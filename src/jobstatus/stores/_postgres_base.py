@@ -170,7 +170,7 @@ class PostgresBase(Listing, Push, CancelPush, Migration, Purge, Store):
     def close(self) -> None:
         if self._given_kind not in ("pool", "connection"):
             self._process_pool().close()
-        self._pools.reset()
+        self._pools.forget()
 
     async def aclose(self) -> None:
         entry = self._loops.pop(asyncio.get_running_loop(), None)

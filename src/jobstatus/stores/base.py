@@ -467,13 +467,12 @@ class PerProcess:
             return None if owned is None else owned.value
         return self._shared
 
-    def reset(self) -> None:
-        """Forget the value in this process (and this thread)."""
-        self._local = threading.local()
-        self._shared = None
-
     def forget(self) -> None:
-        """Forget this thread's value only (per-thread values), or the shared one."""
+        """Forget this thread's value only (per-thread values), or the shared one.
+
+        Other threads keep theirs until they end: dropping them from here would close
+        a connection another thread may be using at this moment.
+        """
         if self._per_thread:
             self._local.value = None
         else:

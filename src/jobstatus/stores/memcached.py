@@ -339,7 +339,7 @@ class MemcachedStore(Store):
         ring = self._clients.get()
         assert isinstance(ring, _Ring)
         ring.close()
-        self._clients.reset()
+        self._clients.forget()
 
 
 def _build_ring(

@@ -430,7 +430,7 @@ class SQLiteStore(Listing, Purge, Store):
         connection = self._connections.peek()
         if isinstance(connection, sqlite3.Connection):
             connection.close()
-        self._connections.reset()
+        self._connections.forget()
 
 
 def _listed(record: Record) -> tuple[str | None, str | None]:
