@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -15,27 +17,42 @@ from jobstatus.stores import Store
 from ..stores import StoreCase
 
 
-def _run_steps(job_id: str, steps: int, pause: float = 0.15) -> threading.Thread:
+@contextmanager
+def _steps_running(job_id: str, steps: int, pause: float = 0.15) -> Iterator[None]:
+    """A job that runs ``steps`` steps in a thread, joined on leaving, even on failure.
+
+    The thread's own error is raised here: otherwise a reader would only time out,
+    and a thread still writing could reach into the next test.
+    """
+    errors: list[BaseException] = []
+
     def run() -> None:
-        job = Job(job_id)
-        job.enqueued()
-        time.sleep(pause)
-        job.started()
-        for n in range(1, steps + 1):
+        try:
+            job = Job(job_id)
+            job.enqueued()
             time.sleep(pause)
-            job.status.update(progress=n, force=True)
-        time.sleep(pause)
-        job.finished()
+            job.started()
+            for n in range(1, steps + 1):
+                time.sleep(pause)
+                job.status.update(progress=n, force=True)
+            time.sleep(pause)
+            job.finished()
+        except BaseException as exc:
+            errors.append(exc)
 
     thread = threading.Thread(target=run)
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        thread.join()
+        if errors:
+            raise errors[0]
 
 
 def test_wait_returns_the_finished_snapshot(store: Store) -> None:
-    thread = _run_steps("w1", 2)
-    s = jobstatus.get("w1").wait(timeout=20)
-    thread.join()
+    with _steps_running("w1", 2):
+        s = jobstatus.get("w1").wait(timeout=20)
     assert s.is_completed and s.progress.current == 2
 
 
@@ -49,9 +66,8 @@ def test_wait_times_out(store: Store) -> None:
 
 def test_watch_yields_changes_in_order_and_ends_at_the_finished_one(store: Store) -> None:
     Job("w2").enqueued()
-    thread = _run_steps("w2", 3, pause=0.4)
-    snapshots = list(jobstatus.get("w2").watch(timeout=30))
-    thread.join()
+    with _steps_running("w2", 3, pause=0.4):
+        snapshots = list(jobstatus.get("w2").watch(timeout=30))
     states = [s.status for s in snapshots]
     assert states[0] == "queued" and states[-1] == "completed"
     assert "working" in states
@@ -73,9 +89,8 @@ def test_async_twins(store: Store) -> None:
         Job("a1").enqueued()
         watch = (await jobstatus.aget("a1")).awatch(timeout=30)
         seen = [(await anext(watch)).status]  # queued: read before the job can start
-        thread = _run_steps("a1", 2, pause=0.3)
-        seen += [s.status async for s in watch]
-        thread.join()
+        with _steps_running("a1", 2, pause=0.3):
+            seen += [s.status async for s in watch]
         finished = await (await jobstatus.aget("a1")).until_finished(timeout=5)
         refreshed = await jobstatus.get("a1").arefresh()
         return seen, finished.status, refreshed.status

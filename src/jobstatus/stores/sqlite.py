@@ -189,7 +189,7 @@ class SQLiteStore(Listing, Purge, Store):
             if is_new:
                 # Status data may be private: only the owner may read the file.
                 os.chmod(self.path, 0o600)
-            connection.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(connection)
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(jobstatus)")}
@@ -200,6 +200,20 @@ class SQLiteStore(Listing, Purge, Store):
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
         return connection
+
+    def _use_wal(self, connection: sqlite3.Connection) -> None:
+        # The mode lives in the file, so a connection only asks. Setting it on a file
+        # already in WAL mode can still fail at once ("database is locked", without
+        # waiting for the lock timeout) while another connection writes.
+        deadline = time.monotonic() + self.timeout
+        while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                # Another process may be creating the file at this moment.
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
