@@ -205,10 +205,14 @@ class SQLiteStore(Listing, Purge, Store):
         # The mode lives in the file, so a connection only asks. Setting it on a file
         # already in WAL mode can still fail at once ("database is locked", without
         # waiting for the lock timeout) while another connection writes.
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
         deadline = time.monotonic() + self.timeout
-        while connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        while True:
             try:
+                # A file that cannot take WAL keeps its mode: SQLite answers, not raises.
                 connection.execute("PRAGMA journal_mode=WAL")
+                return
             except sqlite3.OperationalError:
                 # Another process may be creating the file at this moment.
                 if time.monotonic() >= deadline:
