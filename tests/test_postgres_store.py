@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +27,7 @@ from . import _workers
 from ._outage import job_through_outage
 from ._own_servers import PostgresServer
 from ._strategies import examples
+from ._ticks import TRACED, as_memory_leaves_it, play_ticks
 from .stores import POSTGRES_URL, namespace, require_service
 
 pytestmark = pytest.mark.postgres
@@ -610,6 +613,44 @@ def test_messages_hide_the_password() -> None:
     with pytest.raises(StoreError) as raised:
         store.read("x")
     assert "s3cret" not in str(raised.value)
+
+
+def test_a_childs_progress_tick_moves_its_top_group_in_one_update(store: PostgresStore) -> None:
+    """As on SQLite: a tick on a group without a parent is one UPDATE of the group's
+    row, with no read of it first and its counts not rebuilt, and leaves the record
+    the memory store's merge leaves. The statements the write function runs are
+    traced with auto_explain, which logs each one it plans."""
+    notes: list[str] = []
+
+    def on_notice(diagnostic: Any) -> None:
+        notes.append(diagnostic.message_primary or "")
+
+    @contextmanager
+    def traced() -> Iterator[None]:
+        def start(conn: Any) -> None:
+            conn.add_notice_handler(on_notice)
+            for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                            "SET auto_explain.log_nested_statements = on",
+                            "SET client_min_messages = log"):  # fmt: skip
+                conn.execute(setting)
+
+        def stop(conn: Any) -> None:
+            conn.execute("RESET client_min_messages")
+            conn.remove_notice_handler(on_notice)
+
+        store._call("trace", start)  # one thread: the pool hands back the same connection
+        yield
+        store._call("trace", stop)
+
+    in_sql = play_ticks(store, traced)
+    assert in_sql == as_memory_leaves_it()
+    assert in_sql["status"] == "working" and in_sql["total"] == 5
+    statements = [note.partition("Query Text: ")[2].lstrip() for note in notes]
+    writes = [sql for sql in statements if sql.startswith("SELECT applied")]
+    on_the_group = [sql for sql in statements if "v_parent" in sql and "pg_notify" not in sql]
+    assert len(writes) == TRACED
+    assert len(on_the_group) == TRACED
+    assert all(sql.startswith("UPDATE") for sql in on_the_group)
 
 
 # -- the same semantics as the Python stores -------------------------------------------

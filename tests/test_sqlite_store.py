@@ -7,6 +7,8 @@ import logging
 import multiprocessing
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from jobstatus.stores import sqlite as sqlite_module
 
 from . import _workers
 from ._refusals import job_with_a_refused_write
+from ._ticks import TRACED, as_memory_leaves_it, play_ticks
 from .stores import FakeClock
 
 pytestmark = pytest.mark.sqlite
@@ -315,45 +318,26 @@ def test_a_childs_progress_tick_moves_its_top_group_in_one_statement(tmp_path: P
     one UPDATE that neither reads the group nor parses it in Python, and leaves the
     group's record as the memory store's merge leaves it: seeded random ratios over
     many ticks, the float's every digit, and the statements a tick runs."""
-    import random
-
-    from jobstatus.stores import MemoryStore
-
-    def play(store: jobstatus.Store, trace: list[str] | None = None) -> dict[str, object]:
-        group = jobstatus.group(name="ticks", group_id="ticks", store=store)
-        rng = random.Random(20261202)
-        children = [f"child-{n}" for n in range(5)]
-        start = "2026-12-02T00:00:00+00:00"
-        for child in children:
-            fields = {"parent": group.job_id, "status": "working", "updated_at": start}
-            store.write(child, Change(set=fields))
-        for step in range(200):
-            if step == 100 and trace is not None:
-                connection = store._connections.get()  # type: ignore[attr-defined]
-                connection.set_trace_callback(trace.append)
-            total = rng.choice([3, 7, 1000])
-            fields = {"total": total, "progress": rng.random() * total}
-            fields["updated_at"] = f"2026-12-02T00:{step // 60:02d}:{step % 60:02d}+00:00"
-            store.write(rng.choice(children), Change(set=fields))
-        if trace is not None:
-            connection.set_trace_callback(None)
-        record = store.read(group.job_id)
-        assert record is not None and record.pop("queued_at")
-        assert record["history"][0].pop("at")
-        return record
-
+    store = SQLiteStore(tmp_path / "ticks.db")
     trace: list[str] = []
-    in_sql = play(SQLiteStore(tmp_path / "ticks.db"), trace)
-    in_python = play(MemoryStore())
-    assert in_sql == in_python
+
+    @contextmanager
+    def traced() -> Iterator[None]:
+        connection = store._connections.get()  # type: ignore[attr-defined]
+        connection.set_trace_callback(trace.append)
+        yield
+        connection.set_trace_callback(None)
+
+    in_sql = play_ticks(store, traced)
+    assert in_sql == as_memory_leaves_it()
     assert in_sql["status"] == "working" and in_sql["total"] == 5
     assert 0 < in_sql["progress"] < 5  # type: ignore[operator]
     # The 100 traced writes: each reads and writes its child, then moves the group with
     # one UPDATE; nothing else reads the group.
     group_statements = [sql for sql in trace if "'$.progress'" in sql or "'ticks'" in sql]
-    assert len(group_statements) == 100
+    assert len(group_statements) == TRACED
     assert all(sql.lstrip().startswith("UPDATE") for sql in group_statements)
-    assert sum(sql.lstrip().startswith("SELECT") for sql in trace) == 100
+    assert sum(sql.lstrip().startswith("SELECT") for sql in trace) == TRACED
 
 
 CLOSE_WHILE_ANOTHER_THREAD_WRITES = """

@@ -21,7 +21,8 @@ the live record, the writer's de-duplication (``origin``), removals, sets,
 increments (ints stay ints when both are ints; otherwise float8 addition, which
 the server refuses when the sum overflows: ``WriteRefused``), history events,
 the ttl, then the roll-up through the record's groups (``_rollup.move_groups``,
-the same arithmetic, at most ``MAX_DEPTH`` levels), the counts, and a
+the same arithmetic, at most ``MAX_DEPTH`` levels; a child's progress tick on a
+top group is one ``UPDATE`` of the group's row, as on SQLite), the counts, and a
 ``pg_notify`` of each record it wrote. It answers what
 :class:`~jobstatus._record.Written` needs: applied, created, the pending cancel
 request and, for a start, when the job was queued.
@@ -252,6 +253,40 @@ _NOTIFY = """
 _TTL = f"p_now + CASE WHEN {{status}} IN ({_FINISHED_SQL}) THEN p_finished_ttl ELSE p_ttl END"
 
 
+# The group's counts in COUNTED's order, as roll_up reads them (a count that is not a
+# number is 0). One expression, not a query over unnest: plpgsql evaluates a plain
+# expression without planning and running a query.
+_COUNTS = "ARRAY[{}]".format(
+    ", ".join(
+        f"CASE WHEN jsonb_typeof(v_children -> '{state}') = 'number' "
+        f"THEN greatest(trunc((v_children ->> '{state}')::numeric), 0)::bigint ELSE 0 END"
+        for state in COUNTED
+    )
+)
+
+
+# A child's progress tick on a top group, as SQLite's PROGRESS_MOVE: one UPDATE, no
+# read first, no counts rebuilt. roll_up's arithmetic in its order ((progress - before)
+# + after, clamped to [0, total]); the WHERE holds what makes it roll_up's answer: a
+# live top group whose counts hold the child as an integer, and a numeric progress.
+# The total is the stored one: every write of a group's counts writes their sum.
+# Otherwise (nothing FOUND) the full move below runs.
+_PROGRESS_MOVE = f"""UPDATE {{t}} AS t
+         SET record = t.record || jsonb_build_object(
+               'progress', {{f_float}}(least(greatest(
+                   (t.record ->> 'progress')::float8 - v_b_ratio + v_a_ratio, 0.0),
+                   (t.record ->> 'total')::float8)),
+               'updated_at', to_jsonb(v_at)::text),
+             updated_at = v_updated,
+             expires_at = {_TTL.replace("{status}", "t.status")}
+       WHERE t.job_id = v_parent AND t.expires_at > p_now AND t.parent IS NULL
+         AND jsonb_typeof((t.record ->> 'progress')::jsonb) = 'number'
+         AND jsonb_typeof((t.record ->> 'total')::jsonb) = 'number'
+         AND COALESCE(((t.record ->> 'children')::jsonb ->> v_a_status) ~ '^[1-9][0-9]*$',
+                      false)
+      RETURNING t.record INTO v_g_new;"""
+
+
 def _shift(before: str, after: str) -> str:
     return _SHIFT.replace("{before}", before).replace("{after}", after)
 
@@ -378,26 +413,32 @@ BEGIN
 
   -- _rollup.move_groups: child first, then each ancestor, at most MAX_DEPTH.
   v_parent := {{f_str}}(v_new, 'parent');
-  IF v_old IS NOT NULL AND {{f_str}}(v_old, 'parent') IS NOT DISTINCT FROM v_parent THEN
-    SELECT s.status, s.ratio INTO v_b_status, v_b_ratio FROM {{f_state}}(v_old) AS s;
+  IF v_parent IS NOT NULL THEN  -- a record without a group moves none: no states
+    IF v_old IS NOT NULL AND {{f_str}}(v_old, 'parent') IS NOT DISTINCT FROM v_parent THEN
+      SELECT s.status, s.ratio INTO v_b_status, v_b_ratio FROM {{f_state}}(v_old) AS s;
+    END IF;
+    SELECT s.status, s.ratio INTO v_a_status, v_a_ratio FROM {{f_state}}(v_new) AS s;
   END IF;
-  SELECT s.status, s.ratio INTO v_a_status, v_a_ratio FROM {{f_state}}(v_new) AS s;
   v_at := COALESCE({{f_str}}(v_new, 'updated_at'),
                    to_char(to_timestamp(p_now) AT TIME ZONE 'UTC',
                            'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'));
   FOR v_level IN 1..__DEPTH__ LOOP
     EXIT WHEN v_parent IS NULL OR (v_b_status IS NOT DISTINCT FROM v_a_status
                                    AND v_b_ratio IS NOT DISTINCT FROM v_a_ratio);
+    IF v_b_status = v_a_status THEN  -- a progress tick: the counts stay
+      {_PROGRESS_MOVE}
+      IF FOUND THEN
+        {_notify("v_parent", "v_g_new")}
+        EXIT;
+      END IF;
+    END IF;
     SELECT t.record, t.status, t.expires_at INTO v_g_record, v_g_status, v_g_expires
       FROM {{t}} AS t WHERE t.job_id = v_parent FOR UPDATE;
     EXIT WHEN NOT FOUND OR v_g_expires <= p_now;
     v_children := (v_g_record ->> 'children')::jsonb;
     EXIT WHEN v_children IS NULL OR jsonb_typeof(v_children) <> 'object';
     -- _rollup.roll_up
-    v_counts := ARRAY(
-      SELECT CASE WHEN jsonb_typeof(v_children -> u.s) = 'number'
-                  THEN greatest(trunc((v_children ->> u.s)::numeric), 0)::bigint ELSE 0 END
-      FROM unnest(v_states) WITH ORDINALITY AS u(s, i) ORDER BY u.i);
+    v_counts := {_COUNTS};
     v_progress := CASE WHEN jsonb_typeof((v_g_record ->> 'progress')::jsonb) = 'number'
                        THEN (v_g_record ->> 'progress')::float8 ELSE 0.0 END;
     IF v_b_status IS NOT NULL THEN
@@ -444,9 +485,11 @@ BEGIN
      WHERE t.job_id = v_parent;
     {_shift("v_g_status", "v_g_state")}
     {_notify("v_parent", "v_g_new")}
-    SELECT s.status, s.ratio INTO v_b_status, v_b_ratio FROM {{f_state}}(v_g_record) AS s;
-    SELECT s.status, s.ratio INTO v_a_status, v_a_ratio FROM {{f_state}}(v_g_new) AS s;
     v_parent := {{f_str}}(v_g_new, 'parent');
+    IF v_parent IS NOT NULL THEN  -- a top group: nothing above it to move
+      SELECT s.status, s.ratio INTO v_b_status, v_b_ratio FROM {{f_state}}(v_g_record) AS s;
+      SELECT s.status, s.ratio INTO v_a_status, v_a_ratio FROM {{f_state}}(v_g_new) AS s;
+    END IF;
   END LOOP;
 
   -- The counts, last, in COUNTED's order (see the module's docstring on locks).
