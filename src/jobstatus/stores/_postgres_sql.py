@@ -265,6 +265,18 @@ _COUNTS = "ARRAY[{}]".format(
 )
 
 
+def _shift(before: str, after: str) -> str:
+    return _SHIFT.replace("{before}", before).replace("{after}", after)
+
+
+def _notify(job_id: str, record: str) -> str:
+    return _NOTIFY.replace("{id}", job_id).replace("{rec}", record)
+
+
+def _ttl(status: str) -> str:
+    return _TTL.replace("{status}", status)
+
+
 # A child's progress tick on a top group, as SQLite's PROGRESS_MOVE: one UPDATE, no
 # read first, no counts rebuilt. roll_up's arithmetic in its order ((progress - before)
 # + after, clamped to [0, total]); the WHERE holds what makes it roll_up's answer: a
@@ -278,26 +290,13 @@ _PROGRESS_MOVE = f"""UPDATE {{t}} AS t
                    (t.record ->> 'total')::float8)),
                'updated_at', to_jsonb(v_at)::text),
              updated_at = v_updated,
-             expires_at = {_TTL.replace("{status}", "t.status")}
+             expires_at = {_ttl("t.status")}
        WHERE t.job_id = v_parent AND t.expires_at > p_now AND t.parent IS NULL
          AND jsonb_typeof((t.record ->> 'progress')::jsonb) = 'number'
          AND jsonb_typeof((t.record ->> 'total')::jsonb) = 'number'
          AND COALESCE(((t.record ->> 'children')::jsonb ->> v_a_status) ~ '^[1-9][0-9]*$',
                       false)
       RETURNING t.record INTO v_g_new;"""
-
-
-def _shift(before: str, after: str) -> str:
-    return _SHIFT.replace("{before}", before).replace("{after}", after)
-
-
-def _notify(job_id: str, record: str) -> str:
-    return _NOTIFY.replace("{id}", job_id).replace("{rec}", record)
-
-
-def _ttl(status: str) -> str:
-    return _TTL.replace("{status}", status)
-
 
 # The write: see the module's docstring. {{ }} are braces psycopg.sql leaves as they are.
 _WRITE = f"""CREATE OR REPLACE FUNCTION {{f_write}}(
