@@ -192,6 +192,17 @@ SESSIONS: list[Session] = [
         tuple(REDIS_TESTS),
         REDIS_MARKER,
     ),
+    # hiredis parses replies in C once installed (docs/stores.md recommends it): the
+    # stores' tests again with it, since its answers reach the stores' decoding.
+    Session(
+        "redis-hiredis",
+        "redis-py with hiredis's parser",
+        "3.12",
+        ("redis",),
+        tuple(REDIS_TESTS),
+        REDIS_MARKER,
+        requires=("hiredis>=3",),
+    ),
     *_pair(
         "memcached",
         "pymemcache",
