@@ -56,10 +56,13 @@ class PostgresServer:
             _missing("PostgreSQL's initdb")
         self.bin = Path(found[-1]).parent
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="jobstatus-pg-"))
+        as_root = os.geteuid() == 0
+        # As root the cluster runs as user postgres, who must reach its folder: nox's
+        # TMPDIR lies inside the checkout, which may sit in a folder only root enters.
+        self.root = Path(tempfile.mkdtemp(prefix="jobstatus-pg-", dir="/tmp" if as_root else None))
         self.data = self.root / "data"
         self._as_user: list[str] = []
-        if os.geteuid() == 0:
+        if as_root:
             self._as_user = ["runuser", "-u", "postgres", "--"]
             shutil.chown(self.root, "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")

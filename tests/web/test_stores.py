@@ -10,7 +10,7 @@ import pytest
 import jobstatus
 import jobstatus.web
 from jobstatus.stores import Store
-from jobstatus.stores.base import Listing
+from jobstatus.stores.base import Listing, Push
 
 from ..stores import StoreCase
 from ._support import events, put, seed
@@ -43,6 +43,9 @@ def test_the_endpoint_serves_every_store(store: Store) -> None:
             writer = asyncio.create_task(work())
             stream = await client.get("/jobs/run/events")
             await writer
+            # The job's subscription was cancelled as its stream closed: wait until it
+            # has closed its connection, as the app's shutdown does, before the loop ends.
+            await app.state.jobstatus.hub.aclose()
             return answers, stream.text
 
     (job, unknown, batch, listing), stream = asyncio.run(run())
@@ -58,6 +61,51 @@ def test_the_endpoint_serves_every_store(store: Store) -> None:
     assert seen[-1]["status"] == "completed" and seen[-1]["progress"] == 10
     assert app.state.jobstatus.streams == 0 and app.state.jobstatus.hub.watched == 0
     put(store, "run", status="queued")  # the store still works after the streams closed
+
+
+def test_closing_the_hub_waits_until_every_subscription_has_closed(store: Store) -> None:
+    """What the app's shutdown awaits: a subscription its stream's end cancelled may
+    still be closing its connection, and a loop that ended first would leave it open."""
+    seed(store)
+    app = jobstatus.web.create_app(store=store, public=True, poll_interval=0.05)
+    hub = app.state.jobstatus.hub
+
+    async def main() -> tuple[int, int]:
+        listener = hub.listen(["run"])
+        await asyncio.sleep(0.05)  # its subscription opens (on a store that pushes)
+        hub.forget(listener)  # the stream closed: the subscription is cancelled
+        closing = hub.subscriptions
+        await hub.aclose()
+        return closing, hub.subscriptions
+
+    closing, left = asyncio.run(main())
+    assert closing == (1 if store.supports(Push) else 0)
+    assert left == 0
+
+
+def test_the_apps_shutdown_closes_the_subscriptions_of_its_streams(store: Store) -> None:
+    seed(store)
+    put(store, "run", status="completed")
+    app = jobstatus.web.create_app(store=store, public=True, poll_interval=0.05)
+
+    async def main() -> tuple[list[str], int]:
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        server = asyncio.create_task(app(scope, inbox.get, outbox.put))  # as uvicorn runs it
+        await inbox.put({"type": "lifespan.startup"})
+        said = [(await outbox.get())["type"]]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/jobs/run/events")).status_code == 200
+        await inbox.put({"type": "lifespan.shutdown"})
+        said.append((await outbox.get())["type"])
+        await server
+        return said, app.state.jobstatus.hub.subscriptions
+
+    said, left = asyncio.run(main())
+    assert said == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert left == 0
 
 
 def test_cancel_counts_search_and_children_on_every_store_that_can(

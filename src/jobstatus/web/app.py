@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -121,7 +122,13 @@ def create_app(
                 allow_headers=["Last-Event-ID"],
             )
         )
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await endpoint.aclose()
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.jobstatus = endpoint
     return app
 
@@ -204,6 +211,11 @@ class _Endpoint:
                 self.store, poll_interval=options.poll_interval, push_jobs=options.push_jobs
             )
         return self._hub
+
+    async def aclose(self) -> None:
+        """Close the hub's subscriptions, if it ever ran (the app's shutdown)."""
+        if self._hub is not None:
+            await self._hub.aclose()
 
     def serve(self, route: routes.Route) -> Callable[[Request], Awaitable[Response]]:
         """The Starlette endpoint of one route."""

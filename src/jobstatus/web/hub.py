@@ -71,6 +71,7 @@ class Hub:
         self._last: dict[str, object] = {}
         self._task: asyncio.Task[None] | None = None
         self._pushers: dict[str, asyncio.Task[None]] = {}
+        self._stopping: set[asyncio.Task[None]] = set()  # cancelled, still closing
         self.reads = 0
 
     @property
@@ -82,6 +83,11 @@ class Hub:
     def listening(self) -> int:
         """How many streams are listening now."""
         return len({id(listener) for group in self._listeners.values() for listener in group})
+
+    @property
+    def subscriptions(self) -> int:
+        """How many store subscriptions are open now: following a job, or still closing."""
+        return sum(not task.done() for task in (*self._pushers.values(), *self._stopping))
 
     def listen(self, job_ids: Iterable[str]) -> Listener:
         """Start delivering changes of ``job_ids``; call :meth:`forget` when done."""
@@ -113,6 +119,27 @@ class Hub:
                 pusher = self._pushers.pop(job_id, None)
                 if pusher is not None:
                     pusher.cancel()
+                    self._stopping.add(pusher)
+                    pusher.add_done_callback(self._stopping.discard)
+
+    async def aclose(self) -> None:
+        """Stop reading and following every job, and wait until each subscription is closed.
+
+        Await it before the event loop ends (the app's shutdown does): a job's
+        subscription, cancelled when its last stream closed, may still be closing
+        its store connection, and a loop that ends first leaves it open. Streams
+        still listening get changes again at their next watch.
+        """
+        loop = asyncio.get_running_loop()
+        tasks = [*self._pushers.values(), *self._stopping]
+        if self._task is not None:
+            tasks.append(self._task)
+        self._pushers.clear()
+        self._task = None
+        mine = [task for task in tasks if task.get_loop() is loop]  # others' loops ended
+        for task in mine:
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
 
     async def _run(self) -> None:
         while self._listeners:

@@ -324,21 +324,17 @@ class AsyncNotifySubscription(AsyncSubscription):
         self._job_id = job_id
         self._conn: Any = None
 
-    async def __aenter__(self) -> AsyncSubscription:
-        await self.listen()
-        return self
-
     async def listen(self) -> None:
         """Open a dedicated connection and LISTEN, unless listening already."""
         if self._conn is not None:
             return
         store = self._store
         try:
-            conn = await store._aconnect()
-            await conn.execute(store._statements["listen"])
+            self._conn = await store._aconnect()  # kept at once: aclose() closes it
+            await self._conn.execute(store._statements["listen"])
         except (store._pg.Error, OSError) as exc:
+            await self._drop()
             raise store._failed("subscribe", exc) from exc
-        self._conn = conn
 
     async def wait(self, timeout: float) -> list[Record] | None:
         store = self._store

@@ -280,10 +280,6 @@ class AsyncPubSubSubscription(AsyncSubscription):
         self._owned = False
         self._pubsub: Any = None
 
-    async def __aenter__(self) -> AsyncSubscription:
-        await self.listen()
-        return self
-
     async def listen(self) -> None:
         """Subscribe, unless subscribed already, and wait for the server to confirm."""
         if self._pubsub is not None:

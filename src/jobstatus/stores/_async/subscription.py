@@ -30,10 +30,20 @@ class AsyncSubscription(abc.ABC):
     def changed(self) -> None:  # noqa: B027 - only polling keeps state
         """Tell the subscription the reader just saw a change (polling resets its backoff)."""
 
+    async def listen(self) -> None:  # noqa: B027 - only pushed subscriptions subscribe
+        """Start listening now, unless listening already (entering the context does)."""
+
     async def aclose(self) -> None:  # noqa: B027 - only pushed subscriptions hold a connection
         """Stop listening."""
 
     async def __aenter__(self) -> AsyncSubscription:
+        try:
+            await self.listen()
+        except BaseException:
+            # __aexit__ runs only once __aenter__ has returned: a subscribe cut short
+            # (a stream closed meanwhile, a timeout) closes what it opened.
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(

@@ -325,21 +325,17 @@ class NotifySubscription(Subscription):
         self._job_id = job_id
         self._conn: Any = None
 
-    def __enter__(self) -> Subscription:
-        self.listen()
-        return self
-
     def listen(self) -> None:
         """Open a dedicated connection and LISTEN, unless listening already."""
         if self._conn is not None:
             return
         store = self._store
         try:
-            conn = store._connect()
-            conn.execute(store._statements["listen"])
+            self._conn = store._connect()  # kept at once: close() closes it
+            self._conn.execute(store._statements["listen"])
         except (store._pg.Error, OSError) as exc:
+            self._drop()
             raise store._failed("subscribe", exc) from exc
-        self._conn = conn
 
     def wait(self, timeout: float) -> list[Record] | None:
         store = self._store

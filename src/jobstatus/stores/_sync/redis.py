@@ -281,10 +281,6 @@ class PubSubSubscription(Subscription):
         self._owned = False
         self._pubsub: Any = None
 
-    def __enter__(self) -> Subscription:
-        self.listen()
-        return self
-
     def listen(self) -> None:
         """Subscribe, unless subscribed already, and wait for the server to confirm."""
         if self._pubsub is not None:

@@ -31,10 +31,20 @@ class Subscription(abc.ABC):
     def changed(self) -> None:  # noqa: B027 - only polling keeps state
         """Tell the subscription the reader just saw a change (polling resets its backoff)."""
 
+    def listen(self) -> None:  # noqa: B027 - only pushed subscriptions subscribe
+        """Start listening now, unless listening already (entering the context does)."""
+
     def close(self) -> None:  # noqa: B027 - only pushed subscriptions hold a connection
         """Stop listening."""
 
     def __enter__(self) -> Subscription:
+        try:
+            self.listen()
+        except BaseException:
+            # __exit__ runs only once __enter__ has returned: a subscribe cut short
+            # (a stream closed meanwhile, a timeout) closes what it opened.
+            self.close()
+            raise
         return self
 
     def __exit__(
