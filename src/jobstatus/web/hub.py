@@ -136,10 +136,13 @@ class Hub:
             tasks.append(self._task)
         self._pushers.clear()
         self._task = None
-        mine = [task for task in tasks if task.get_loop() is loop]  # others' loops ended
-        for task in mine:
-            task.cancel()
-        await asyncio.gather(*mine, return_exceptions=True)
+        pending = {task for task in tasks if task.get_loop() is loop}  # others' loops ended
+        while pending:
+            # Again until each has ended: redis-py's cluster client can swallow a cancel
+            # that lands while it connects, and the task would wait on for its slice.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
 
     async def _run(self) -> None:
         while self._listeners:
