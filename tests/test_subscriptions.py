@@ -79,6 +79,7 @@ def test_entering_and_leaving_listens_and_closes_once() -> None:
         def listen(self) -> None:
             self.opened += 1
 
-    with Counted() as entered:
-        assert (entered.opened, entered.closed) == (1, 0)  # type: ignore[attr-defined]
-    assert (entered.opened, entered.closed) == (1, 1)  # type: ignore[attr-defined]
+    subscription = Counted()
+    with subscription:
+        assert (subscription.opened, subscription.closed) == (1, 0)
+    assert (subscription.opened, subscription.closed) == (1, 1)

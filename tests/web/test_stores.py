@@ -72,7 +72,7 @@ def test_closing_the_hub_waits_until_every_subscription_has_closed(store: Store)
 
     async def main() -> tuple[int, int]:
         listener = hub.listen(["run"])
-        await asyncio.sleep(0.05)  # its subscription opens (on a store that pushes)
+        await asyncio.sleep(0.05)  # its subscription starts (on a store that pushes)
         hub.forget(listener)  # the stream closed: the subscription is cancelled
         closing = hub.subscriptions
         await hub.aclose()

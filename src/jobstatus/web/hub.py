@@ -135,6 +135,7 @@ class Hub:
         if self._task is not None:
             tasks.append(self._task)
         self._pushers.clear()
+        self._stopping.clear()  # a task of an ended loop would never call back
         self._task = None
         pending = {task for task in tasks if task.get_loop() is loop}  # others' loops ended
         while pending:

@@ -322,6 +322,8 @@ class AsyncPubSubSubscription(AsyncSubscription):
                 await pubsub.aclose()
 
     async def aclose(self) -> None:
-        await self._drop()
-        if self._owned and self._client is not None:
-            await self._client.aclose()
+        try:
+            await self._drop()  # an interrupted teardown (a cancel) still closes our client
+        finally:
+            if self._owned and self._client is not None:
+                await self._client.aclose()

@@ -323,6 +323,8 @@ class PubSubSubscription(Subscription):
                 pubsub.close()
 
     def close(self) -> None:
-        self._drop()
-        if self._owned and self._client is not None:
-            self._client.close()
+        try:
+            self._drop()  # an interrupted teardown (a cancel) still closes our client
+        finally:
+            if self._owned and self._client is not None:
+                self._client.close()
